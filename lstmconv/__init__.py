@@ -1,0 +1,54 @@
+"""lstmconv: move trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch and ONNX, checked numerically.
+
+Library use::
+
+    import lstmconv
+    report = lstmconv.convert("model.h5", "weights.safetensors", to="torch")
+    loaded = lstmconv.load("model.h5")                    # canonical form + source references
+    state = lstmconv.to_torch_state_dict(loaded)[0]       # {"lstm_1.weight_ih_l0": ndarray, ...}
+
+Importing this package imports no framework (torch, keras, tensorflow, onnxruntime); submodules are
+loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "convert",
+    "load",
+    "load_keras_weights",
+    "to_torch_state_dict",
+    "save_torch",
+    "LstmconvError",
+    "errors",
+    "schema",
+]
+__version__ = "0.1.0"
+
+_LAZY = {
+    "convert": ("lstmconv.conversion", "convert"),
+    "load": ("lstmconv.loading", "load_file"),
+    "load_keras_weights": ("lstmconv.loading", "load_keras_weights"),
+    "to_torch_state_dict": ("lstmconv.conversion", "to_torch_state_dict"),
+    "save_torch": ("lstmconv.conversion", "save_torch"),
+    "LstmconvError": ("lstmconv.errors", "LstmconvError"),
+    "errors": ("lstmconv.errors", None),
+    "schema": ("lstmconv.schema", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lstmconv' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,191 @@
+"""Keras layout <-> canonical form.
+
+Keras stores matrices ``(in, out)`` with gates stacked along the last axis (LSTM i,f,c,o; GRU z,r,h) and
+one bias, except GRU ``reset_after=True`` (``(2, 3H)``: input row, recurrent row) and the CuDNN classes
+(``(2*G*H,)``: input biases then recurrent biases). See :mod:`lstmconv.keras_layout` for the three storage
+layouts and ``../shared/reference/layouts.md`` sections 1-3 for sources.
+
+Activation names are resolved by Keras major version: ``hard_sigmoid`` is ``clip(0.2x + 0.5)`` in
+Keras 1/2 and ``clip(x/6 + 0.5)`` in Keras 3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lstmconv.activations import Activation
+from lstmconv.errors import ConfigError, MissingTensorError, ShapeMismatchError, UnsupportedFeatureError
+from lstmconv.gates import CELL_GATES, GATE_ORDER, Gate, gate_count, split_gates
+from lstmconv.keras_layout import KerasCellArrays, KerasRecurrentArrays
+from lstmconv.schema import DirectionWeights, GateWeights, RecurrentLayer, RecurrentMeta, StackLevel
+
+__all__ = ["keras_activation", "recurrent_to_canonical", "dense_weight_to_canonical"]
+
+_PLAIN = {
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "linear": "linear",
+    "softsign": "softsign",
+    "softplus": "softplus",
+    "selu": "selu",
+    "exponential": "exponential",
+    "swish": "silu",
+    "silu": "silu",
+    "gelu": "gelu",
+    "relu6": "relu6",
+    "mish": "mish",
+    "softmax": "softmax",
+    "log_softmax": "log_softmax",
+    "log_sigmoid": "log_sigmoid",
+    "hard_tanh": "hard_tanh",
+}
+
+
+def keras_activation(spec: Any, keras_major: int, *, layer: str | None = None) -> Activation:
+    """Translate a Keras activation (name or Keras 3 serialized dict) into numbers.
+
+    ``keras_major`` is the Keras major version that wrote the file: Keras 1 and 2 define
+    ``hard_sigmoid(x) = clip(0.2x + 0.5, 0, 1)``, Keras 3 ``relu6(x + 3) / 6``.
+    """
+    name = spec
+    if isinstance(spec, dict):  # Keras 3: {"module": "keras.activations", "class_name": "function", "config": "tanh"}
+        name = spec.get("config") if isinstance(spec.get("config"), str) else spec.get("class_name")
+    if name is None:
+        return Activation(name="linear")
+    if not isinstance(name, str):
+        raise UnsupportedFeatureError(f"activation {spec!r} is not a Keras activation name", layer=layer)
+    key = name.lower()
+    if key in _PLAIN:
+        return Activation(name=_PLAIN[key])  # type: ignore[arg-type]
+    if key == "hard_sigmoid":
+        slope = 1.0 / 6.0 if keras_major >= 3 else 0.2
+        return Activation(name="hard_sigmoid", alpha=slope, beta=0.5)
+    if key in ("hard_silu", "hard_swish"):
+        return Activation(name="hard_silu", alpha=1.0 / 6.0, beta=0.5)
+    if key == "elu":
+        return Activation(name="elu", alpha=1.0)
+    if key == "leaky_relu":
+        return Activation(name="leaky_relu", alpha=0.2)
+    raise UnsupportedFeatureError(
+        f"activation {name!r} is not supported",
+        layer=layer,
+        hint="supported: " + ", ".join(sorted({*_PLAIN, "hard_sigmoid", "hard_silu", "elu", "leaky_relu"})),
+    )
+
+
+def recurrent_to_canonical(meta: RecurrentMeta, weights: KerasRecurrentArrays) -> RecurrentLayer:
+    """Build the canonical layer from a Keras layer's description and its arrays (views, no copies)."""
+    forward = _direction(meta, weights.forward)
+    backward = _direction(meta, weights.backward) if weights.backward is not None else None
+    return RecurrentLayer(**dict(meta), levels=(StackLevel(forward=forward, backward=backward),))
+
+
+def dense_weight_to_canonical(kernel: np.ndarray) -> np.ndarray:
+    """Keras Dense kernel ``(in, units)`` -> canonical ``(units, in)`` (a transposed view)."""
+    return kernel.T
+
+
+def _direction(meta: RecurrentMeta, cell: KerasCellArrays) -> DirectionWeights:
+    if cell.layout == "keras":
+        return _from_fused(meta, cell)
+    if cell.layout == "keras1-per-gate":
+        return _from_keras1(meta, cell)
+    return _from_cudnn(meta, cell)
+
+
+def _array(meta: RecurrentMeta, cell: KerasCellArrays, name: str) -> np.ndarray:
+    try:
+        return cell.arrays[name]
+    except KeyError:
+        raise MissingTensorError(
+            "missing weight", layer=meta.name, tensor=name, hint=f"found: {', '.join(sorted(cell.arrays))}"
+        ) from None
+
+
+def _check(meta: RecurrentMeta, cell: KerasCellArrays, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    array = _array(meta, cell, name)
+    if array.shape != shape:
+        raise ShapeMismatchError(
+            "shape mismatch",
+            layer=meta.name,
+            tensor=cell.names.get(name, name),
+            expected=shape,
+            actual=tuple(array.shape),
+            hint=_shape_hint(meta),
+        )
+    return array
+
+
+def _shape_hint(meta: RecurrentMeta) -> str:
+    g = gate_count(meta.cell)
+    return (
+        f"a Keras {meta.cell.upper()} with {meta.hidden_size} units and input {meta.input_size} has kernel "
+        f"(input, {g}*units), recurrent_kernel (units, {g}*units)"
+    )
+
+
+def _from_fused(meta: RecurrentMeta, cell: KerasCellArrays) -> DirectionWeights:
+    hidden, cols = meta.hidden_size, gate_count(meta.cell) * meta.hidden_size
+    kernel = _check(meta, cell, "kernel", (meta.input_size, cols))
+    recurrent = _check(meta, cell, "recurrent_kernel", (hidden, cols))
+    w_input = split_gates(kernel, "keras", meta.cell, axis=1)
+    w_recurrent = split_gates(recurrent, "keras", meta.cell, axis=1)
+    b_input: dict[Gate, np.ndarray | None] = dict.fromkeys(w_input)
+    b_recurrent: dict[Gate, np.ndarray | None] = dict.fromkeys(w_input)
+    if meta.use_bias:
+        if meta.cell == "gru" and meta.reset_after:
+            bias = _check(meta, cell, "bias", (2, cols))
+            b_input.update(split_gates(bias[0], "keras", "gru", axis=0))
+            b_recurrent.update(split_gates(bias[1], "keras", "gru", axis=0))
+        else:
+            b_input.update(split_gates(_check(meta, cell, "bias", (cols,)), "keras", meta.cell, axis=0))
+    elif "bias" in cell.arrays:
+        raise ConfigError("layer has a bias tensor but its config says use_bias=False", layer=meta.name)
+    return DirectionWeights(
+        gates={
+            g: GateWeights(
+                w_input=w_input[g].T, w_recurrent=w_recurrent[g].T, b_input=b_input[g], b_recurrent=b_recurrent[g]
+            )
+            for g in CELL_GATES[meta.cell]
+        }
+    )
+
+
+def _from_keras1(meta: RecurrentMeta, cell: KerasCellArrays) -> DirectionWeights:
+    letters = dict(zip(GATE_ORDER[("keras1", meta.cell)], "icfo" if meta.cell == "lstm" else "zrh"))
+    hidden = meta.hidden_size
+    gates: dict[Gate, GateWeights] = {}
+    for gate, letter in letters.items():
+        bias = _check(meta, cell, f"b_{letter}", (hidden,)) if meta.use_bias else None
+        gates[gate] = GateWeights(
+            w_input=_check(meta, cell, f"W_{letter}", (meta.input_size, hidden)).T,
+            w_recurrent=_check(meta, cell, f"U_{letter}", (hidden, hidden)).T,
+            b_input=bias,
+        )
+    return DirectionWeights(gates=gates)
+
+
+def _from_cudnn(meta: RecurrentMeta, cell: KerasCellArrays) -> DirectionWeights:
+    # cuDNN reads each flattened gate block as a row-major (H, in) matrix: that is already (out, in).
+    hidden, cols = meta.hidden_size, gate_count(meta.cell) * meta.hidden_size
+    kernel = _check(meta, cell, "kernel", (meta.input_size, cols))
+    recurrent = _check(meta, cell, "recurrent_kernel", (hidden, cols))
+    bias = _check(meta, cell, "bias", (2 * cols,))
+    w_input = split_gates(kernel, "keras", meta.cell, axis=1)
+    w_recurrent = split_gates(recurrent, "keras", meta.cell, axis=1)
+    b_input = split_gates(bias[:cols], "keras", meta.cell, axis=0)
+    b_recurrent = split_gates(bias[cols:], "keras", meta.cell, axis=0)
+    return DirectionWeights(
+        gates={
+            g: GateWeights(
+                w_input=w_input[g].reshape(hidden, meta.input_size),
+                w_recurrent=w_recurrent[g].reshape(hidden, hidden),
+                b_input=b_input[g],
+                b_recurrent=b_recurrent[g],
+            )
+            for g in CELL_GATES[meta.cell]
+        }
+    )

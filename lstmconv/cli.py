@@ -1,0 +1,174 @@
+"""The ``lstmconv`` command line: a thin typer layer over the library.
+
+Every :class:`~lstmconv.errors.LstmconvError` becomes one message on stderr and exit code 2, with no
+traceback. Library modules are imported inside the commands so that ``lstmconv --help`` stays fast and
+imports no framework.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lstmconv",
+    help="Convert trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch and ONNX, checked numerically.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Target(str, Enum):
+    """Frameworks ``convert --to`` accepts."""
+
+    torch = "torch"
+    keras = "keras"
+    onnx = "onnx"
+    canonical = "canonical"
+
+
+class Source(str, Enum):
+    """Source formats ``--from`` accepts."""
+
+    keras = "keras"
+    torch = "torch"
+    onnx = "onnx"
+    canonical = "canonical"
+
+
+def _fail(error: Exception) -> NoReturn:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {error}", markup=True)
+    raise typer.Exit(code=2)
+
+
+def _run(action: Any) -> Any:
+    from lstmconv.errors import LstmconvError
+
+    try:
+        return action()
+    except LstmconvError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+    except (OSError, MemoryError) as error:
+        _fail(error)
+    except Exception as error:  # a bug: still one clear line, unless debugging
+        if os.environ.get("LSTMCONV_DEBUG"):
+            raise
+        _fail(RuntimeError(f"unexpected {type(error).__name__}: {error} (set LSTMCONV_DEBUG=1 for a traceback)"))
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Source file (Keras .h5/.hdf5/.keras/.weights.h5).")],
+    dst: Annotated[Path, typer.Argument(help="Destination file; its extension picks the format.")],
+    to: Annotated[Target, typer.Option("--to", help="Target framework.")] = Target.torch,
+    source_format: Annotated[
+        Source | None, typer.Option("--from", help="Source format (detected from the file by default).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Architecture JSON (model.to_json()) for weights-only files.")
+    ] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the conversion numerically.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing destination.")] = False,
+    skip_unsupported: Annotated[
+        bool, typer.Option("--skip-unsupported", help="Leave out layers the target cannot express; convert the rest.")
+    ] = False,
+) -> None:
+    """Convert SRC into DST for framework --to, after checking that both compute the same function."""
+    from lstmconv.conversion import convert as run_convert
+
+    report = _run(
+        lambda: run_convert(
+            src,
+            dst,
+            to=to.value,
+            config=config,
+            source_format=source_format.value if source_format else None,
+            verify=verify,
+            force=force,
+            skip_unsupported=skip_unsupported,
+        )
+    )
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"{report.source} -> {report.destination} ({report.target})", title_justify="left")
+    table.add_column("layer")
+    table.add_column("source")
+    table.add_column("became")
+    table.add_column("max abs error", justify="right")
+    for layer in report.layers:
+        if layer.became.startswith("identity"):
+            continue
+        error = "not checked" if layer.max_abs_error is None else f"{layer.max_abs_error:.2e}"
+        table.add_row(layer.name, layer.kind, layer.became, error)
+    console.print(table)
+    for layer in report.layers:
+        for note in layer.notes:
+            console.print(f"  note: {layer.name}: {note}")
+    for item in report.skipped:
+        console.print(f"[yellow]  left out:[/] {item}")
+    if not report.verified:
+        console.print("[yellow]  numeric check skipped (--no-verify)[/]")
+    console.print(f"wrote {report.written_tensors} tensors to {report.destination}")
+
+
+@app.command()
+def inspect(
+    src: Annotated[Path, typer.Argument(help="Model or weights file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="Architecture JSON for weights-only files.")] = None,
+    source_format: Annotated[Source | None, typer.Option("--from", help="Source format.")] = None,
+) -> None:
+    """List the layers lstmconv finds in SRC, without converting."""
+    from lstmconv.conversion import describe
+    from lstmconv.loading import load_file
+
+    loaded = _run(
+        lambda: load_file(src, config=config, source_format=source_format.value if source_format else None)
+    )
+    layers = [layer.meta().model_dump(mode="json") for layer in loaded.model.layers]
+    if as_json:
+        print(json.dumps({"file": str(src), "layers": layers, "left_out": list(loaded.model.skipped)}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=str(src), title_justify="left")
+    for column in ("layer", "kind", "source layout", "version"):
+        table.add_column(column)
+    for layer in loaded.model.layers:
+        table.add_row(layer.name, describe(layer), layer.source.layout, layer.source.version or "-")
+    console.print(table)
+    for layer in loaded.model.layers:
+        for fact in layer.source.inferred:
+            console.print(f"  inferred: {layer.name}: {fact}")
+    for item in loaded.model.skipped:
+        console.print(f"[yellow]  left out:[/] {item}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

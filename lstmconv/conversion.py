@@ -1,0 +1,249 @@
+"""``convert``: load a source, build the target's tensors, check them numerically, write atomically.
+
+The destination is written to a temporary file beside it and renamed into place only after the write and
+the read-back comparison succeed, so a failure never leaves a partial or changed destination.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
+from lstmconv.errors import (
+    InputFormatError,
+    LstmconvError,
+    OutputExistsError,
+    RefusedConversionError,
+    UnsupportedFeatureError,
+    VerificationError,
+)
+from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
+from lstmconv.loading import LoadedModel, load_file
+from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
+from lstmconv.targets.torch import torch_layer_function, usage_notes
+from lstmconv.verify import check_layer, tolerance
+
+__all__ = ["TARGETS", "LayerReport", "ConversionReport", "convert", "save_torch", "to_torch_state_dict", "describe"]
+
+TARGETS = ("torch", "keras", "onnx", "canonical")
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What happened to one layer."""
+
+    name: str
+    kind: str
+    became: str
+    max_abs_error: float | None
+    tolerance: float | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """The outcome of a conversion, layer by layer."""
+
+    source: str
+    destination: str
+    target: str
+    layers: tuple[LayerReport, ...]
+    skipped: tuple[str, ...] = ()
+    verified: bool = True
+    written_tensors: int = 0
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def describe(layer: Layer) -> str:
+    """Short human description, e.g. 'LSTM 33->200, bidirectional (concat)'."""
+    if isinstance(layer, RecurrentLayer):
+        kind = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}[layer.cell]
+        text = f"{kind} {layer.input_size}->{layer.hidden_size}"
+        if layer.num_levels > 1:
+            text += f" x{layer.num_levels} levels"
+        if layer.bidirectional:
+            text += f", bidirectional ({layer.merge_mode})"
+        if layer.go_backwards:
+            text += ", go_backwards"
+        if layer.cell == "gru":
+            text += f", reset_after={layer.reset_after}"
+        acts = layer.activations
+        text += f", {acts.gate or ''}{'/' if acts.gate else ''}{acts.candidate}"
+        return text
+    if isinstance(layer, DenseLayer):
+        prefix = "TimeDistributed(Dense)" if layer.time_distributed else "Dense"
+        return f"{prefix} {layer.input_size}->{layer.units}, {layer.activation}"
+    return type(layer).__name__.replace("Layer", "")
+
+
+def to_torch_state_dict(loaded: LoadedModel, *, skip_unsupported: bool = False) -> dict[str, np.ndarray]:
+    """``{"<layer>.<torch parameter>": array}`` for every layer (see :func:`_plan_torch` for refusals)."""
+    return _plan_torch(loaded, skip_unsupported=skip_unsupported)[0]
+
+
+def _plan_torch(
+    loaded: LoadedModel, *, skip_unsupported: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], list[str]]:
+    """Prefixed torch parameters of every layer, per-layer parameters, and the layers refused and skipped.
+
+    Raises :class:`RefusedConversionError` listing every layer ``torch.nn`` cannot compute exactly, unless
+    ``skip_unsupported`` (then they are left out and returned in the third value).
+    """
+    refusals: list[LstmconvError] = []
+    per_layer: dict[str, dict[str, np.ndarray]] = {}
+    for layer in loaded.model.layers:
+        if isinstance(layer, RecurrentLayer):
+            reasons = torch_refusals(layer)
+            if reasons:
+                refusals.append(
+                    UnsupportedFeatureError(
+                        "; ".join(reasons),
+                        layer=layer.name,
+                        hint="no torch.nn module computes this layer; write your own module for it (its exact "
+                        "description is in `lstmconv inspect --json`), or pass --skip-unsupported to convert the "
+                        "other layers",
+                    )
+                )
+                continue
+        per_layer[layer.name] = layer_from_canonical(layer)
+    left_out = [f"{r.layer}: {r.message}" for r in refusals]
+    if refusals and not skip_unsupported:
+        raise RefusedConversionError(
+            f"torch.nn cannot compute {len(refusals)} layer(s) exactly; nothing was written",
+            refusals=refusals,
+            file=loaded.source,
+        )
+    tensors = {f"{name}.{key}": value for name, params in per_layer.items() for key, value in params.items()}
+    return tensors, per_layer, left_out
+
+
+def convert(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    to: str = "torch",
+    config: str | Path | None = None,
+    source_format: str | None = None,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+) -> ConversionReport:
+    """Convert ``source`` into ``destination`` for framework ``to``, checked numerically (see module doc)."""
+    destination = Path(destination)
+    if to not in TARGETS:
+        raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
+    if to != "torch":
+        raise UnsupportedFeatureError(f"the {to} target is not available yet", hint="use --to torch")
+    _check_torch_destination(destination, force)
+    loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+    return save_torch(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
+
+
+def save_torch(
+    loaded: LoadedModel,
+    destination: str | Path,
+    *,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+) -> ConversionReport:
+    """Write ``loaded`` as torch parameters to ``destination`` (.safetensors/.pt/.pth), checked and atomic."""
+    destination = Path(destination)
+    _check_torch_destination(destination, force)
+    source = loaded.source
+    tensors, per_layer, refused = _plan_torch(loaded, skip_unsupported=skip_unsupported)
+    if not tensors:
+        raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=source)
+    reports = []
+    for layer in loaded.model.layers:
+        if layer.name not in per_layer:
+            continue
+        error = tol = None
+        reference = loaded.references.get(layer.name)
+        if verify and reference is not None and isinstance(layer, (RecurrentLayer, DenseLayer)):
+            tol = tolerance(layer.dtype)
+            error = check_layer(layer, reference, torch_layer_function(layer, per_layer[layer.name]))
+            if not error <= tol:
+                raise VerificationError(
+                    "the torch parameters do not compute the source layer's function",
+                    file=source,
+                    layer=layer.name,
+                    expected=f"max abs difference <= {tol:g}",
+                    actual=f"{error:.3g}",
+                    hint="this is a bug in lstmconv; please report it with the file",
+                )
+        became = torch_module_spec(layer) or "identity (no parameters)"
+        if per_layer[layer.name]:
+            became += f" as {layer.name}.*"
+        notes = (*layer.source.inferred, *usage_notes(layer)) if isinstance(layer, (RecurrentLayer, DenseLayer)) else ()
+        reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
+    metadata = {
+        "lstmconv_schema": loaded.model.metadata().lstmconv_schema,
+        "layers": [l.meta().model_dump(mode="json") for l in loaded.model.layers if l.name in per_layer],
+        "source": {"file": Path(str(source)).name, "format": loaded.source_format},
+    }
+    _write_atomically(destination, tensors, metadata)
+    return ConversionReport(
+        source=str(source),
+        destination=str(destination),
+        target="torch",
+        layers=tuple(reports),
+        skipped=(*loaded.model.skipped, *refused),
+        verified=verify,
+        written_tensors=len(tensors),
+    )
+
+
+def _check_torch_destination(destination: Path, force: bool) -> None:
+    if destination.suffix not in TORCH_SUFFIXES:
+        raise InputFormatError(
+            f"the torch target writes {', '.join(TORCH_SUFFIXES)} files, not '{destination.suffix or 'no suffix'}'",
+            file=destination,
+            hint=f"name the output e.g. {destination.with_suffix('.safetensors').name}",
+        )
+    _check_destination(destination, force)
+
+
+def _check_destination(destination: Path, force: bool) -> None:
+    if destination.exists() and not force:
+        raise OutputExistsError("destination exists", file=destination, hint="pass --force to overwrite it")
+    if destination.is_dir():
+        raise OutputExistsError("destination is a directory", file=destination)
+    if not destination.parent.exists():
+        raise InputFormatError("destination folder does not exist", file=destination.parent)
+
+
+def _write_atomically(destination: Path, tensors: dict[str, np.ndarray], metadata: dict[str, object]) -> None:
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
+    )
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        write_torch_file(temporary, tensors, metadata)
+        written, _ = read_torch_file(temporary)
+        _compare_written(destination, tensors, written)
+        os.replace(temporary, destination)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: dict[str, np.ndarray]) -> None:
+    if set(meant) != set(written):
+        raise VerificationError(
+            "the written file does not hold the intended tensors",
+            file=destination,
+            expected=sorted(meant),
+            actual=sorted(written),
+        )
+    for key, value in meant.items():
+        back = written[key]
+        same = back.dtype == value.dtype and back.shape == value.shape
+        if not same or np.ascontiguousarray(back).tobytes() != np.ascontiguousarray(value).tobytes():
+            raise VerificationError("tensor read back differs from what was written", file=destination, tensor=key)

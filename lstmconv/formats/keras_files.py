@@ -1,0 +1,340 @@
+"""Read Keras files: legacy HDF5 (Keras 1, 2, tf.keras, Keras 3 ``.h5``), Keras 3 ``.keras`` and ``.weights.h5``.
+
+Legacy HDF5 (``keras/engine/saving.py``, ``tf_keras/src/saving/legacy/hdf5_format.py``)::
+
+    /                       attrs keras_version, backend, model_config (full models only)
+    /model_weights          attrs layer_names (maybe chunked layer_names0, 1, ...), keras_version
+    /model_weights/<layer>  attrs weight_names: dataset paths, in get_weights() order
+
+``model.save_weights()`` writes the ``/model_weights`` content at the root. Dataset names vary with the
+version (``lstm_1/kernel:0``, ``lstm/lstm_cell/kernel:0``, ``lstm_1_W_i:0``, ...), so weights are taken
+in ``weight_names`` order, never by name.
+
+Keras 3 (``keras/src/saving/saving_lib.py``): ``.keras`` is a zip of ``config.json``, ``metadata.json`` and
+``model.weights.h5``; inside, a layer's variables live under ``layers/<snake_case class name, made unique>``
+(not the layer's name) as ``.../vars/0, 1, ...``, cells under ``cell/``, Bidirectional directions under
+``forward_layer/`` and ``backward_layer/``, TimeDistributed's layer under ``layer/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
+from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
+
+__all__ = ["open_keras", "is_keras_file", "flatten_config"]
+
+_NESTED_MODELS = {"Sequential", "Model", "Functional"}
+
+
+def is_keras_file(path: Path) -> bool:
+    """True for files this module reads (by content: HDF5 signature or a zip with config.json)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    if head == b"\x89HDF\r\n\x1a\n":
+        return True
+    return head[:4] == b"PK\x03\x04" and path.suffix == ".keras"
+
+
+@contextlib.contextmanager
+def open_keras(path: str | Path, config_path: str | Path | None = None) -> Iterator[tuple[KerasFileInfo, list[KerasLayerEntry]]]:
+    """Open a Keras file; yields the file facts and one entry per layer, valid inside the ``with``."""
+    path = Path(path)
+    sidecar = _read_sidecar(config_path) if config_path is not None else None
+    if not path.exists():
+        raise InputFormatError("file not found", file=path)
+    if path.is_dir():
+        raise InputFormatError("is a directory, not a model file", file=path)
+    with contextlib.ExitStack() as stack:
+        try:
+            if zipfile.is_zipfile(path):
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                yield _open_keras_zip(path, archive, stack, sidecar)
+                return
+            handle = stack.enter_context(h5py.File(path, "r"))
+        except LstmconvError:
+            raise
+        except (OSError, zipfile.BadZipFile, KeyError, ValueError) as error:
+            raise InputFormatError(f"cannot open as a Keras file: {error}", file=path) from None
+        if "layers" in handle and "layer_names" not in handle.attrs and "model_weights" not in handle:
+            version = (sidecar or {}).get("keras_version")
+            info = KerasFileInfo(str(path), version or "3", "keras3-weights", sidecar is not None)
+            yield info, _keras3_entries(handle, (sidecar or {}).get("model"), info)
+            return
+        yield _legacy_entries(path, handle, sidecar)
+
+
+def _read_sidecar(config_path: str | Path) -> dict[str, Any]:
+    """A model.to_json() file: {'class_name', 'config', 'keras_version', ...}, or a Keras 3 config.json."""
+    try:
+        data = json.loads(Path(config_path).read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read the architecture JSON: {error}", file=config_path) from None
+    if not isinstance(data, dict) or "config" not in data:
+        raise ConfigError("not a Keras model JSON (no 'config' key)", file=config_path, hint="use model.to_json()")
+    return {"model": data, "keras_version": data.get("keras_version")}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Config walking
+
+
+def flatten_config(model: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], list[str]]]:
+    """Layers of a Keras model config, depth first: (name, class_name, config, container path)."""
+    found: list[tuple[str, str, dict[str, Any], list[str]]] = []
+
+    def walk(model_config: dict[str, Any], prefix: list[str]) -> None:
+        cfg = model_config.get("config", {})
+        layers = cfg if isinstance(cfg, list) else cfg.get("layers", [])  # Keras <= 2.1 Sequential: a list
+        for layer in layers:
+            cls = layer.get("class_name")
+            layer_cfg = layer.get("config", {})
+            name = layer_cfg.get("name") or layer.get("name")
+            if cls in _NESTED_MODELS:
+                found.append((name, cls, layer_cfg, prefix))
+                walk(layer, [*prefix, name])
+            else:
+                found.append((name, cls, layer_cfg, prefix))
+
+    walk(model, [])
+    return found
+
+
+def _strings(group: h5py.Group | h5py.File, attr: str) -> list[str] | None:
+    """An attribute holding a list of names, joining Keras' chunked attr0, attr1, ... form."""
+    if attr in group.attrs:
+        values = list(group.attrs[attr])
+    elif f"{attr}0" in group.attrs:
+        values, chunk = [], 0
+        while f"{attr}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{attr}{chunk}"])
+            chunk += 1
+    else:
+        return None
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _text_attr(node: h5py.Group | h5py.File, attr: str) -> str | None:
+    value = node.attrs.get(attr)
+    if value is None:
+        return None
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Legacy HDF5
+
+
+def _legacy_entries(
+    path: Path, handle: h5py.File, sidecar: dict[str, Any] | None
+) -> tuple[KerasFileInfo, list[KerasLayerEntry]]:
+    weights_root = handle["model_weights"] if "model_weights" in handle else handle
+    layer_names = _strings(weights_root, "layer_names")
+    if layer_names is None:
+        raise InputFormatError(
+            "not a Keras weights file: no 'layer_names' attribute",
+            file=path,
+            hint="expected a file written by Keras model.save() or model.save_weights()",
+        )
+    version = (
+        _text_attr(weights_root, "keras_version")
+        or _text_attr(handle, "keras_version")
+        or (sidecar or {}).get("keras_version")
+    )
+    model_config = None
+    raw_config = _text_attr(handle, "model_config")
+    if raw_config:
+        try:
+            model_config = json.loads(raw_config)
+        except ValueError as error:
+            raise InputFormatError(f"model_config attribute is not valid JSON: {error}", file=path) from None
+    elif sidecar is not None:
+        model_config = sidecar["model"]
+    configs: dict[str, tuple[str, dict[str, Any]]] = {}
+    if model_config is not None:
+        for name, cls, cfg, prefix in flatten_config(model_config):
+            if prefix:
+                raise ConfigError(
+                    f"nested model '{prefix[0]}' inside the model is not supported yet",
+                    file=path,
+                    layer=prefix[0],
+                    hint="save the inner model on its own and convert that file",
+                )
+            configs[name] = (cls, cfg)
+    info = KerasFileInfo(str(path), version, "keras-h5", model_config is not None)
+    entries = []
+    for name in layer_names:
+        if name not in weights_root:
+            raise InputFormatError("layer listed in layer_names has no group", file=path, layer=name)
+        group = weights_root[name]
+        weight_names = _strings(group, "weight_names") or []
+        cls, cfg = configs.get(name, (None, None))
+        if model_config is not None and cls is None:
+            raise ConfigError("layer has weights but is not in the model config", file=path, layer=name)
+        entries.append(
+            KerasLayerEntry(
+                name=name,
+                class_name=cls,
+                config=cfg,
+                array_names=weight_names,
+                load_arrays=_dataset_loader(path, group, weight_names, name),
+            )
+        )
+    return info, entries
+
+
+def _dataset_loader(path: Path, group: h5py.Group, names: list[str], layer: str) -> Any:
+    def load() -> list[np.ndarray]:
+        arrays = []
+        for name in names:
+            node = group.get(name)
+            if not isinstance(node, h5py.Dataset):
+                raise InputFormatError("weight listed in weight_names is missing", file=path, layer=layer, tensor=name)
+            try:
+                arrays.append(node[()])
+            except (OSError, TypeError, ValueError) as error:
+                raise InputFormatError(f"cannot read dataset: {error}", file=path, layer=layer, tensor=name) from None
+        return arrays
+
+    return load
+
+
+# ---------------------------------------------------------------------------------------------------
+# Keras 3
+
+
+def _open_keras_zip(
+    path: Path, archive: zipfile.ZipFile, stack: contextlib.ExitStack, sidecar: dict[str, Any] | None
+) -> tuple[KerasFileInfo, list[KerasLayerEntry]]:
+    members = set(archive.namelist())
+    if "config.json" not in members:
+        raise InputFormatError("not a Keras 3 archive: no config.json inside", file=path)
+    if "model.weights.h5" not in members:
+        raise InputFormatError(
+            "Keras 3 archive without model.weights.h5", file=path, hint="only HDF5 weight stores are supported"
+        )
+    try:
+        config = json.loads(archive.read("config.json"))
+        metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in members else {}
+    except ValueError as error:
+        raise InputFormatError(f"config.json or metadata.json is not valid JSON: {error}", file=path) from None
+    version = metadata.get("keras_version") or "3"
+    handle = stack.enter_context(h5py.File(stack.enter_context(archive.open("model.weights.h5")), "r"))
+    info = KerasFileInfo(str(path), version, "keras3-zip", True)
+    return info, _keras3_entries(handle, config, info)
+
+
+_CLASS_OF_PATH = {
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "simple_rnn": "SimpleRNN",
+    "bidirectional": "Bidirectional",
+    "dense": "Dense",
+    "embedding": "Embedding",
+    "time_distributed": "TimeDistributed",
+}
+
+
+def _snake_case(name: str) -> str:
+    # keras/src/utils/naming.py to_snake_case
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras3_entries(handle: h5py.File, model: dict[str, Any] | None, info: KerasFileInfo) -> list[KerasLayerEntry]:
+    entries: list[KerasLayerEntry] = []
+    if model is None:
+        layers = handle.get("layers")
+        if not isinstance(layers, h5py.Group):
+            raise InputFormatError("Keras 3 weights file without a 'layers' group", file=info.path)
+        for key in sorted(layers, key=_natural_key):
+            base = re.sub(r"_\d+$", "", key)
+            vars_group = layers[key].get("vars")
+            name = _text_attr(vars_group, "name") if isinstance(vars_group, h5py.Group) else None
+            cls = _CLASS_OF_PATH.get(base)
+            entry = _keras3_entry(handle, f"layers/{key}", name or key, cls, None, info)
+            entry.notes.append(
+                "layer class from its path in the weights file; config not in the file "
+                "(return_sequences/go_backwards unknown; pass --config to state them)"
+            )
+            entries.append(entry)
+        return entries
+    counters: dict[tuple[str, ...], dict[str, int]] = {}
+    for name, cls, cfg, prefix in flatten_config(model):
+        container = tuple(prefix)
+        used = counters.setdefault(container, {})
+        snake = _snake_case(cls)
+        index = used.get(snake, 0)
+        used[snake] = index + 1
+        unique = snake if index == 0 else f"{snake}_{index}"
+        parent = "".join(f"layers/{p}/" for p in _container_paths(prefix, counters))
+        if cls in _NESTED_MODELS:
+            continue
+        entries.append(_keras3_entry(handle, f"{parent}layers/{unique}", name, cls, cfg, info))
+    return entries
+
+
+def _container_paths(prefix: list[str], counters: dict[tuple[str, ...], dict[str, int]]) -> list[str]:
+    if prefix:
+        raise ConfigError("nested models inside a Keras 3 model are not supported yet", layer=prefix[0])
+    return []
+
+
+def _natural_key(key: str) -> tuple[str, int]:
+    match = re.match(r"(.*?)(?:_(\d+))?$", key)
+    assert match is not None
+    return match.group(1), int(match.group(2) or 0)
+
+
+def _keras3_entry(
+    handle: h5py.File, path: str, name: str, cls: str | None, cfg: dict[str, Any] | None, info: KerasFileInfo
+) -> KerasLayerEntry:
+    if cls in ("LSTM", "GRU", "SimpleRNN", "RNN"):
+        subpaths = [f"{path}/cell/vars"]
+    elif cls == "Bidirectional":
+        subpaths = [f"{path}/forward_layer/cell/vars", f"{path}/backward_layer/cell/vars"]
+    elif cls == "TimeDistributed":
+        subpaths = [f"{path}/layer/vars"]
+    else:
+        subpaths = [f"{path}/vars"]
+    names: list[str] = []
+    for sub in subpaths:
+        group = handle.get(sub)
+        if isinstance(group, h5py.Group):
+            names.extend(f"{sub}/{k}" for k in sorted(group, key=lambda k: int(k) if k.isdigit() else -1))
+    if cls not in _CLASS_OF_PATH.values() and cls != "RNN":
+        # Unknown class: report its weights so it is listed as left out, never silently dropped.
+        names = _all_datasets(handle, path)
+
+    def load() -> list[np.ndarray]:
+        arrays = []
+        for dataset in names:
+            node = handle.get(dataset)
+            if not isinstance(node, h5py.Dataset):
+                raise InputFormatError("weight is missing", file=info.path, layer=name, tensor=dataset)
+            arrays.append(node[()])
+        return arrays
+
+    return KerasLayerEntry(name=name, class_name=cls, config=cfg, array_names=names, load_arrays=load)
+
+
+def _all_datasets(handle: h5py.File, path: str) -> list[str]:
+    group = handle.get(path)
+    found: list[str] = []
+    if isinstance(group, h5py.Group):
+        group.visititems(lambda key, node: found.append(f"{path}/{key}") if isinstance(node, h5py.Dataset) else None)
+    return found

@@ -1,0 +1,64 @@
+"""Write (and read back) PyTorch weights: ``.safetensors`` (default) or a plain ``state_dict`` ``.pt``/``.pth``.
+
+Keys are ``<layer>.<torch parameter name>`` (``lstm_1.weight_ih_l0``). A safetensors file carries the
+canonical description of every layer in its header metadata under ``"lstmconv"`` (JSON), so the modules can
+be rebuilt from the file alone. Writing ``.safetensors`` never imports torch; ``.pt`` needs torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from lstmconv.errors import InputFormatError, UnsupportedFeatureError
+
+__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "METADATA_KEY"]
+
+TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
+METADATA_KEY = "lstmconv"
+
+
+def write_torch_file(path: Path, tensors: Mapping[str, np.ndarray], metadata: dict[str, object]) -> None:
+    """Write ``tensors`` to ``path`` (format by suffix); ``metadata`` goes into the safetensors header."""
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        save_file(contiguous, str(path), metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+        return
+    torch = _import_torch(path)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v).copy()) for k, v in tensors.items()}
+    torch.save(state, str(path))
+
+
+def read_torch_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object] | None]:
+    """Read a file written by :func:`write_torch_file` (tensors as NumPy, and the lstmconv metadata)."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                header = handle.metadata() or {}
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - not a dict
+        except (SafetensorError, OSError) as error:
+            raise InputFormatError(f"cannot read safetensors file: {error}", file=path) from None
+        raw = header.get(METADATA_KEY)
+        return tensors, (json.loads(raw) if raw else None)
+    torch = _import_torch(path)
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    return {k: v.numpy() for k, v in state.items()}, None
+
+
+def _import_torch(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        import torch
+    except ImportError:
+        raise UnsupportedFeatureError(
+            f"writing or reading {path.suffix} files needs PyTorch, which is not installed",
+            file=path,
+            hint="write .safetensors instead (no torch needed), or pip install torch",
+        ) from None
+    return torch

@@ -1,0 +1,142 @@
+"""Load any supported source into the canonical form, keeping a source-layout reference per layer.
+
+Sources are detected from the file's content (HDF5 signature, zip members) and extension; ``source_format``
+overrides the detection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lstmconv.errors import InputFormatError, LstmconvError, UnsupportedFeatureError
+from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
+from lstmconv.formats.keras_files import open_keras
+from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
+from lstmconv.reference.common import ReferenceFn
+from lstmconv.schema import CanonicalModel, Layer
+
+__all__ = ["LoadedModel", "SOURCE_FORMATS", "detect_format", "load_file", "load_keras_weights"]
+
+SOURCE_FORMATS = ("keras", "torch", "onnx", "canonical")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The canonical model plus, per layer name, the reference computing it in the source's own layout."""
+
+    model: CanonicalModel
+    references: Mapping[str, ReferenceFn] = field(default_factory=dict)
+    source: str = ""
+    source_format: str = "keras"
+    layout: str = ""
+
+
+def detect_format(path: Path) -> str:
+    """'keras', 'torch', 'onnx' or 'canonical', from the file's first bytes and its extension."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except IsADirectoryError:
+        raise InputFormatError("is a directory, not a model file", file=path) from None
+    except OSError as error:
+        raise InputFormatError(f"cannot read: {error.strerror or error}", file=path) from None
+    if not head:
+        raise InputFormatError("file is empty", file=path)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "keras"
+    if head[:4] == b"PK\x03\x04":
+        return "keras" if path.suffix == ".keras" else "torch"
+    if path.suffix in (".pt", ".pth"):
+        return "torch"
+    if path.suffix == ".safetensors":
+        return "torch"
+    if path.suffix == ".onnx":
+        return "onnx"
+    raise InputFormatError(
+        "unrecognised file: not HDF5 (Keras .h5), a Keras 3 .keras archive, a torch file or an ONNX model",
+        file=path,
+        hint="pass --from to say what it is",
+    )
+
+
+def load_file(
+    path: str | Path,
+    *,
+    config: str | Path | None = None,
+    source_format: str | None = None,
+    skip_unsupported: bool = False,
+) -> LoadedModel:
+    """Read ``path`` into the canonical form.
+
+    ``config`` is an architecture JSON (``model.to_json()``) for weights-only Keras files.
+    ``skip_unsupported`` leaves out recurrent layers lstmconv cannot read instead of refusing the file;
+    layers with weights that lstmconv does not convert (BatchNormalization, Conv1D, custom layers) are
+    always left out and listed in ``model.skipped``.
+    """
+    path = Path(path)
+    fmt = source_format or detect_format(path)
+    if fmt != "keras":
+        raise UnsupportedFeatureError(
+            f"reading {fmt} files is not supported yet", file=path, hint="lstmconv reads Keras files for now"
+        )
+    with open_keras(path, config) as (info, entries):
+        return _build_model(info, entries, skip_unsupported=skip_unsupported)
+
+
+def load_keras_weights(
+    weights: Sequence[np.ndarray],
+    *,
+    class_name: str,
+    config: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    keras_version: str = "3",
+) -> LoadedModel:
+    """Canonical form of one Keras layer given as ``layer.get_weights()`` plus its class and config.
+
+    ``config`` is ``layer.get_config()`` (``None``: infer from shapes with the defaults of ``keras_version``).
+    ``keras_version`` decides what ``hard_sigmoid`` means ('2.x': 0.2x+0.5; '3.x': x/6+0.5).
+    """
+    arrays = [np.asarray(w) for w in weights]
+    layer_name = name or (config or {}).get("name") or class_name.lower()
+    entry = KerasLayerEntry(
+        name=layer_name,
+        class_name=class_name,
+        config=dict(config) if config is not None else None,
+        array_names=[f"weights[{i}]" for i in range(len(arrays))],
+        load_arrays=lambda: arrays,
+    )
+    info = KerasFileInfo("<arrays>", keras_version, "arrays", config is not None)
+    return _build_model(info, [entry], skip_unsupported=False)
+
+
+def _build_model(info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_unsupported: bool) -> LoadedModel:
+    layers: list[Layer] = []
+    references: dict[str, ReferenceFn] = {}
+    skipped: list[str] = []
+    for entry in entries:
+        try:
+            built = build_layer(entry, info)
+        except UnsupportedFeatureError as error:
+            if entry.class_name in RECURRENT_CLASSES and not skip_unsupported:
+                raise
+            skipped.append(f"{entry.name} ({entry.class_name or 'no config'}): {error.message}")
+            continue
+        if built is None:
+            continue
+        layers.append(built.layer)
+        if built.reference is not None:
+            references[built.layer.name] = built.reference
+    if not layers:
+        raise InputFormatError(
+            "no layer lstmconv can convert was found", file=info.path, hint="; ".join(skipped) or None
+        )
+    try:
+        model = CanonicalModel(layers=tuple(layers), skipped=tuple(skipped))
+    except LstmconvError as error:
+        raise error.with_context(file=info.path) from None
+    return LoadedModel(model=model, references=references, source=info.path, source_format="keras", layout=info.layout)

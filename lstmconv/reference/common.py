@@ -1,0 +1,64 @@
+"""What every reference cell shares: the state convention and the time loop.
+
+States are a list over stacked levels, each a list over directions (forward, then backward) of
+``(h, c)`` tuples; ``c`` is ``None`` for GRU and SimpleRNN. This is the order of torch's ``h_n`` and of
+Keras ``Bidirectional`` ``return_state`` (forward states, then backward states).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CellState", "LayerStates", "LayerOutput", "ReferenceFn", "Step", "unroll", "merge_directions"]
+
+CellState = tuple[np.ndarray, "np.ndarray | None"]
+LayerStates = list[list[CellState]]
+#: One time step: (input projection at t, state) -> (output at t, new state).
+Step = Callable[[np.ndarray, CellState], tuple[np.ndarray, CellState]]
+
+
+@dataclass(frozen=True)
+class LayerOutput:
+    """A layer's full output sequence (merged as the layer merges) and its final states."""
+
+    y: np.ndarray | tuple[np.ndarray, np.ndarray]
+    states: LayerStates
+
+
+#: A whole layer: (x, initial states or None) -> output. Every reference and every target check has this shape.
+ReferenceFn = Callable[[np.ndarray, "LayerStates | None"], LayerOutput]
+
+
+def unroll(step: Step, projected: np.ndarray, state: CellState, *, reverse: bool) -> tuple[np.ndarray, CellState]:
+    """Run ``step`` over the time axis of ``projected`` (batch, time, ...).
+
+    Returns the outputs aligned with the input's time axis (index t holds the output computed while
+    reading input t, whichever direction the loop runs) and the final state.
+    """
+    steps = projected.shape[1]
+    outputs: list[np.ndarray] = [np.empty(0)] * steps
+    order = range(steps - 1, -1, -1) if reverse else range(steps)
+    for t in order:
+        out, state = step(projected[:, t], state)
+        outputs[t] = out
+    return np.stack(outputs, axis=1), state
+
+
+def merge_directions(
+    forward: np.ndarray, backward: np.ndarray, mode: str
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Merge two direction outputs the way Keras ``Bidirectional(merge_mode=...)`` does."""
+    if mode == "concat":
+        return np.concatenate([forward, backward], axis=-1)
+    if mode == "sum":
+        return forward + backward
+    if mode == "mul":
+        return forward * backward
+    if mode == "ave":
+        return (forward + backward) / 2
+    if mode == "none":
+        return (forward, backward)
+    raise ValueError(f"unknown merge mode {mode!r}")

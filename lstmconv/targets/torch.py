@@ -1,0 +1,75 @@
+"""The torch target: canonical layers -> prefixed torch parameters, their check function, and the file.
+
+What a user rebuilds from the file (stated in each layer's metadata):
+
+* a recurrent layer is ``nn.LSTM/GRU/RNN(..., batch_first=True)`` holding ``<layer>.*`` parameters;
+* ``go_backwards`` (unidirectional Keras layer): feed ``x.flip(1)``; the output is in that reversed order;
+* a bidirectional ``merge_mode`` other than ``concat``: split torch's output in halves and merge them;
+* ``return_sequences=False``: take ``output[:, -1]`` (bidirectional: forward ``[:, -1, :H]``, backward
+  ``[:, 0, H:]``);
+* Dense: ``nn.Linear`` followed by the activation named in the metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmconv.activations import apply
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, merge_directions
+from lstmconv.reference.torch import torch_forward
+from lstmconv.schema import DenseMeta, RecurrentMeta
+
+__all__ = ["torch_layer_function", "usage_notes"]
+
+
+def torch_layer_function(meta: RecurrentMeta | DenseMeta, params: dict[str, np.ndarray]) -> ReferenceFn:
+    """The function a torch user computes with ``params`` and the documented wrapper steps."""
+    if isinstance(meta, DenseMeta):
+        weight = params["weight"].astype(np.float64)
+        bias = params.get("bias")
+
+        def linear(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+            y = np.asarray(x, dtype=np.float64) @ weight.T
+            if bias is not None:
+                y = y + bias
+            return LayerOutput(y=apply(meta.activation, y), states=[])
+
+        return linear
+
+    nonlinearity = "relu" if meta.cell == "rnn" and meta.activations.candidate.name == "relu" else "tanh"
+
+    def recurrent(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+        fed = x[:, ::-1] if meta.go_backwards else x
+        out = torch_forward(
+            params,
+            mode=meta.cell,
+            num_layers=meta.num_levels,
+            bidirectional=meta.bidirectional,
+            x=fed,
+            initial=initial,
+            nonlinearity=nonlinearity,
+        )
+        y = out.y
+        if meta.bidirectional and meta.merge_mode != "concat":
+            assert isinstance(y, np.ndarray) and meta.merge_mode is not None
+            width = meta.output_size
+            y = merge_directions(y[..., :width], y[..., width:], meta.merge_mode)
+        return LayerOutput(y=y, states=out.states)
+
+    return recurrent
+
+
+def usage_notes(meta: RecurrentMeta | DenseMeta) -> list[str]:
+    """What a torch user must do around the module to compute the source layer's function."""
+    notes = []
+    if isinstance(meta, DenseMeta):
+        if meta.activation.name != "linear":
+            notes.append(f"apply {meta.activation} after nn.Linear")
+        return notes
+    if meta.go_backwards:
+        notes.append("go_backwards: feed x.flip(1); the output sequence comes out in that reversed order")
+    if meta.bidirectional and meta.merge_mode != "concat":
+        notes.append(f"merge_mode={meta.merge_mode}: split the output in forward/backward halves and merge them")
+    if not meta.return_sequences:
+        notes.append("return_sequences=False: the layer's output is the last step of the sequence")
+    return notes
