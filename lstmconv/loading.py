@@ -38,6 +38,8 @@ class LoadedModel:
 
 def detect_format(path: Path) -> str:
     """'keras', 'torch', 'onnx' or 'canonical', from the file's first bytes and its extension."""
+    if not path.exists():
+        raise InputFormatError("file not found", file=path)
     try:
         with path.open("rb") as handle:
             head = handle.read(8)

@@ -19,7 +19,7 @@ from lstmconv.activations import Activation, apply
 from lstmconv.adapters.keras import dense_weight_to_canonical, keras_activation, recurrent_to_canonical
 from lstmconv.errors import ConfigError, LstmconvError, ShapeMismatchError, UnsupportedFeatureError
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
-from lstmconv.gates import GATE_ORDER
+from lstmconv.gates import GATE_ORDER, gate_count
 from lstmconv.keras_layout import KerasCellArrays, KerasLayout, KerasRecurrentArrays
 from lstmconv.reference.common import LayerOutput, ReferenceFn
 from lstmconv.reference.keras import keras_forward
@@ -313,7 +313,7 @@ def _reset_after(
             raise ShapeMismatchError(
                 f"config says reset_after={stated} but the bias shape says otherwise",
                 tensor=cell.names.get("bias", "bias"),
-                expected=(2, 3 * hidden) if stated else (3 * hidden,),
+                expected=(2, hidden * gate_count("gru")) if stated else (hidden * gate_count("gru"),),
                 actual=tuple(bias.shape) if bias is not None else None,
             )
         return bool(stated)

@@ -168,7 +168,8 @@ def _cudnn_cell(meta: RecurrentMeta, a: dict[str, np.ndarray], x: np.ndarray) ->
     recurrent_blocks = split_gates(a["recurrent_kernel"], "keras", cell, axis=1)
     w_in = {g: block.reshape(hidden, -1) for g, block in kernel_blocks.items()}  # C-order flatten, (H, in)
     w_rec = {g: block.reshape(hidden, hidden) for g, block in recurrent_blocks.items()}
-    input_bias, recurrent_bias = np.split(a["bias"], 2)
+    half = a["bias"].shape[0] // 2  # CuDNN bias: all input biases, then all recurrent biases
+    input_bias, recurrent_bias = a["bias"][:half], a["bias"][half:]
     b_in = split_gates(input_bias, "keras", cell, axis=0)
     b_rec = split_gates(recurrent_bias, "keras", cell, axis=0)
     gates = list(kernel_blocks)

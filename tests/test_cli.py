@@ -1,0 +1,123 @@
+"""The command line contract: exit codes, one clear message on stderr, nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lstmconv.cli import app
+from tests.conftest import DATA, ROOT
+
+runner = CliRunner()
+SINE = ROOT / "examples" / "sine_lstm.h5"
+REFUSED = DATA / "keras2" / "char_lstm_sigmoid.h5"
+
+
+def _run(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_convert_writes_and_reports_each_layer(tmp_path: Path) -> None:
+    out = tmp_path / "sine.safetensors"
+    result = _run("convert", SINE, out, "--to", "torch")
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    assert "lstm" in result.output and "nn.LSTM(1, 12," in result.output and "nn.Linear(12, 1)" in result.output
+    assert "e-" in result.output  # the max abs error column
+    assert "wrote 6 tensors" in result.output
+
+
+def test_refusal_exits_2_names_layer_and_reason_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "char.safetensors"
+    result = _run("convert", REFUSED, out, "--to", "torch")
+    assert result.exit_code == 2
+    assert "layer 'lstm'" in result.output and "hard-codes tanh" in result.output
+    assert "--skip-unsupported" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind either
+
+
+def test_skip_unsupported_converts_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "char.safetensors"
+    result = _run("convert", REFUSED, out, "--skip-unsupported")
+    assert result.exit_code == 0, result.output
+    assert "left out" in result.output and "lstm" in result.output
+
+
+def test_existing_destination_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "sine.safetensors"
+    out.write_bytes(b"keep me")
+    result = _run("convert", SINE, out)
+    assert result.exit_code == 2 and "--force" in result.output
+    assert out.read_bytes() == b"keep me"
+    assert _run("convert", SINE, out, "--force").exit_code == 0
+    assert out.read_bytes() != b"keep me"
+
+
+@pytest.mark.parametrize(
+    ("make_source", "words"),
+    [
+        (lambda p: p / "missing.h5", "file not found"),
+        (lambda p: p, "directory"),
+        (lambda p: (p / "junk.h5").write_bytes(b"not a model at all") and p / "junk.h5", "unrecognised file"),
+        (lambda p: (p / "empty.h5").write_bytes(b"") or p / "empty.h5", "empty"),
+        (lambda p: (p / "cut.h5").write_bytes(SINE.read_bytes()[:3000]) and p / "cut.h5", "cannot open"),
+    ],
+    ids=["missing", "directory", "garbage", "empty", "truncated"],
+)
+def test_bad_input_is_one_clear_message(tmp_path: Path, make_source, words: str) -> None:  # type: ignore[no-untyped-def]
+    source = make_source(tmp_path)
+    out = tmp_path / "out.safetensors"
+    result = _run("convert", source, out)
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert str(source) in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_destination_suffix_is_checked_before_reading(tmp_path: Path) -> None:
+    result = _run("convert", SINE, tmp_path / "out.bin")
+    assert result.exit_code == 2 and ".safetensors" in result.output
+
+
+def test_unavailable_target_is_refused(tmp_path: Path) -> None:
+    result = _run("convert", SINE, tmp_path / "out.onnx", "--to", "onnx")
+    assert result.exit_code == 2 and "not available yet" in result.output
+
+
+def test_no_verify_skips_the_check(tmp_path: Path) -> None:
+    result = _run("convert", SINE, tmp_path / "o.safetensors", "--no-verify")
+    assert result.exit_code == 0 and "not checked" in result.output and "numeric check skipped" in result.output
+
+
+def test_inspect_json_lists_layers_with_sizes_and_source() -> None:
+    result = _run("inspect", DATA / "keras2" / "bidirectional_sum.h5", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    (layer,) = [layer for layer in data["layers"] if layer["type"] == "recurrent"]
+    assert layer["cell"] == "gru" and layer["bidirectional"] and layer["merge_mode"] == "sum"
+    assert layer["source"]["framework"] == "keras" and layer["source"]["version"].startswith("2.")
+
+
+def test_inspect_table_reports_inferred_facts() -> None:
+    result = _run("inspect", DATA / "keras2" / "weights_only_stacked.h5")
+    assert result.exit_code == 0, result.output
+    assert "inferred" in result.output and "recurrent_activation=sigmoid" in result.output
+
+
+def test_console_script_error_goes_to_stderr(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lstmconv.cli", "convert", str(REFUSED), str(tmp_path / "x.safetensors")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
