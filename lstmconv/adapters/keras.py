@@ -17,11 +17,11 @@ import numpy as np
 
 from lstmconv.activations import Activation
 from lstmconv.errors import ConfigError, MissingTensorError, ShapeMismatchError, UnsupportedFeatureError
-from lstmconv.gates import CELL_GATES, GATE_ORDER, Gate, gate_count, split_gates
+from lstmconv.gates import CELL_GATES, GATE_ORDER, Gate, gate_count, split_gates, stack_gates
 from lstmconv.keras_layout import KerasCellArrays, KerasRecurrentArrays
 from lstmconv.schema import DirectionWeights, GateWeights, RecurrentLayer, RecurrentMeta, StackLevel
 
-__all__ = ["keras_activation", "recurrent_to_canonical", "dense_weight_to_canonical"]
+__all__ = ["keras_activation", "recurrent_to_canonical", "recurrent_from_canonical", "dense_weight_to_canonical"]
 
 _PLAIN = {
     "sigmoid": "sigmoid",
@@ -81,6 +81,38 @@ def recurrent_to_canonical(meta: RecurrentMeta, weights: KerasRecurrentArrays) -
     forward = _direction(meta, weights.forward)
     backward = _direction(meta, weights.backward) if weights.backward is not None else None
     return RecurrentLayer(**dict(meta), levels=(StackLevel(forward=forward, backward=backward),))
+
+
+def recurrent_from_canonical(layer: RecurrentLayer) -> KerasRecurrentArrays:
+    """Keras 2/3 arrays (kernel, recurrent_kernel[, bias]) of a single-level canonical layer.
+
+    Keras has one bias where the canonical form may hold two: they are summed (exact for LSTM, SimpleRNN
+    and the GRU gates); a GRU with reset_after=True keeps both as its (2, 3H) bias rows.
+    """
+    if layer.num_levels != 1 or layer.projection_size is not None:
+        raise UnsupportedFeatureError("Keras layers have one level and no projection", layer=layer.name)
+    forward, backward = layer.levels[0].forward, layer.levels[0].backward
+    cells = [_keras_cell(layer, forward)] + ([_keras_cell(layer, backward)] if backward is not None else [])
+    return KerasRecurrentArrays(forward=cells[0], backward=cells[1] if len(cells) > 1 else None)
+
+
+def _keras_cell(layer: RecurrentLayer, direction: DirectionWeights) -> KerasCellArrays:
+    gates = direction.gates
+    arrays = {
+        "kernel": stack_gates({g: p.w_input.T for g, p in gates.items()}, "keras", layer.cell, axis=1),
+        "recurrent_kernel": stack_gates({g: p.w_recurrent.T for g, p in gates.items()}, "keras", layer.cell, axis=1),
+    }
+    if layer.use_bias:
+        zeros = np.zeros(layer.hidden_size, dtype=next(iter(gates.values())).w_input.dtype)
+        b_input = {g: zeros if p.b_input is None else p.b_input for g, p in gates.items()}
+        b_recurrent = {g: p.b_recurrent for g, p in gates.items()}
+        if layer.cell == "gru" and layer.reset_after:
+            rows = [b_input, {g: zeros if b is None else b for g, b in b_recurrent.items()}]
+            arrays["bias"] = np.stack([stack_gates(row, "keras", "gru", axis=0) for row in rows])
+        else:
+            summed = {g: b_input[g] if b_recurrent[g] is None else b_input[g] + b_recurrent[g] for g in gates}
+            arrays["bias"] = stack_gates(summed, "keras", layer.cell, axis=0)
+    return KerasCellArrays(layout="keras", arrays=arrays)
 
 
 def dense_weight_to_canonical(kernel: np.ndarray) -> np.ndarray:
