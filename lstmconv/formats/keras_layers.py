@@ -485,9 +485,20 @@ def _infer_cell(arrays: list[np.ndarray], names: list[str]) -> str | None:
     if {"z", "r", "h"} <= letters:
         return "gru"
     count = len(arrays)
+    if count in (9, 12) and _per_gate_triples(arrays):
+        return "lstm" if count == 12 else "gru"  # Keras 1 per-gate file whose tensor names say nothing
     for per_direction in ({count, count // 2} if count % 2 == 0 else {count}):
         if per_direction in (2, 3) and arrays[1].ndim == 2 and arrays[1].shape[0] > 0:
             hidden, cols = arrays[1].shape
             if arrays[0].ndim == 2 and arrays[0].shape[1] == cols and cols % hidden == 0:
                 return {4: "lstm", 3: "gru", 1: "rnn"}.get(cols // hidden)
     return None
+
+
+def _per_gate_triples(arrays: list[np.ndarray]) -> bool:
+    """W (in, H), U (H, H), b (H,) repeated: the Keras 1 per-gate storage."""
+    hidden = arrays[1].shape[0] if arrays[1].ndim == 2 else -1
+    for w, u, b in zip(arrays[0::3], arrays[1::3], arrays[2::3]):
+        if w.ndim != 2 or w.shape[1] != hidden or u.shape != (hidden, hidden) or b.shape != (hidden,):
+            return False
+    return True
