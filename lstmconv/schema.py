@@ -72,6 +72,17 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
 
 
+class _Described(_Frozen):
+    """A layer description; subclasses that add weights get ``meta()`` returning the description alone."""
+
+    def meta(self) -> Any:
+        """The description alone, without weights (the nearest ``*Meta`` class in the hierarchy)."""
+        meta_class = next(c for c in type(self).__mro__ if c.__name__.endswith("Meta"))
+        if type(self) is meta_class:
+            return self
+        return meta_class.model_validate(self.model_dump(include=set(meta_class.model_fields)))
+
+
 class SourceInfo(_Frozen):
     """Where a layer came from, and which of its facts were not stated by the source but inferred."""
 
@@ -118,7 +129,7 @@ class StackLevel(_Frozen):
     backward: DirectionWeights | None = None
 
 
-class RecurrentMeta(_Frozen):
+class RecurrentMeta(_Described):
     """Description of an LSTM, GRU or SimpleRNN layer (no weights)."""
 
     type: Literal["recurrent"] = "recurrent"
@@ -173,9 +184,6 @@ class RecurrentMeta(_Frozen):
         """Width of one direction's output (projection size when projected)."""
         return self.projection_size or self.hidden_size
 
-    def meta(self) -> RecurrentMeta:
-        """The description alone, without weights."""
-        return RecurrentMeta.model_validate(self.model_dump(include=set(RecurrentMeta.model_fields)))
 
 
 class RecurrentLayer(RecurrentMeta):
@@ -259,7 +267,7 @@ class RecurrentLayer(RecurrentMeta):
         return found
 
 
-class DenseMeta(_Frozen):
+class DenseMeta(_Described):
     """A fully connected layer; ``time_distributed`` when Keras wraps it in TimeDistributed."""
 
     type: Literal["dense"] = "dense"
@@ -272,9 +280,6 @@ class DenseMeta(_Frozen):
     dtype: str = "float32"
     source: SourceInfo
 
-    def meta(self) -> DenseMeta:
-        """The description alone, without weights."""
-        return DenseMeta.model_validate(self.model_dump(include=set(DenseMeta.model_fields)))
 
 
 class DenseLayer(DenseMeta):
@@ -293,7 +298,7 @@ class DenseLayer(DenseMeta):
         return self
 
 
-class EmbeddingMeta(_Frozen):
+class EmbeddingMeta(_Described):
     """A lookup table from integer ids to vectors."""
 
     type: Literal["embedding"] = "embedding"
@@ -304,9 +309,6 @@ class EmbeddingMeta(_Frozen):
     dtype: str = "float32"
     source: SourceInfo
 
-    def meta(self) -> EmbeddingMeta:
-        """The description alone, without weights."""
-        return EmbeddingMeta.model_validate(self.model_dump(include=set(EmbeddingMeta.model_fields)))
 
 
 class EmbeddingLayer(EmbeddingMeta):
@@ -320,7 +322,7 @@ class EmbeddingLayer(EmbeddingMeta):
         return self
 
 
-class ActivationMeta(_Frozen):
+class ActivationMeta(_Described):
     """A standalone activation layer."""
 
     type: Literal["activation"] = "activation"
@@ -328,16 +330,13 @@ class ActivationMeta(_Frozen):
     activation: Activation
     source: SourceInfo
 
-    def meta(self) -> ActivationMeta:
-        """The description alone (this layer has no weights)."""
-        return self
 
 
 class ActivationLayer(ActivationMeta):
     """Same as its description: no weights."""
 
 
-class DropoutMeta(_Frozen):
+class DropoutMeta(_Described):
     """Dropout (and other noise layers): the identity at inference."""
 
     type: Literal["dropout"] = "dropout"
@@ -345,9 +344,6 @@ class DropoutMeta(_Frozen):
     rate: float = 0.0
     source: SourceInfo
 
-    def meta(self) -> DropoutMeta:
-        """The description alone (this layer has no weights)."""
-        return self
 
 
 class DropoutLayer(DropoutMeta):
