@@ -224,6 +224,9 @@ def _write_atomically(destination: Path, tensors: dict[str, np.ndarray], metadat
     )
     os.close(handle)
     temporary = Path(temporary_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file a normal file's mode
     try:
         write_torch_file(temporary, tensors, metadata)
         written, _ = read_torch_file(temporary)
