@@ -1,0 +1,98 @@
+"""ONNX ``LSTM`` / ``GRU`` / ``RNN`` nodes as lstmconv reads and writes them (``onnx/defs/rnn/defs.cc``).
+
+Tensors (matrices ``(out, in)``, dim 0 = direction, forward then reverse)::
+
+    W [D, G*H, I]   R [D, G*H, H]   B [D, 2*G*H] = [Wb, Rb]   P [D, 3H] (LSTM peepholes i, o, f)
+
+Gates: LSTM i, o, f, c; GRU z, r, h; RNN one block. Activations are listed per direction (LSTM f, g, h;
+GRU f, g; RNN f); ``activation_alpha`` / ``activation_beta`` hold one entry per listed activation, in the
+same order (onnxruntime consumes them positionally). ``layout=0``: X ``[T, B, I]``, Y ``[T, D, B, H]``;
+``layout=1``: X ``[B, T, I]``, Y ``[B, T, D, H]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lstmconv.activations import Activation
+
+__all__ = ["OnnxRecurrentNode", "ONNX_ACTIVATIONS", "ACTIVATION_COUNT", "onnx_activation", "activation_to_onnx"]
+
+#: How many activations each op lists per direction.
+ACTIVATION_COUNT = {"lstm": 3, "gru": 2, "rnn": 1}
+
+#: ONNX activation name -> (canonical name, default alpha, default beta); None: the activation takes none.
+ONNX_ACTIVATIONS: dict[str, tuple[str, float | None, float | None]] = {
+    "Sigmoid": ("sigmoid", None, None),
+    "Tanh": ("tanh", None, None),
+    "Relu": ("relu", None, None),
+    "Softsign": ("softsign", None, None),
+    "Softplus": ("softplus", None, None),
+    "Affine": ("affine", 1.0, 0.0),
+    "LeakyRelu": ("leaky_relu", 0.01, None),
+    "ThresholdedRelu": ("thresholded_relu", 1.0, None),
+    "ScaledTanh": ("scaled_tanh", 1.0, 1.0),
+    "HardSigmoid": ("hard_sigmoid", 0.2, 0.5),
+    "Elu": ("elu", 1.0, None),
+}
+_CASE = {name.lower(): name for name in ONNX_ACTIVATIONS}
+
+
+@dataclass(frozen=True)
+class OnnxRecurrentNode:
+    """One recurrent node: op, attributes and constant weight inputs (``None`` when absent)."""
+
+    op: str  # 'LSTM' | 'GRU' | 'RNN'
+    name: str
+    hidden_size: int
+    direction: str = "forward"
+    activations: tuple[Activation, ...] = ()  # per direction, concatenated
+    clip: float | None = None
+    input_forget: bool = False
+    linear_before_reset: bool = False
+    layout: int = 0
+    W: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    R: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    B: np.ndarray | None = None
+    P: np.ndarray | None = None
+
+    @property
+    def cell(self) -> str:
+        """'lstm', 'gru' or 'rnn'."""
+        return self.op.lower()
+
+    @property
+    def num_directions(self) -> int:
+        """2 for bidirectional, else 1."""
+        return 2 if self.direction == "bidirectional" else 1
+
+
+def onnx_activation(name: str, alpha: float | None, beta: float | None) -> Activation:
+    """Canonical activation of an ONNX activation name with its (possibly defaulted) parameters."""
+    canonical, default_alpha, default_beta = ONNX_ACTIVATIONS[_CASE[name.lower()]]
+    if canonical == "affine" and (alpha if alpha is not None else default_alpha) == 1.0 and (
+        beta if beta is not None else default_beta
+    ) == 0.0:
+        return Activation(name="linear")
+    return Activation(
+        name=canonical,  # type: ignore[arg-type]
+        alpha=None if default_alpha is None else (default_alpha if alpha is None else alpha),
+        beta=None if default_beta is None else (default_beta if beta is None else beta),
+    )
+
+
+def activation_to_onnx(activation: Activation) -> tuple[str, float, float] | None:
+    """(ONNX name, alpha, beta) for an activation an ONNX recurrent op can apply; ``None`` when it cannot."""
+    if activation.name == "linear":
+        return ("Affine", 1.0, 0.0)
+    for onnx_name, (canonical, _, _) in ONNX_ACTIVATIONS.items():
+        if canonical == activation.name:
+            return (onnx_name, activation.alpha or 0.0, activation.beta or 0.0)
+    return None
+
+
+def is_known_activation(name: str) -> bool:
+    """Whether ``name`` is an activation the ONNX recurrent ops define (case-insensitive)."""
+    return name.lower() in _CASE

@@ -1,0 +1,119 @@
+"""The ONNX-layout NumPy reference against onnxruntime, feature by feature.
+
+Covers every op (LSTM, GRU, RNN), direction, layout=0 (onnxruntime rejects layout=1, so layout=1 is
+checked against the layout=0 run transposed), linear_before_reset 0/1, peepholes, clip, input_forget,
+non-default activations with explicit alpha/beta, initial states and sequence_lens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, onnx_activation
+from lstmconv.reference.onnx import onnx_forward
+
+onnxruntime = pytest.importorskip("onnxruntime")
+from tests.onnx_helpers import one_node_model, run_ort  # noqa: E402
+
+H, I, T, B = 4, 3, 5, 3
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+
+CASES = [
+    # id, op, attrs, use P, use lengths, use initial states
+    ("lstm_forward", "LSTM", {}, False, False, False),
+    ("lstm_bidirectional_states", "LSTM", {"direction": "bidirectional"}, False, False, True),
+    ("lstm_reverse", "LSTM", {"direction": "reverse"}, False, False, True),
+    ("lstm_peepholes", "LSTM", {"direction": "bidirectional"}, True, False, True),
+    ("lstm_clip", "LSTM", {"clip": 0.7}, False, False, True),
+    ("lstm_clip_peepholes_bidirectional", "LSTM", {"clip": 0.4, "direction": "bidirectional"}, True, True, True),
+    ("lstm_input_forget", "LSTM", {"input_forget": 1}, False, False, True),
+    ("lstm_hard_sigmoid_keras3", "LSTM", {"activations": ["HardSigmoid", "Tanh", "Tanh"], "activation_alpha": [1 / 6, 0.0, 0.0], "activation_beta": [0.5, 0.0, 0.0]}, False, False, False),
+    ("lstm_exotic_activations", "LSTM", {"activations": ["HardSigmoid", "Affine", "ScaledTanh"], "activation_alpha": [0.3, 0.5, 1.5], "activation_beta": [0.4, 0.1, 0.7]}, False, False, True),
+    ("lstm_sequence_lens", "LSTM", {"direction": "bidirectional"}, False, True, True),
+    ("gru_lbr0", "GRU", {"linear_before_reset": 0}, False, False, True),
+    ("gru_lbr1_bidirectional", "GRU", {"linear_before_reset": 1, "direction": "bidirectional"}, False, False, True),
+    ("gru_activations", "GRU", {"activations": ["HardSigmoid", "Softsign"], "activation_alpha": [0.2, 0.0], "activation_beta": [0.5, 0.0]}, False, False, False),
+    ("gru_sequence_lens_reverse", "GRU", {"direction": "reverse", "linear_before_reset": 1}, False, True, True),
+    ("gru_clip", "GRU", {"clip": 0.5, "linear_before_reset": 1}, False, False, True),
+    ("rnn_clip", "RNN", {"clip": 0.3}, False, False, True),
+    ("rnn_tanh", "RNN", {}, False, False, True),
+    ("rnn_relu_bidirectional", "RNN", {"activations": ["Relu", "Relu"], "direction": "bidirectional"}, False, False, True),
+    ("rnn_leaky_elu", "RNN", {"activations": ["LeakyRelu", "Elu"], "activation_alpha": [0.1, 0.9], "direction": "bidirectional"}, False, False, False),
+    ("rnn_sequence_lens", "RNN", {"activations": ["Softplus"]}, False, True, True),
+]
+
+
+def _node(op: str, attrs: dict, arrays: dict) -> OnnxRecurrentNode:  # type: ignore[type-arg]
+    directions = 2 if attrs.get("direction") == "bidirectional" else 1
+    names = attrs.get("activations", DEFAULT_ACTS[op] * directions)
+    if len(names) == ACTIVATION_COUNT[op.lower()] and directions == 2:
+        names = names * 2
+    alpha, beta = attrs.get("activation_alpha", []), attrs.get("activation_beta", [])
+    acts = tuple(
+        onnx_activation(n, alpha[k] if k < len(alpha) else None, beta[k] if k < len(beta) else None) for k, n in enumerate(names)
+    )
+    return OnnxRecurrentNode(
+        op=op,
+        name="n",
+        hidden_size=H,
+        direction=attrs.get("direction", "forward"),
+        activations=acts,
+        clip=attrs.get("clip"),
+        input_forget=bool(attrs.get("input_forget", 0)),
+        linear_before_reset=bool(attrs.get("linear_before_reset", 0)),
+        W=arrays["W"],
+        R=arrays["R"],
+        B=arrays["B"],
+        P=arrays.get("P"),
+    )
+
+
+@pytest.mark.parametrize(("case", "op", "attrs", "peepholes", "lengths", "states"), CASES, ids=[c[0] for c in CASES])
+def test_reference_matches_onnxruntime(case: str, op: str, attrs: dict, peepholes: bool, lengths: bool, states: bool) -> None:  # type: ignore[type-arg]
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    directions = 2 if attrs.get("direction") == "bidirectional" else 1
+    g = GATES[op]
+    f32 = lambda *shape: rng.uniform(-1, 1, shape).astype(np.float32)  # noqa: E731
+    arrays = {"W": f32(directions, g * H, I), "R": f32(directions, g * H, H), "B": f32(directions, 2 * g * H)}
+    if peepholes:
+        arrays["P"] = f32(directions, 3 * H)
+    X = (2 * f32(T, B, I)).astype(np.float32)
+    feeds = {"X": X}
+    runtime = ["X"]
+    seq = None
+    if lengths:
+        seq = np.array([T, 2, 4][:B], dtype=np.int32)
+        feeds["sequence_lens"] = seq
+        runtime.append("sequence_lens")
+    h0 = c0 = None
+    if states:  # large enough that clipped and unclipped values differ
+        h0, c0 = 3 * f32(directions, B, H), 3 * f32(directions, B, H)
+        feeds["initial_h"] = h0
+        runtime.append("initial_h")
+        if op == "LSTM":
+            feeds["initial_c"] = c0
+            runtime.append("initial_c")
+    ort_attrs = {"hidden_size": H, **attrs}
+    model = one_node_model(op, {**arrays, **{k: None for k in runtime}}, runtime, ort_attrs)
+    expected = run_ort(model, feeds)
+    node = _node(op, attrs, arrays)
+    Y, Y_h, Y_c = onnx_forward(node, X, sequence_lens=seq, initial_h=h0, initial_c=c0 if op == "LSTM" else None)
+    np.testing.assert_allclose(Y, expected[0], atol=2e-6, err_msg="Y")
+    np.testing.assert_allclose(Y_h, expected[1], atol=2e-6, err_msg="Y_h")
+    if op == "LSTM":
+        np.testing.assert_allclose(Y_c, expected[2], atol=2e-6, err_msg="Y_c")
+
+
+def test_layout_1_is_the_transpose_of_layout_0() -> None:
+    rng = np.random.default_rng(3)
+    arrays = {"W": rng.standard_normal((2, 4 * H, I)), "R": rng.standard_normal((2, 4 * H, H)), "B": rng.standard_normal((2, 8 * H))}
+    node0 = _node("LSTM", {"direction": "bidirectional"}, arrays)
+    node1 = OnnxRecurrentNode(**{**node0.__dict__, "layout": 1})
+    X = rng.standard_normal((T, B, I))
+    h0 = rng.standard_normal((2, B, H))
+    Y0, Yh0, _ = onnx_forward(node0, X, initial_h=h0)
+    Y1, Yh1, _ = onnx_forward(node1, X.transpose(1, 0, 2), initial_h=h0.transpose(1, 0, 2))
+    np.testing.assert_array_equal(Y1, Y0.transpose(2, 0, 1, 3))
+    np.testing.assert_array_equal(Yh1, Yh0.transpose(1, 0, 2))
