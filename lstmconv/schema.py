@@ -46,6 +46,10 @@ __all__ = [
     "ActivationLayer",
     "DropoutMeta",
     "DropoutLayer",
+    "ConcatenateMeta",
+    "ConcatenateLayer",
+    "ModelInput",
+    "Wiring",
     "LayerMeta",
     "Layer",
     "CanonicalMetadata",
@@ -90,6 +94,7 @@ class SourceInfo(_Frozen):
     layout: str = Field(description="source layout, e.g. 'keras2', 'keras1-per-gate', 'cudnn', 'keras3'")
     version: str | None = Field(default=None, description="framework version recorded in the file")
     inferred: tuple[str, ...] = Field(default=(), description="facts assumed because the source lacks them")
+    notes: tuple[str, ...] = Field(default=(), description="what the source does around the layer that it does not carry")
 
 
 class CellActivations(_Frozen):
@@ -147,6 +152,11 @@ class RecurrentMeta(_Described):
         default=False,
         description="unidirectional Keras go_backwards: reads time reversed and returns the reversed sequence",
     )
+    time_aligned_output: bool = Field(
+        default=False,
+        description="go_backwards only: outputs aligned with input time (ONNX direction=reverse) instead of in "
+        "processing order (Keras)",
+    )
     return_sequences: bool = True
     reset_after: bool | None = Field(
         default=None, description="GRU only: reset applied after the recurrent matmul (torch/cuDNN style)"
@@ -171,6 +181,8 @@ class RecurrentMeta(_Described):
             raise bad("merge_mode must be given exactly when the layer is bidirectional")
         if self.bidirectional and self.go_backwards:
             raise bad("go_backwards applies to unidirectional layers; a bidirectional layer has both directions")
+        if self.time_aligned_output and not self.go_backwards:
+            raise bad("time_aligned_output applies to go_backwards layers only")
         if (self.cell == "rnn") != (self.activations.gate is None):
             raise bad("gate activation must be given for LSTM/GRU and omitted for SimpleRNN")
         if (self.cell == "lstm") != (self.activations.cell_output is not None):
@@ -350,6 +362,19 @@ class DropoutLayer(DropoutMeta):
     """Same as its description: no weights."""
 
 
+class ConcatenateMeta(_Described):
+    """Keras ``Concatenate``: joins its inputs along ``axis`` (negative: from the end)."""
+
+    type: Literal["concatenate"] = "concatenate"
+    name: str
+    axis: int = -1
+    source: SourceInfo
+
+
+class ConcatenateLayer(ConcatenateMeta):
+    """Same as its description: no weights."""
+
+
 def _expect(layer: str, tensor: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
     if array.shape != shape:
         raise ShapeMismatchError(
@@ -358,9 +383,29 @@ def _expect(layer: str, tensor: str, array: np.ndarray, shape: tuple[int, ...]) 
 
 
 LayerMeta = Annotated[
-    Union[RecurrentMeta, DenseMeta, EmbeddingMeta, ActivationMeta, DropoutMeta], Field(discriminator="type")
+    Union[RecurrentMeta, DenseMeta, EmbeddingMeta, ActivationMeta, DropoutMeta, ConcatenateMeta],
+    Field(discriminator="type"),
 ]
-Layer = Union[RecurrentLayer, DenseLayer, EmbeddingLayer, ActivationLayer, DropoutLayer]
+Layer = Union[RecurrentLayer, DenseLayer, EmbeddingLayer, ActivationLayer, DropoutLayer, ConcatenateLayer]
+
+
+class ModelInput(_Frozen):
+    """One input of a model whose wiring is known."""
+
+    name: str
+    shape: tuple[int | None, ...] = Field(description="without the batch dimension; None = any length")
+    dtype: str = "float32"
+
+
+class Wiring(_Frozen):
+    """How the layers connect, when the source says so (Keras Sequential and functional models)."""
+
+    inputs: tuple[ModelInput, ...]
+    inbound: dict[str, tuple[str, ...]] = Field(description="layer -> the model inputs or layers it reads, in order")
+    outputs: tuple[str, ...]
+    unsupported: tuple[str, ...] = Field(
+        default=(), description="layers in the wiring that have no canonical form (the whole model cannot be rebuilt)"
+    )
 
 
 class CanonicalMetadata(_Frozen):
@@ -368,12 +413,14 @@ class CanonicalMetadata(_Frozen):
 
     lstmconv_schema: int = SCHEMA_VERSION
     layers: tuple[LayerMeta, ...]
+    wiring: Wiring | None = None
 
 
 class CanonicalModel(_Frozen):
-    """An ordered set of named layers with their weights."""
+    """An ordered set of named layers with their weights, and how they connect when the source says so."""
 
     layers: tuple[Layer, ...]
+    wiring: Wiring | None = None
     skipped: tuple[str, ...] = Field(
         default=(), description="layers of the source that carry weights lstmconv does not convert, with why"
     )
@@ -389,7 +436,7 @@ class CanonicalModel(_Frozen):
 
     def metadata(self) -> CanonicalMetadata:
         """The description of every layer, without weights."""
-        return CanonicalMetadata(layers=tuple(layer.meta() for layer in self.layers))
+        return CanonicalMetadata(layers=tuple(layer.meta() for layer in self.layers), wiring=self.wiring)
 
     def recurrent_layers(self) -> list[RecurrentLayer]:
         """The recurrent layers, in order."""

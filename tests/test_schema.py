@@ -73,13 +73,24 @@ def test_split_and_stack_are_inverse_and_views() -> None:
 
 
 def test_no_gate_slicing_outside_the_gate_table() -> None:
-    """Only lstmconv/gates.py slices stacked gates; adapters and formats use split_gates/stack_gates."""
-    pattern = re.compile(r"\*\s*hidden|hidden\s*\*\s*\d|np\.split\(|\[:,\s*\w+\s*:|\[0,\s*3,\s*1,\s*2\]")
+    """Only lstmconv/gates.py slices stacked gates; everything else calls split_gates/stack_gates.
+
+    Flags slice expressions computed from a hidden size (``w[:, H:2*H]``), splits of weights into equal
+    parts, and gate-permutation literals anywhere in the package.
+    """
+    slice_expression = re.compile(r"\[[^\[\]\n]*:[^\[\]\n]*\]")
+    sized = re.compile(r"\b(hidden|hidden_size|units|H)\b")
+    permutation = re.compile(r"\[\s*0\s*,\s*3\s*,\s*1\s*,\s*2\s*\]|\[\s*1\s*,\s*0\s*,\s*2\s*\]\s*#.*gate")
     offenders = []
     for path in sorted((ROOT / "lstmconv").rglob("*.py")):
         if path.name == "gates.py":
             continue
+        weights_code = path.parent.name in ("adapters", "reference", "targets") or path.name.startswith("keras")
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if pattern.search(line) and "split_gates" not in line:
+            code = line.split("#", 1)[0]
+            bad = any(sized.search(m.group(0)) for m in slice_expression.finditer(code))
+            bad = bad or bool(permutation.search(line))
+            bad = bad or (weights_code and ("np.split(" in code or "array_split(" in code))
+            if bad:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)

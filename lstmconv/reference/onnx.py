@@ -76,7 +76,8 @@ def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation]):
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     R = np.asarray(node.R[d], dtype=np.float64)
     bias = np.zeros(2 * gates * hidden) if node.B is None else np.asarray(node.B[d], dtype=np.float64)
-    w_bias, r_bias = bias[: gates * hidden], bias[gates * hidden :]
+    half = bias.shape[0] // 2  # B = [Wb, Rb]
+    w_bias, r_bias = bias[:half], bias[half:]
     clip = node.clip
 
     def act(activation: Activation, value: np.ndarray) -> np.ndarray:

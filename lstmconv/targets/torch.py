@@ -3,10 +3,11 @@
 What a user rebuilds from the file (stated in each layer's metadata):
 
 * a recurrent layer is ``nn.LSTM/GRU/RNN(..., batch_first=True)`` holding ``<layer>.*`` parameters;
-* ``go_backwards`` (unidirectional Keras layer): feed ``x.flip(1)``; the output is in that reversed order;
+* ``go_backwards`` (unidirectional Keras layer): feed ``x.flip(1)``; the output is in that reversed order
+  (``time_aligned_output``, an ONNX ``direction=reverse`` node: flip the output back too);
 * a bidirectional ``merge_mode`` other than ``concat``: split torch's output in halves and merge them;
-* ``return_sequences=False``: take ``output[:, -1]`` (bidirectional: forward ``[:, -1, :H]``, backward
-  ``[:, 0, H:]``);
+* ``return_sequences=False``: take the last step of the output (bidirectional: the forward half at the last
+  step and the backward half at step 0);
 * Dense: ``nn.Linear`` followed by the activation named in the metadata.
 """
 
@@ -50,6 +51,8 @@ def torch_layer_function(meta: RecurrentMeta | DenseMeta, params: dict[str, np.n
             nonlinearity=nonlinearity,
         )
         y = out.y
+        if meta.time_aligned_output:
+            y = y[:, ::-1]
         if meta.bidirectional and meta.merge_mode != "concat":
             assert isinstance(y, np.ndarray) and meta.merge_mode is not None
             width = meta.output_size
@@ -66,7 +69,9 @@ def usage_notes(meta: RecurrentMeta | DenseMeta) -> list[str]:
         if meta.activation.name != "linear":
             notes.append(f"apply {meta.activation} after nn.Linear")
         return notes
-    if meta.go_backwards:
+    if meta.go_backwards and meta.time_aligned_output:
+        notes.append("reverse direction: feed x.flip(1) and flip the output sequence back (output.flip(1))")
+    elif meta.go_backwards:
         notes.append("go_backwards: feed x.flip(1); the output sequence comes out in that reversed order")
     if meta.bidirectional and meta.merge_mode != "concat":
         notes.append(f"merge_mode={meta.merge_mode}: split the output in forward/backward halves and merge them")

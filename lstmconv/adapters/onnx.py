@@ -1,0 +1,174 @@
+"""ONNX layout <-> canonical form, one recurrent node per stacked level.
+
+ONNX stores ``W [D, G*H, in]``, ``R [D, G*H, H]`` (``(out, in)`` per direction), ``B [D, 2*G*H] = [Wb, Rb]``
+and LSTM peepholes ``P [D, 3H]`` (i, o, f); gates LSTM i,o,f,c, GRU z,r,h (see :mod:`lstmconv.onnx_layout`).
+Both biases and the peepholes map one to one, so nothing is summed or lost in either direction. A
+``direction=reverse`` node is a ``go_backwards`` layer whose outputs are aligned with input time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmconv.activations import Activation
+from lstmconv.errors import UnsupportedFeatureError
+from lstmconv.gates import CELL_GATES, split_gates, stack_gates
+from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, activation_to_onnx
+from lstmconv.schema import (
+    CellActivations,
+    DirectionWeights,
+    GateWeights,
+    RecurrentLayer,
+    RecurrentMeta,
+    SourceInfo,
+    StackLevel,
+)
+
+__all__ = ["node_to_canonical", "nodes_from_canonical", "onnx_refusals"]
+
+
+def node_to_canonical(node: OnnxRecurrentNode, source: SourceInfo) -> RecurrentLayer:
+    """The canonical layer of one ONNX recurrent node (views of its arrays, no copies)."""
+    cell, per_direction = node.cell, ACTIVATION_COUNT[node.cell]
+    first = node.activations[:per_direction]
+    if node.num_directions == 2 and tuple(node.activations[per_direction:]) != tuple(first):
+        raise UnsupportedFeatureError(
+            "the two directions use different activations; lstmconv layers share one set", layer=node.name
+        )
+    if cell == "lstm":
+        activations = CellActivations(gate=first[0], candidate=first[1], cell_output=first[2])
+    elif cell == "gru":
+        activations = CellActivations(gate=first[0], candidate=first[1], cell_output=None)
+    else:
+        activations = CellActivations(gate=None, candidate=first[0], cell_output=None)
+    directions = [_direction(node, d) for d in range(node.num_directions)]
+    meta = RecurrentMeta(
+        name=node.name,
+        cell=cell,  # type: ignore[arg-type]
+        input_size=int(node.W.shape[2]),
+        hidden_size=node.hidden_size,
+        bidirectional=node.num_directions == 2,
+        merge_mode="concat" if node.num_directions == 2 else None,
+        go_backwards=node.direction == "reverse",
+        time_aligned_output=node.direction == "reverse",
+        return_sequences=True,
+        reset_after=node.linear_before_reset if cell == "gru" else None,
+        use_bias=node.B is not None,
+        activations=activations,
+        cell_clip=node.clip,
+        input_forget=node.input_forget,
+        dtype=str(node.W.dtype),
+        source=source,
+    )
+    level = StackLevel(forward=directions[0], backward=directions[1] if len(directions) == 2 else None)
+    return RecurrentLayer(**dict(meta), levels=(level,))
+
+
+def _direction(node: OnnxRecurrentNode, d: int) -> DirectionWeights:
+    cell = node.cell
+    w = split_gates(node.W[d], "onnx", cell, axis=0)
+    r = split_gates(node.R[d], "onnx", cell, axis=0)
+    wb = rb = None
+    if node.B is not None:
+        half = node.B.shape[1] // 2  # [Wb, Rb]
+        wb = split_gates(node.B[d][:half], "onnx", cell, axis=0)
+        rb = split_gates(node.B[d][half:], "onnx", cell, axis=0)
+    peepholes = split_gates(node.P[d], "onnx", "lstm_peephole", axis=0) if node.P is not None else {}
+    return DirectionWeights(
+        gates={
+            g: GateWeights(
+                w_input=w[g],
+                w_recurrent=r[g],
+                b_input=None if wb is None else wb[g],
+                b_recurrent=None if rb is None else rb[g],
+                peephole=peepholes.get(g),
+            )
+            for g in CELL_GATES[cell]
+        }
+    )
+
+
+def onnx_refusals(layer: RecurrentLayer) -> list[str]:
+    """Why ONNX recurrent ops cannot compute ``layer`` exactly (empty when they can)."""
+    reasons = []
+    roles = {"gate": layer.activations.gate, "candidate": layer.activations.candidate, "cell_output": layer.activations.cell_output}
+    for role, activation in roles.items():
+        if activation is not None and activation_to_onnx(activation) is None:
+            reasons.append(
+                f"the ONNX {layer.cell.upper()} operator has no '{activation}' activation ({role}); it offers "
+                "Sigmoid, Tanh, Relu, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, "
+                "Softsign, Softplus"
+            )
+    if layer.projection_size is not None:
+        reasons.append("ONNX LSTM has no projection (torch proj_size)")
+    return reasons
+
+
+def nodes_from_canonical(layer: RecurrentLayer) -> list[OnnxRecurrentNode]:
+    """One ONNX node per stacked level, named ``<layer>`` (``<layer>_l<k>`` for levels after the first)."""
+    reasons = onnx_refusals(layer)
+    if reasons:
+        raise UnsupportedFeatureError("; ".join(reasons), layer=layer.name)
+    acts = layer.activations
+    if layer.cell == "lstm":
+        per_direction: tuple[Activation, ...] = (acts.gate, acts.candidate, acts.cell_output)  # type: ignore[assignment]
+    elif layer.cell == "gru":
+        per_direction = (acts.gate, acts.candidate)  # type: ignore[assignment]
+    else:
+        per_direction = (acts.candidate,)
+    if layer.bidirectional:
+        direction = "bidirectional"
+    elif layer.go_backwards:
+        direction = "reverse"
+    else:
+        direction = "forward"
+    nodes = []
+    for k, level in enumerate(layer.levels):
+        sides = [level.forward] + ([level.backward] if level.backward is not None else [])
+        nodes.append(
+            OnnxRecurrentNode(
+                op=layer.cell.upper(),
+                name=layer.name if k == 0 else f"{layer.name}_l{k}",
+                hidden_size=layer.hidden_size,
+                direction=direction,
+                activations=per_direction * len(sides),
+                clip=layer.cell_clip,
+                input_forget=layer.input_forget,
+                linear_before_reset=bool(layer.reset_after),
+                W=np.stack([_stack(layer, s, "w_input") for s in sides]),
+                R=np.stack([_stack(layer, s, "w_recurrent") for s in sides]),
+                B=np.stack([_biases(layer, s) for s in sides]) if layer.use_bias else None,
+                P=_peepholes(layer, sides),
+            )
+        )
+    return nodes
+
+
+def _stack(layer: RecurrentLayer, direction: DirectionWeights, field: str) -> np.ndarray:
+    return stack_gates({g: getattr(p, field) for g, p in direction.gates.items()}, "onnx", layer.cell, axis=0)
+
+
+def _biases(layer: RecurrentLayer, direction: DirectionWeights) -> np.ndarray:
+    dtype = next(iter(direction.gates.values())).w_input.dtype
+    zeros = np.zeros(layer.hidden_size, dtype=dtype)
+    wb = {g: zeros if p.b_input is None else p.b_input for g, p in direction.gates.items()}
+    rb = {g: zeros if p.b_recurrent is None else p.b_recurrent for g, p in direction.gates.items()}
+    return np.concatenate([stack_gates(wb, "onnx", layer.cell, axis=0), stack_gates(rb, "onnx", layer.cell, axis=0)])
+
+
+def _peepholes(layer: RecurrentLayer, sides: list[DirectionWeights]) -> np.ndarray | None:
+    if not any(p.peephole is not None for s in sides for p in s.gates.values()):
+        return None
+    dtype = next(iter(sides[0].gates.values())).w_input.dtype
+    zeros = np.zeros(layer.hidden_size, dtype=dtype)
+    return np.stack(
+        [
+            stack_gates(
+                {g: zeros if s.gates[g].peephole is None else s.gates[g].peephole for g in ("input", "output", "forget")},
+                "onnx",
+                "lstm_peephole",
+                axis=0,
+            )
+            for s in sides
+        ]
+    )

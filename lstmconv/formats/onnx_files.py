@@ -1,0 +1,374 @@
+"""Read the recurrent nodes of an ONNX model: weights folded to constants, attributes parsed.
+
+Weights may be initializers, ``Constant`` nodes, or small constant subgraphs (``Slice``/``Concat``/
+``Unsqueeze``/``Transpose``/``Reshape``/``Split``/``Gather``/``Cast``..., as PyTorch's exporters write them),
+and nodes may sit inside ``If``/``Loop``/``Scan`` bodies, which see the enclosing graphs' constants. A weight
+that truly depends on a runtime input is refused with its name. External-data tensors are read only from
+inside the model's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import external_data_helper, helper, numpy_helper
+
+from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
+from lstmconv.onnx_layout import ACTIVATION_COUNT, ONNX_ACTIVATIONS, OnnxRecurrentNode, is_known_activation, onnx_activation
+
+__all__ = ["OnnxNodeEntry", "OnnxFile", "read_onnx", "key_safe"]
+
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+
+
+@dataclass(frozen=True)
+class OnnxNodeEntry:
+    """A recurrent node ready for conversion, with what the report should say about it."""
+
+    name: str  # key-safe layer name
+    node: OnnxRecurrentNode
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OnnxFile:
+    """The recurrent nodes of a model, in graph order (subgraphs after their parent node)."""
+
+    path: str
+    opset: int
+    producer: str
+    nodes: tuple[OnnxNodeEntry, ...] = field(default_factory=tuple)
+
+
+def key_safe(name: str) -> str:
+    """'/model/decoder/rnn/LSTM' -> 'model_decoder_rnn_LSTM' (usable as a torch module name)."""
+    safe = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_")
+    return safe if safe and not safe[0].isdigit() else f"n_{safe}"
+
+
+def read_onnx(path: str | Path) -> OnnxFile:
+    """Parse ``path`` and return its recurrent nodes with constant weights."""
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf DecodeError and friends: the file is not an ONNX model
+        raise InputFormatError(f"cannot parse as an ONNX model: {type(error).__name__}: {error}", file=path) from None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset == 0:
+        raise InputFormatError("the model imports no ai.onnx opset", file=path)
+    reader = _Reader(path, opset)
+    reader.walk(model.graph, {})
+    if not reader.found:
+        raise InputFormatError("no LSTM, GRU or RNN node in this model", file=path, hint="a Loop-unrolled RNN cannot be read")
+    names: dict[str, int] = {}
+    entries = []
+    for node, weights, notes in reader.found:
+        base = key_safe(node.name) if node.name else node.op_type.lower()
+        count = names.get(base, 0)
+        names[base] = count + 1
+        name = base if count == 0 else f"{base}_{count}"
+        entries.append(OnnxNodeEntry(name=name, node=_node(path, node, weights, name, opset), notes=tuple(notes)))
+    return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
+
+
+class _Reader:
+    def __init__(self, path: Path, opset: int) -> None:
+        self.path = path
+        self.base = path.resolve().parent
+        self.opset = opset
+        self.found: list[tuple[onnx.NodeProto, dict[str, np.ndarray | None], list[str]]] = []
+
+    def tensor(self, proto: onnx.TensorProto) -> np.ndarray:
+        if external_data_helper.uses_external_data(proto):
+            info = {entry.key: entry.value for entry in proto.external_data}
+            location = info.get("location", "")
+            target = (self.base / location).resolve()
+            if Path(location).is_absolute() or not target.is_relative_to(self.base):
+                raise InputFormatError(
+                    "external data path leaves the model's folder; refused",
+                    file=self.path,
+                    tensor=proto.name,
+                    actual=location,
+                )
+            if not target.is_file():
+                raise InputFormatError("external data file not found", file=self.path, tensor=proto.name, actual=location)
+            external_data_helper.load_external_data_for_tensor(proto, str(self.base))
+        try:
+            return numpy_helper.to_array(proto)
+        except Exception as error:
+            raise InputFormatError(f"cannot decode tensor: {error}", file=self.path, tensor=proto.name) from None
+
+    def walk(self, graph: onnx.GraphProto, outer: dict[str, np.ndarray]) -> None:
+        scope = dict(outer)  # a subgraph sees the enclosing graphs' constants
+        for initializer in graph.initializer:
+            scope[initializer.name] = _Lazy(self, initializer)
+        for node in graph.node:
+            if node.op_type in RECURRENT_OPS:
+                self.record(node, scope)
+            else:
+                self.fold(node, scope)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    self.walk(attribute.g, scope)
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    for sub in attribute.graphs:
+                        self.walk(sub, scope)
+
+    def value(self, scope: dict[str, Any], name: str) -> np.ndarray | None:
+        found = scope.get(name)
+        if isinstance(found, _Lazy):
+            found = scope[name] = found.load()
+        return found
+
+    def fold(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
+        if node.op_type not in _FOLDERS:
+            return
+        inputs = [self.value(scope, n) if n else None for n in node.input]
+        if any(v is None for v, n in zip(inputs, node.input) if n):
+            return
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        try:
+            outputs = _FOLDERS[node.op_type](self, inputs, attrs, self.opset)
+        except (ValueError, IndexError, TypeError, KeyError):
+            return  # not foldable here (e.g. unsupported variant): it stays a runtime value
+        for name, value in zip(node.output, outputs):
+            scope[name] = np.asarray(value)
+
+    def record(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
+        names = list(node.input) + [""] * (8 - len(node.input))
+        label = node.name or node.op_type
+        weights: dict[str, np.ndarray | None] = {}
+        for slot, name in zip(("W", "R", "B", "P"), (names[1], names[2], names[3], names[7])):
+            if not name:
+                weights[slot] = None
+                continue
+            value = self.value(scope, name)
+            if value is None:
+                raise UnsupportedFeatureError(
+                    f"input {slot} ('{name}') is computed at run time, not a constant; lstmconv converts "
+                    "weights that are fixed in the file",
+                    file=self.path,
+                    layer=label,
+                )
+            weights[slot] = value
+        if weights["W"] is None or weights["R"] is None:
+            raise InputFormatError("node has no W or R input", file=self.path, layer=label)
+        notes = []
+        if names[4]:
+            notes.append("sequence_lens is a runtime input of the model; the converted layer runs full-length sequences")
+        for slot, name in (("initial_h", names[5]), ("initial_c", names[6])):
+            if not name:
+                continue
+            value = self.value(scope, name)
+            if value is None:
+                notes.append(f"{slot} is a runtime input of the model; the converted layer starts from the state you pass")
+            elif np.any(value):
+                raise UnsupportedFeatureError(
+                    f"{slot} is a non-zero constant: the initial state is part of this node's function and "
+                    "the target layer has no place for it",
+                    file=self.path,
+                    layer=label,
+                )
+        self.found.append((node, weights, notes))
+
+
+class _Lazy:
+    """An initializer decoded on first use (large unused initializers are never read)."""
+
+    def __init__(self, reader: _Reader, proto: onnx.TensorProto) -> None:
+        self.reader, self.proto = reader, proto
+
+    def load(self) -> np.ndarray:
+        return self.reader.tensor(self.proto)
+
+
+def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None], name: str, opset: int) -> OnnxRecurrentNode:
+    op = node.op_type
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    direction = text(attrs.get("direction", "forward"))
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise InputFormatError(f"unknown direction {direction!r}", file=path, layer=name)
+    directions = 2 if direction == "bidirectional" else 1
+    per_direction = ACTIVATION_COUNT[op.lower()]
+    activations = [text(a) for a in attrs.get("activations", _DEFAULT_ACTIVATIONS[op] * directions)]
+    if len(activations) != per_direction * directions:
+        raise ConfigError(
+            "wrong number of activations", file=path, layer=name, expected=per_direction * directions, actual=len(activations)
+        )
+    unknown = [a for a in activations if not is_known_activation(a)]
+    if unknown:
+        raise UnsupportedFeatureError(f"unknown activation(s) {unknown}", file=path, layer=name, hint=f"known: {sorted(ONNX_ACTIVATIONS)}")
+    alpha = list(attrs.get("activation_alpha", []))
+    beta = list(attrs.get("activation_beta", []))
+    for label, values in (("activation_alpha", alpha), ("activation_beta", beta)):
+        if values and len(values) != len(activations):
+            raise UnsupportedFeatureError(
+                f"{label} has {len(values)} values for {len(activations)} activations; runtimes disagree on how "
+                "to consume such a list, so it is ambiguous",
+                file=path,
+                layer=name,
+            )
+    parameterised = any(ONNX_ACTIVATIONS[_canonical_case(a)][1] is not None for a in activations)
+    if op == "RNN" and parameterised and not (alpha and beta):
+        raise UnsupportedFeatureError(
+            "RNN node with parameterised activations but no explicit activation_alpha/beta: the ONNX spec's "
+            "defaults and onnxruntime's (0.0) differ, so its function is ambiguous",
+            file=path,
+            layer=name,
+        )
+    acts = tuple(
+        onnx_activation(a, alpha[k] if alpha else None, beta[k] if beta else None) for k, a in enumerate(activations)
+    )
+    W, R = np.asarray(weights["W"]), np.asarray(weights["R"])
+    hidden = int(attrs.get("hidden_size", R.shape[-1] if R.ndim == 3 else 0))
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    expected = {"W": (directions, gates * hidden, W.shape[-1] if W.ndim == 3 else -1), "R": (directions, gates * hidden, hidden)}
+    for slot, array in (("W", W), ("R", R)):
+        if array.shape != expected[slot]:
+            raise InputFormatError("shape mismatch", file=path, layer=name, tensor=slot, expected=expected[slot], actual=array.shape)
+    B, P = weights["B"], weights["P"]
+    if B is not None and B.shape != (directions, 2 * gates * hidden):
+        raise InputFormatError("shape mismatch", file=path, layer=name, tensor="B", expected=(directions, 2 * gates * hidden), actual=B.shape)
+    if P is not None and P.shape != (directions, 3 * hidden):
+        raise InputFormatError("shape mismatch", file=path, layer=name, tensor="P", expected=(directions, 3 * hidden), actual=P.shape)
+    for slot, array in (("W", W), ("R", R), ("B", B), ("P", P)):
+        if array is not None and array.dtype.kind != "f":
+            raise InputFormatError(f"weights must be floating point, got {array.dtype}", file=path, layer=name, tensor=slot)
+    clip = attrs.get("clip")
+    return OnnxRecurrentNode(
+        op=op,
+        name=name,
+        hidden_size=hidden,
+        direction=direction,
+        activations=acts,
+        clip=float(clip) if clip is not None else None,
+        input_forget=bool(attrs.get("input_forget", 0)),
+        linear_before_reset=bool(attrs.get("linear_before_reset", 0)),
+        layout=int(attrs.get("layout", 0)),
+        W=W,
+        R=R,
+        B=B,
+        P=P,
+    )
+
+
+def _canonical_case(name: str) -> str:
+    return next(k for k in ONNX_ACTIVATIONS if k.lower() == name.lower())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Constant folding: NumPy versions of the shape ops exporters use to build weights.
+
+
+def _ints(value: Any) -> list[int]:
+    return [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _constant(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    if "value" in attrs:
+        return [reader.tensor(attrs["value"])]
+    for key in ("value_float", "value_int"):
+        if key in attrs:
+            return [np.asarray(attrs[key], dtype=np.float32 if key == "value_float" else np.int64)]
+    for key in ("value_floats", "value_ints"):
+        if key in attrs:
+            return [np.asarray(attrs[key], dtype=np.float32 if key == "value_floats" else np.int64)]
+    raise ValueError("unsupported Constant")
+
+
+def _slice(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    data = inputs[0]
+    if opset < 10:
+        starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs.get("axes"), None
+    else:
+        starts, ends = _ints(inputs[1]), _ints(inputs[2])
+        axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else None
+        steps = _ints(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else None
+    axes = list(axes) if axes is not None else list(range(len(starts)))
+    index = [slice(None)] * data.ndim
+    for k, axis in enumerate(axes):
+        step = steps[k] if steps else 1
+        index[axis] = slice(int(np.clip(starts[k], -2**62, 2**62)), int(np.clip(ends[k], -2**62, 2**62)), step)
+    return [data[tuple(index)]]
+
+
+def _axes(inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[int]:
+    if opset >= 13:
+        return _ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else []
+    return list(attrs.get("axes", []))
+
+
+def _unsqueeze(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    data = inputs[0]
+    axes = sorted(a % (data.ndim + len(_axes(inputs, attrs, opset))) for a in _axes(inputs, attrs, opset))
+    for axis in axes:
+        data = np.expand_dims(data, axis)
+    return [data]
+
+
+def _squeeze(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    axes = _axes(inputs, attrs, opset)
+    return [np.squeeze(inputs[0], axis=tuple(axes) if axes else None)]
+
+
+def _split(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    data, axis = inputs[0], int(attrs.get("axis", 0))
+    sizes = _ints(inputs[1]) if opset >= 13 and len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
+    if sizes is None:
+        parts = int(attrs.get("num_outputs", 0)) or None
+        if parts is None:
+            raise ValueError("Split without sizes")
+        return list(np.array_split(data, parts, axis=axis))
+    return list(np.split(data, np.cumsum(sizes)[:-1], axis=axis))
+
+
+def _reshape(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    shape = _ints(inputs[1]) if opset >= 5 else list(attrs["shape"])
+    shape = [inputs[0].shape[k] if s == 0 and not attrs.get("allowzero") else s for k, s in enumerate(shape)]
+    return [inputs[0].reshape(shape)]
+
+
+def _cast(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    return [inputs[0].astype(helper.tensor_dtype_to_np_dtype(attrs["to"]))]
+
+
+_FOLDERS = {
+    "Constant": _constant,
+    "Identity": lambda r, i, a, o: [i[0]],
+    "Cast": _cast,
+    "Slice": _slice,
+    "Concat": lambda r, i, a, o: [np.concatenate([v for v in i if v is not None], axis=int(a["axis"]))],
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Transpose": lambda r, i, a, o: [np.transpose(i[0], a.get("perm"))],
+    "Reshape": _reshape,
+    "Split": _split,
+    "Gather": lambda r, i, a, o: [np.take(i[0], i[1], axis=int(a.get("axis", 0)))],
+    "Add": lambda r, i, a, o: [i[0] + i[1]],
+    "Sub": lambda r, i, a, o: [i[0] - i[1]],
+    "Mul": lambda r, i, a, o: [i[0] * i[1]],
+    "Neg": lambda r, i, a, o: [-i[0]],
+}
+
+
+def iter_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph`` and of its subgraphs."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from iter_nodes(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    yield from iter_nodes(sub)
