@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dataclasses
+
 import numpy as np
 
 from lstmconv.errors import InputFormatError, LstmconvError, UnsupportedFeatureError
@@ -18,7 +20,7 @@ from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
 from lstmconv.reference.common import ReferenceFn
-from lstmconv.schema import CanonicalModel, Layer
+from lstmconv.schema import CanonicalModel, Layer, SourceInfo, Wiring
 
 __all__ = ["LoadedModel", "SOURCE_FORMATS", "detect_format", "load_file", "load_keras_weights"]
 
@@ -82,12 +84,42 @@ def load_file(
     """
     path = Path(path)
     fmt = source_format or detect_format(path)
+    if fmt == "onnx":
+        return _load_onnx(path)
     if fmt != "keras":
         raise UnsupportedFeatureError(
-            f"reading {fmt} files is not supported yet", file=path, hint="lstmconv reads Keras files for now"
+            f"reading {fmt} files is not supported yet", file=path, hint="lstmconv reads Keras and ONNX files for now"
         )
-    with open_keras(path, config) as (info, entries):
-        return _build_model(info, entries, skip_unsupported=skip_unsupported)
+    with open_keras(path, config) as (info, entries, wiring):
+        return _build_model(info, entries, skip_unsupported=skip_unsupported, wiring=wiring)
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    from lstmconv.adapters.onnx import node_to_canonical
+    from lstmconv.formats.onnx_files import read_onnx
+    from lstmconv.targets.onnx_function import onnx_layer_function
+
+    onnx_file = read_onnx(path)
+    layers: list[Layer] = []
+    references: dict[str, ReferenceFn] = {}
+    for entry in onnx_file.nodes:
+        source = SourceInfo(
+            framework="onnx", layout=f"onnx-opset{onnx_file.opset}", version=onnx_file.producer or None, notes=entry.notes
+        )
+        try:
+            layer = node_to_canonical(entry.node, source)
+        except LstmconvError as error:
+            raise error.with_context(file=path) from None
+        layers.append(layer)
+        # The node's own function; layout only changes how X/Y are arranged, so check in layout 0.
+        references[layer.name] = onnx_layer_function(layer, [dataclasses.replace(entry.node, layout=0)])
+    return LoadedModel(
+        model=CanonicalModel(layers=tuple(layers)),
+        references=references,
+        source=str(path),
+        source_format="onnx",
+        layout="onnx",
+    )
 
 
 def load_keras_weights(
@@ -113,10 +145,12 @@ def load_keras_weights(
         load_arrays=lambda: arrays,
     )
     info = KerasFileInfo("<arrays>", keras_version, "arrays", config is not None)
-    return _build_model(info, [entry], skip_unsupported=False)
+    return _build_model(info, [entry], skip_unsupported=False, wiring=None)
 
 
-def _build_model(info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_unsupported: bool) -> LoadedModel:
+def _build_model(
+    info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_unsupported: bool, wiring: Wiring | None
+) -> LoadedModel:
     layers: list[Layer] = []
     references: dict[str, ReferenceFn] = {}
     skipped: list[str] = []
@@ -138,7 +172,7 @@ def _build_model(info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_un
             "no layer lstmconv can convert was found", file=info.path, hint="; ".join(skipped) or None
         )
     try:
-        model = CanonicalModel(layers=tuple(layers), skipped=tuple(skipped))
+        model = CanonicalModel(layers=tuple(layers), skipped=tuple(skipped), wiring=wiring)
     except LstmconvError as error:
         raise error.with_context(file=info.path) from None
     return LoadedModel(model=model, references=references, source=info.path, source_format="keras", layout=info.layout)

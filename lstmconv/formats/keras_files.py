@@ -31,6 +31,8 @@ import numpy as np
 
 from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
+from lstmconv.formats.keras_wiring import wiring_from_config
+from lstmconv.schema import Wiring
 
 __all__ = ["open_keras", "is_keras_file", "flatten_config"]
 
@@ -50,8 +52,10 @@ def is_keras_file(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def open_keras(path: str | Path, config_path: str | Path | None = None) -> Iterator[tuple[KerasFileInfo, list[KerasLayerEntry]]]:
-    """Open a Keras file; yields the file facts and one entry per layer, valid inside the ``with``."""
+def open_keras(
+    path: str | Path, config_path: str | Path | None = None
+) -> Iterator[tuple[KerasFileInfo, list[KerasLayerEntry], Wiring | None]]:
+    """Open a Keras file; yields the file facts, one entry per layer (valid inside the ``with``) and the wiring."""
     path = Path(path)
     sidecar = _read_sidecar(config_path) if config_path is not None else None
     if not path.exists():
@@ -62,7 +66,8 @@ def open_keras(path: str | Path, config_path: str | Path | None = None) -> Itera
         try:
             if zipfile.is_zipfile(path):
                 archive = stack.enter_context(zipfile.ZipFile(path))
-                yield _open_keras_zip(path, archive, stack, sidecar)
+                info, entries, model = _open_keras_zip(path, archive, stack, sidecar)
+                yield info, entries, _wiring(model)
                 return
             handle = stack.enter_context(h5py.File(path, "r"))
         except LstmconvError:
@@ -72,9 +77,20 @@ def open_keras(path: str | Path, config_path: str | Path | None = None) -> Itera
         if "layers" in handle and "layer_names" not in handle.attrs and "model_weights" not in handle:
             version = (sidecar or {}).get("keras_version")
             info = KerasFileInfo(str(path), version or "3", "keras3-weights", sidecar is not None)
-            yield info, _keras3_entries(handle, (sidecar or {}).get("model"), info)
+            model = (sidecar or {}).get("model")
+            yield info, _keras3_entries(handle, model, info), _wiring(model)
             return
-        yield _legacy_entries(path, handle, sidecar)
+        info, entries, model = _legacy_entries(path, handle, sidecar)
+        yield info, entries, _wiring(model)
+
+
+def _wiring(model: dict[str, Any] | None) -> Wiring | None:
+    if model is None:
+        return None
+    try:
+        return wiring_from_config(model)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None  # an unusual config: the layers still convert one by one
 
 
 def _read_sidecar(config_path: str | Path) -> dict[str, Any]:
@@ -140,7 +156,7 @@ def _text_attr(node: h5py.Group | h5py.File, attr: str) -> str | None:
 
 def _legacy_entries(
     path: Path, handle: h5py.File, sidecar: dict[str, Any] | None
-) -> tuple[KerasFileInfo, list[KerasLayerEntry]]:
+) -> tuple[KerasFileInfo, list[KerasLayerEntry], dict[str, Any] | None]:
     weights_root = handle["model_weights"] if "model_weights" in handle else handle
     layer_names = _strings(weights_root, "layer_names")
     if layer_names is None:
@@ -193,7 +209,14 @@ def _legacy_entries(
                 load_arrays=_dataset_loader(path, group, weight_names, name),
             )
         )
-    return info, entries
+    if model_config is not None:  # weightless layers (Concatenate, Activation...) matter for the wiring
+        listed = set(layer_names)
+        for name, cls, cfg, _ in flatten_config(model_config):
+            if name not in listed and cls not in _NESTED_MODELS:
+                entries.append(KerasLayerEntry(name, cls, cfg, [], lambda: []))
+        order = {name: k for k, (name, _, _, _) in enumerate(flatten_config(model_config))}
+        entries.sort(key=lambda e: order.get(e.name, len(order)))
+    return info, entries, model_config
 
 
 def _dataset_loader(path: Path, group: h5py.Group, names: list[str], layer: str) -> Any:
@@ -218,7 +241,7 @@ def _dataset_loader(path: Path, group: h5py.Group, names: list[str], layer: str)
 
 def _open_keras_zip(
     path: Path, archive: zipfile.ZipFile, stack: contextlib.ExitStack, sidecar: dict[str, Any] | None
-) -> tuple[KerasFileInfo, list[KerasLayerEntry]]:
+) -> tuple[KerasFileInfo, list[KerasLayerEntry], dict[str, Any]]:
     members = set(archive.namelist())
     if "config.json" not in members:
         raise InputFormatError("not a Keras 3 archive: no config.json inside", file=path)
@@ -234,7 +257,7 @@ def _open_keras_zip(
     version = metadata.get("keras_version") or "3"
     handle = stack.enter_context(h5py.File(stack.enter_context(archive.open("model.weights.h5")), "r"))
     info = KerasFileInfo(str(path), version, "keras3-zip", True)
-    return info, _keras3_entries(handle, config, info)
+    return info, _keras3_entries(handle, config, info), config
 
 
 _CLASS_OF_PATH = {

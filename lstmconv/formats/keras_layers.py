@@ -25,6 +25,7 @@ from lstmconv.reference.common import LayerOutput, ReferenceFn
 from lstmconv.reference.keras import keras_forward
 from lstmconv.schema import (
     ActivationLayer,
+    ConcatenateLayer,
     CellActivations,
     DenseLayer,
     DropoutLayer,
@@ -34,7 +35,7 @@ from lstmconv.schema import (
     SourceInfo,
 )
 
-__all__ = ["build_layer", "BuiltLayer", "RECURRENT_CLASSES", "WEIGHTLESS_CLASSES"]
+__all__ = ["build_layer", "BuiltLayer", "RECURRENT_CLASSES", "WEIGHTLESS_CLASSES", "GRAPH_CLASSES"]
 
 _CELL_OF_CLASS = {
     "LSTM": "lstm",
@@ -81,6 +82,8 @@ WEIGHTLESS_CLASSES = {
     "Cropping1D",
     "ZeroPadding1D",
 }
+#: Classes a whole-model graph can be rebuilt from.
+GRAPH_CLASSES = RECURRENT_CLASSES | _DROPOUT_CLASSES | {"InputLayer", "Dense", "TimeDistributed", "Embedding", "Activation", "Concatenate"}
 # Keras 1 per-gate dataset names end in _W_i, _U_f, _b_c ... (optionally with a ':0' suffix).
 _KERAS1_GATE_NAME = re.compile(r"(?:^|[_/])([WUb])_([ifcozrh])(?::\d+)?$")
 
@@ -124,6 +127,9 @@ def _build(entry: KerasLayerEntry, info: KerasFileInfo) -> BuiltLayer | None:
     if cls == "Activation":
         activation = keras_activation(cfg.get("activation"), info.major, layer=entry.name)
         return BuiltLayer(ActivationLayer(name=entry.name, activation=activation, source=_source(info)), None)
+    if cls in ("Concatenate", "Merge") and (cls == "Concatenate" or cfg.get("mode") == "concat"):
+        axis = int(cfg.get("axis", cfg.get("concat_axis", -1)))
+        return BuiltLayer(ConcatenateLayer(name=entry.name, axis=axis, source=_source(info)), None)
     if cls in _DROPOUT_CLASSES:
         rate = float(cfg.get("rate", cfg.get("p", 0.0)) or 0.0)
         return BuiltLayer(DropoutLayer(name=entry.name, rate=rate, source=_source(info)), None)
