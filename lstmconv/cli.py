@@ -71,7 +71,7 @@ def _run(action: Any) -> Any:
 
 @app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(help="Source file (Keras .h5/.hdf5/.keras/.weights.h5).")],
+    src: Annotated[Path, typer.Argument(help="Source file (Keras .h5/.hdf5/.keras/.weights.h5, ONNX .onnx).")],
     dst: Annotated[Path, typer.Argument(help="Destination file; its extension picks the format.")],
     to: Annotated[Target, typer.Option("--to", help="Target framework.")] = Target.torch,
     source_format: Annotated[
@@ -84,6 +84,9 @@ def convert(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing destination.")] = False,
     skip_unsupported: Annotated[
         bool, typer.Option("--skip-unsupported", help="Leave out layers the target cannot express; convert the rest.")
+    ] = False,
+    per_layer: Annotated[
+        bool, typer.Option("--per-layer", help="ONNX: every layer on its own (<layer>.x -> <layer>.y), not the whole model.")
     ] = False,
 ) -> None:
     """Convert SRC into DST for framework --to, after checking that both compute the same function."""
@@ -99,6 +102,7 @@ def convert(
             verify=verify,
             force=force,
             skip_unsupported=skip_unsupported,
+            per_layer=per_layer,
         )
     )
     _print_report(report)

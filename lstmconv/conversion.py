@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,16 @@ from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function, usage_notes
 from lstmconv.verify import check_layer, tolerance
 
-__all__ = ["TARGETS", "LayerReport", "ConversionReport", "convert", "save_torch", "to_torch_state_dict", "describe"]
+__all__ = [
+    "TARGETS",
+    "LayerReport",
+    "ConversionReport",
+    "convert",
+    "save_torch",
+    "save_onnx",
+    "to_torch_state_dict",
+    "describe",
+]
 
 TARGETS = ("torch", "keras", "onnx", "canonical")
 
@@ -132,13 +142,23 @@ def convert(
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
+    per_layer: bool = False,
 ) -> ConversionReport:
-    """Convert ``source`` into ``destination`` for framework ``to``, checked numerically (see module doc)."""
+    """Convert ``source`` into ``destination`` for framework ``to``, checked numerically (see module doc).
+
+    ``per_layer`` (ONNX only) writes every layer as its own subgraph even when the source's wiring is known.
+    """
     destination = Path(destination)
     if to not in TARGETS:
         raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
+    if to == "onnx":
+        _check_suffix(destination, (".onnx",), force)
+        loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+        return save_onnx(
+            loaded, destination, per_layer=per_layer, verify=verify, force=force, skip_unsupported=skip_unsupported
+        )
     if to != "torch":
-        raise UnsupportedFeatureError(f"the {to} target is not available yet", hint="use --to torch")
+        raise UnsupportedFeatureError(f"the {to} target is not available yet", hint="use --to torch or --to onnx")
     _check_torch_destination(destination, force)
     loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
     return save_torch(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
@@ -187,7 +207,11 @@ def save_torch(
         "layers": [l.meta().model_dump(mode="json") for l in loaded.model.layers if l.name in per_layer],
         "source": {"file": Path(str(source)).name, "format": loaded.source_format},
     }
-    _write_atomically(destination, tensors, metadata)
+    _write_atomically(
+        destination,
+        lambda path: write_torch_file(path, tensors, metadata),
+        lambda path: _compare_written(destination, tensors, read_torch_file(path)[0]),
+    )
     return ConversionReport(
         source=str(source),
         destination=str(destination),
@@ -200,11 +224,15 @@ def save_torch(
 
 
 def _check_torch_destination(destination: Path, force: bool) -> None:
-    if destination.suffix not in TORCH_SUFFIXES:
+    _check_suffix(destination, TORCH_SUFFIXES, force)
+
+
+def _check_suffix(destination: Path, suffixes: tuple[str, ...], force: bool) -> None:
+    if destination.suffix not in suffixes:
         raise InputFormatError(
-            f"the torch target writes {', '.join(TORCH_SUFFIXES)} files, not '{destination.suffix or 'no suffix'}'",
+            f"this target writes {', '.join(suffixes)} files, not '{destination.suffix or 'no suffix'}'",
             file=destination,
-            hint=f"name the output e.g. {destination.with_suffix('.safetensors').name}",
+            hint=f"name the output e.g. {destination.with_suffix(suffixes[0]).name}",
         )
     _check_destination(destination, force)
 
@@ -218,7 +246,8 @@ def _check_destination(destination: Path, force: bool) -> None:
         raise InputFormatError("destination folder does not exist", file=destination.parent)
 
 
-def _write_atomically(destination: Path, tensors: dict[str, np.ndarray], metadata: dict[str, object]) -> None:
+def _write_atomically(destination: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
+    """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then rename it."""
     handle, temporary_name = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
     )
@@ -228,9 +257,8 @@ def _write_atomically(destination: Path, tensors: dict[str, np.ndarray], metadat
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file a normal file's mode
     try:
-        write_torch_file(temporary, tensors, metadata)
-        written, _ = read_torch_file(temporary)
-        _compare_written(destination, tensors, written)
+        write(temporary)
+        check(temporary)
         os.replace(temporary, destination)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -250,3 +278,88 @@ def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: d
         same = back.dtype == value.dtype and back.shape == value.shape
         if not same or np.ascontiguousarray(back).tobytes() != np.ascontiguousarray(value).tobytes():
             raise VerificationError("tensor read back differs from what was written", file=destination, tensor=key)
+
+
+def save_onnx(
+    loaded: LoadedModel,
+    destination: str | Path,
+    *,
+    per_layer: bool = False,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+) -> ConversionReport:
+    """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked."""
+    import onnx
+
+    from lstmconv import __version__
+    from lstmconv.adapters.onnx import onnx_refusals
+    from lstmconv.schema import CanonicalModel
+    from lstmconv.targets.onnx import build_onnx_model
+
+    destination = Path(destination)
+    _check_suffix(destination, (".onnx",), force)
+    model = loaded.model
+    refusals = [
+        UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint="pass --skip-unsupported with --per-layer to convert the other layers")
+        for layer in model.recurrent_layers()
+        if (reasons := onnx_refusals(layer))
+    ]
+    whole = not per_layer and model.wiring is not None
+    if whole and model.wiring is not None and model.wiring.unsupported:
+        refusals += [UnsupportedFeatureError(reason, hint="pass --per-layer to convert layer by layer") for reason in model.wiring.unsupported]
+    left_out = [f"{r.layer}: {r.message}" for r in refusals]
+    if refusals and (whole or not skip_unsupported):
+        raise RefusedConversionError(
+            f"{'the whole model' if whole else f'{len(refusals)} layer(s)'} cannot be expressed with ONNX operators "
+            "exactly; nothing was written",
+            refusals=refusals,
+            file=loaded.source,
+        )
+    refused_names = {r.layer for r in refusals}
+    kept = CanonicalModel(
+        layers=tuple(layer for layer in model.layers if layer.name not in refused_names),
+        skipped=model.skipped,
+        wiring=model.wiring if whole else None,
+    )
+    build = build_onnx_model(kept, per_layer=not whole, producer_version=__version__)
+    reports = []
+    for layer in kept.layers:
+        function = build.functions.get(layer.name)
+        reference = loaded.references.get(layer.name)
+        error = tol = None
+        if verify and function is not None and reference is not None and isinstance(layer, (RecurrentLayer, DenseLayer)):
+            tol = tolerance(layer.dtype)
+            error = check_layer(layer, reference, function)
+            if not error <= tol:
+                raise VerificationError(
+                    "the ONNX operators do not compute the source layer's function",
+                    file=loaded.source,
+                    layer=layer.name,
+                    expected=f"max abs difference <= {tol:g}",
+                    actual=f"{error:.3g}",
+                    hint="this is a bug in lstmconv; please report it with the file",
+                )
+        if isinstance(layer, (RecurrentLayer, DenseLayer)) or layer.name in build.functions:
+            notes = (*layer.source.inferred, *layer.source.notes) if isinstance(layer, RecurrentLayer) else ()
+            became = "fused " + layer.cell.upper() if isinstance(layer, RecurrentLayer) else "MatMul + Add"
+            reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
+
+    def check_written(path: Path) -> None:
+        written = onnx.load(str(path))
+        onnx.checker.check_model(written, full_check=True)
+        from onnx import numpy_helper
+
+        back = {t.name: numpy_helper.to_array(t) for t in written.graph.initializer}
+        _compare_written(destination, build.initializers, back)
+
+    _write_atomically(destination, lambda path: onnx.save(build.model, str(path)), check_written)
+    return ConversionReport(
+        source=str(loaded.source),
+        destination=str(destination),
+        target="onnx" + (" (whole model)" if build.whole_model else " (per layer)"),
+        layers=tuple(reports),
+        skipped=(*model.skipped, *left_out),
+        verified=verify,
+        written_tensors=len(build.initializers),
+    )

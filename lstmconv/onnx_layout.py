@@ -5,8 +5,9 @@ Tensors (matrices ``(out, in)``, dim 0 = direction, forward then reverse)::
     W [D, G*H, I]   R [D, G*H, H]   B [D, 2*G*H] = [Wb, Rb]   P [D, 3H] (LSTM peepholes i, o, f)
 
 Gates: LSTM i, o, f, c; GRU z, r, h; RNN one block. Activations are listed per direction (LSTM f, g, h;
-GRU f, g; RNN f); ``activation_alpha`` / ``activation_beta`` hold one entry per listed activation, in the
-same order (onnxruntime consumes them positionally). ``layout=0``: X ``[T, B, I]``, Y ``[T, D, B, H]``;
+GRU f, g; RNN f). ``activation_alpha`` holds one value for each listed activation that *takes* an alpha, in
+list order across both directions, and ``activation_beta`` likewise for betas (how onnxruntime consumes them:
+``Tanh, HardSigmoid`` with ``alpha=[0.3]`` gives HardSigmoid alpha 0.3; checked in the tests). ``layout=0``: X ``[T, B, I]``, Y ``[T, D, B, H]``;
 ``layout=1``: X ``[B, T, I]``, Y ``[B, T, D, H]``.
 """
 
@@ -18,7 +19,15 @@ import numpy as np
 
 from lstmconv.activations import Activation
 
-__all__ = ["OnnxRecurrentNode", "ONNX_ACTIVATIONS", "ACTIVATION_COUNT", "onnx_activation", "activation_to_onnx"]
+__all__ = [
+    "OnnxRecurrentNode",
+    "ONNX_ACTIVATIONS",
+    "ACTIVATION_COUNT",
+    "onnx_activation",
+    "activation_to_onnx",
+    "parse_activations",
+    "activation_attributes",
+]
 
 #: How many activations each op lists per direction.
 ACTIVATION_COUNT = {"lstm": 3, "gru": 2, "rnn": 1}
@@ -96,3 +105,46 @@ def activation_to_onnx(activation: Activation) -> tuple[str, float, float] | Non
 def is_known_activation(name: str) -> bool:
     """Whether ``name`` is an activation the ONNX recurrent ops define (case-insensitive)."""
     return name.lower() in _CASE
+
+
+def parse_activations(names: list[str], alpha: list[float], beta: list[float]) -> tuple[Activation, ...]:
+    """Activations of a node from its attributes; alpha/beta lists are consumed only by activations taking them.
+
+    Raises ``ValueError`` when a list is present but its length does not match the activations that take it.
+    """
+    takes_alpha = [ONNX_ACTIVATIONS[_CASE[n.lower()]][1] is not None for n in names]
+    takes_beta = [ONNX_ACTIVATIONS[_CASE[n.lower()]][2] is not None for n in names]
+    for label, values, takes in (("activation_alpha", alpha, takes_alpha), ("activation_beta", beta, takes_beta)):
+        if values and len(values) != sum(takes):
+            raise ValueError(f"{label} has {len(values)} values for {sum(takes)} activations that take one")
+    alphas, betas = iter(alpha), iter(beta)
+    return tuple(
+        onnx_activation(
+            name,
+            next(alphas) if alpha and uses_alpha else None,
+            next(betas) if beta and uses_beta else None,
+        )
+        for name, uses_alpha, uses_beta in zip(names, takes_alpha, takes_beta)
+    )
+
+
+def activation_attributes(activations: tuple[Activation, ...]) -> dict[str, list[str] | list[float]]:
+    """``activations`` / ``activation_alpha`` / ``activation_beta`` attributes, parameters always explicit."""
+    names, alpha, beta = [], [], []
+    for activation in activations:
+        mapped = activation_to_onnx(activation)
+        if mapped is None:
+            raise ValueError(f"activation {activation} has no ONNX recurrent-op equivalent")
+        name, a, b = mapped
+        names.append(name)
+        _, default_alpha, default_beta = ONNX_ACTIVATIONS[name]
+        if default_alpha is not None:
+            alpha.append(float(a))
+        if default_beta is not None:
+            beta.append(float(b))
+    attributes: dict[str, list[str] | list[float]] = {"activations": names}
+    if alpha:
+        attributes["activation_alpha"] = alpha
+    if beta:
+        attributes["activation_beta"] = beta
+    return attributes

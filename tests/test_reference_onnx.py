@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, onnx_activation
+from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, parse_activations
 from lstmconv.reference.onnx import onnx_forward
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -29,12 +29,14 @@ CASES = [
     ("lstm_clip", "LSTM", {"clip": 0.7}, False, False, True),
     ("lstm_clip_peepholes_bidirectional", "LSTM", {"clip": 0.4, "direction": "bidirectional"}, True, True, True),
     ("lstm_input_forget", "LSTM", {"input_forget": 1}, False, False, True),
-    ("lstm_hard_sigmoid_keras3", "LSTM", {"activations": ["HardSigmoid", "Tanh", "Tanh"], "activation_alpha": [1 / 6, 0.0, 0.0], "activation_beta": [0.5, 0.0, 0.0]}, False, False, False),
+    ("lstm_hard_sigmoid_keras3", "LSTM", {"activations": ["HardSigmoid", "Tanh", "Tanh"], "activation_alpha": [1 / 6], "activation_beta": [0.5]}, False, False, False),
     ("lstm_exotic_activations", "LSTM", {"activations": ["HardSigmoid", "Affine", "ScaledTanh"], "activation_alpha": [0.3, 0.5, 1.5], "activation_beta": [0.4, 0.1, 0.7]}, False, False, True),
+    # alpha/beta are consumed only by the activations that take them, across both directions
+    ("lstm_bidirectional_parameters_after_plain", "LSTM", {"direction": "bidirectional", "activations": ["Sigmoid", "Elu", "HardSigmoid", "HardSigmoid", "Tanh", "LeakyRelu"], "activation_alpha": [0.7, 0.3, 0.25, 0.05], "activation_beta": [0.45, 0.55]}, False, False, True),
     ("lstm_sequence_lens", "LSTM", {"direction": "bidirectional"}, False, True, True),
     ("gru_lbr0", "GRU", {"linear_before_reset": 0}, False, False, True),
     ("gru_lbr1_bidirectional", "GRU", {"linear_before_reset": 1, "direction": "bidirectional"}, False, False, True),
-    ("gru_activations", "GRU", {"activations": ["HardSigmoid", "Softsign"], "activation_alpha": [0.2, 0.0], "activation_beta": [0.5, 0.0]}, False, False, False),
+    ("gru_activations", "GRU", {"activations": ["Softsign", "HardSigmoid"], "activation_alpha": [0.2], "activation_beta": [0.5]}, False, False, False),
     ("gru_sequence_lens_reverse", "GRU", {"direction": "reverse", "linear_before_reset": 1}, False, True, True),
     ("gru_clip", "GRU", {"clip": 0.5, "linear_before_reset": 1}, False, False, True),
     ("rnn_clip", "RNN", {"clip": 0.3}, False, False, True),
@@ -50,10 +52,7 @@ def _node(op: str, attrs: dict, arrays: dict) -> OnnxRecurrentNode:  # type: ign
     names = attrs.get("activations", DEFAULT_ACTS[op] * directions)
     if len(names) == ACTIVATION_COUNT[op.lower()] and directions == 2:
         names = names * 2
-    alpha, beta = attrs.get("activation_alpha", []), attrs.get("activation_beta", [])
-    acts = tuple(
-        onnx_activation(n, alpha[k] if k < len(alpha) else None, beta[k] if k < len(beta) else None) for k, n in enumerate(names)
-    )
+    acts = parse_activations(list(names), attrs.get("activation_alpha", []), attrs.get("activation_beta", []))
     return OnnxRecurrentNode(
         op=op,
         name="n",

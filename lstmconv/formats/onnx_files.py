@@ -20,7 +20,7 @@ import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
-from lstmconv.onnx_layout import ACTIVATION_COUNT, ONNX_ACTIVATIONS, OnnxRecurrentNode, is_known_activation, onnx_activation
+from lstmconv.onnx_layout import ACTIVATION_COUNT, ONNX_ACTIVATIONS, OnnxRecurrentNode, is_known_activation, parse_activations
 
 __all__ = ["OnnxNodeEntry", "OnnxFile", "read_onnx", "key_safe"]
 
@@ -209,27 +209,20 @@ def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None
     unknown = [a for a in activations if not is_known_activation(a)]
     if unknown:
         raise UnsupportedFeatureError(f"unknown activation(s) {unknown}", file=path, layer=name, hint=f"known: {sorted(ONNX_ACTIVATIONS)}")
-    alpha = list(attrs.get("activation_alpha", []))
-    beta = list(attrs.get("activation_beta", []))
-    for label, values in (("activation_alpha", alpha), ("activation_beta", beta)):
-        if values and len(values) != len(activations):
-            raise UnsupportedFeatureError(
-                f"{label} has {len(values)} values for {len(activations)} activations; runtimes disagree on how "
-                "to consume such a list, so it is ambiguous",
-                file=path,
-                layer=name,
-            )
+    alpha = [float(v) for v in attrs.get("activation_alpha", [])]
+    beta = [float(v) for v in attrs.get("activation_beta", [])]
+    try:
+        acts = parse_activations(activations, alpha, beta)
+    except ValueError as error:
+        raise UnsupportedFeatureError(f"{error}; the node's function is ambiguous", file=path, layer=name) from None
     parameterised = any(ONNX_ACTIVATIONS[_canonical_case(a)][1] is not None for a in activations)
-    if op == "RNN" and parameterised and not (alpha and beta):
+    if op == "RNN" and parameterised and not alpha:
         raise UnsupportedFeatureError(
             "RNN node with parameterised activations but no explicit activation_alpha/beta: the ONNX spec's "
             "defaults and onnxruntime's (0.0) differ, so its function is ambiguous",
             file=path,
             layer=name,
         )
-    acts = tuple(
-        onnx_activation(a, alpha[k] if alpha else None, beta[k] if beta else None) for k, a in enumerate(activations)
-    )
     W, R = np.asarray(weights["W"]), np.asarray(weights["R"])
     hidden = int(attrs.get("hidden_size", R.shape[-1] if R.ndim == 3 else 0))
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]

@@ -1,0 +1,388 @@
+"""The ONNX target: canonical layers -> a runnable model built from the fused LSTM/GRU/RNN operators.
+
+Two shapes of output (``../shared/DESIGN.md``):
+
+* **whole model**, when the source says how its layers connect (a Keras Sequential or functional model
+  of supported layers): input ``input`` and output ``output`` (``input_<name>`` / the output layers' names
+  when there are several), batch-first, dynamic batch and time;
+* **per layer** otherwise, or with ``per_layer=True``: every recurrent layer on its own with input
+  ``<layer>.x`` (batch, time, features) and outputs ``<layer>.y`` (batch-first, as torch with
+  ``batch_first=True`` returns it, merged as the layer merges), ``<layer>.h_n`` and for LSTM ``<layer>.c_n``
+  (``[levels*directions, batch, hidden]``, torch's layout); Dense and Embedding layers likewise.
+
+Recurrent ops always get ``layout=0`` (onnxruntime rejects ``layout=1``) between ``Transpose`` ops, explicit
+``activations`` with one ``activation_alpha``/``activation_beta`` entry per activation, and an explicit
+``linear_before_reset`` for GRU. A Keras ``go_backwards`` layer is a ``direction="reverse"`` node whose
+output is flipped into Keras' processing order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from lstmconv.activations import Activation, apply
+from lstmconv.adapters.onnx import nodes_from_canonical
+from lstmconv.errors import UnsupportedFeatureError
+from lstmconv.onnx_layout import OnnxRecurrentNode, activation_attributes
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
+from lstmconv.schema import (
+    ActivationLayer,
+    CanonicalModel,
+    ConcatenateLayer,
+    DenseLayer,
+    DropoutLayer,
+    EmbeddingLayer,
+    Layer,
+    RecurrentLayer,
+)
+from lstmconv.targets.onnx_function import onnx_layer_function
+
+__all__ = ["OPSET", "OnnxBuild", "build_onnx_model"]
+
+OPSET = 17
+_INT_MIN = -(2**63)
+
+
+@dataclass
+class OnnxBuild:
+    """The model, the arrays meant to be written (by initializer name), and per-layer check functions."""
+
+    model: onnx.ModelProto
+    initializers: dict[str, np.ndarray]
+    functions: dict[str, ReferenceFn] = field(default_factory=dict)
+    whole_model: bool = False
+
+
+class _Graph:
+    """A small ONNX graph builder that keeps unique value names and the rank of every value."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: dict[str, np.ndarray] = {}
+        self.rank: dict[str, int] = {}
+        self._used: set[str] = set()
+
+    def fresh(self, hint: str) -> str:
+        name, k = hint, 1
+        while name in self._used:
+            name, k = f"{hint}_{k}", k + 1
+        self._used.add(name)
+        return name
+
+    def const(self, hint: str, array: np.ndarray) -> str:
+        name = self.fresh(hint)
+        self.initializers[name] = np.ascontiguousarray(array)
+        return name
+
+    def scalar(self, hint: str, value: float) -> str:
+        return self.const(hint, np.asarray(value, dtype=np.float32))
+
+    def ints(self, hint: str, values: list[int]) -> str:
+        return self.const(hint, np.asarray(values, dtype=np.int64))
+
+    def op(self, op: str, inputs: list[str], hint: str, rank: int, outputs: int = 1, **attrs: Any) -> list[str]:
+        names = [self.fresh(f"{hint}" if outputs == 1 else f"{hint}_{k}") for k in range(outputs)]
+        self.nodes.append(helper.make_node(op, inputs, names, name=self.fresh(f"{hint}_{op}"), **attrs))
+        for name in names:
+            self.rank[name] = rank
+        return names
+
+    def one(self, op: str, inputs: list[str], hint: str, rank: int, **attrs: Any) -> str:
+        return self.op(op, inputs, hint, rank, **attrs)[0]
+
+
+def build_onnx_model(model: CanonicalModel, *, per_layer: bool, producer_version: str) -> OnnxBuild:
+    """Build the ONNX model for ``model`` (whole model when its wiring allows and ``per_layer`` is False)."""
+    graph = _Graph()
+    functions: dict[str, ReferenceFn] = {}
+    inputs: list[onnx.ValueInfoProto] = []
+    outputs: list[onnx.ValueInfoProto] = []
+    whole = not per_layer and model.wiring is not None
+    if whole:
+        assert model.wiring is not None
+        _whole_model(graph, model, inputs, outputs, functions)
+    else:
+        for layer in model.layers:
+            _per_layer(graph, layer, inputs, outputs, functions)
+    if not outputs:
+        raise UnsupportedFeatureError("nothing to write: no recurrent, Dense or Embedding layer")
+    onnx_graph = helper.make_graph(
+        graph.nodes,
+        "lstmconv",
+        inputs,
+        outputs,
+        [numpy_helper.from_array(array, name) for name, array in graph.initializers.items()],
+    )
+    proto = helper.make_model(
+        onnx_graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="lstmconv",
+        producer_version=producer_version,
+    )
+    proto.ir_version = 8
+    onnx.checker.check_model(proto, full_check=True)
+    return OnnxBuild(proto, graph.initializers, functions, whole)
+
+
+def _value_info(name: str, dtype: str, dims: list[int | str]) -> onnx.ValueInfoProto:
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def _whole_model(
+    graph: _Graph,
+    model: CanonicalModel,
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    functions: dict[str, ReferenceFn],
+) -> None:
+    wiring = model.wiring
+    assert wiring is not None
+    values: dict[str, str] = {}
+    for index, model_input in enumerate(wiring.inputs):
+        name = "input" if len(wiring.inputs) == 1 else f"input_{model_input.name}"
+        dims: list[int | str] = ["batch"] + [d if d is not None else f"{name}_d{k + 1}" for k, d in enumerate(model_input.shape)]
+        dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
+        inputs.append(_value_info(name, dtype, dims))
+        graph.rank[name] = len(dims)
+        graph._used.add(name)
+        values[model_input.name] = name
+    by_name = {layer.name: layer for layer in model.layers}
+    for layer_name, sources in wiring.inbound.items():
+        layer = by_name.get(layer_name)
+        if layer is None:
+            raise UnsupportedFeatureError("layer in the model's wiring has no canonical form", layer=layer_name)
+        try:
+            incoming = [values[s] for s in sources]
+        except KeyError as missing:
+            raise UnsupportedFeatureError(f"input {missing} of this layer is not available", layer=layer_name) from None
+        values[layer_name] = _emit(graph, layer, incoming, functions, full_sequence=False)
+    for index, output in enumerate(wiring.outputs):
+        name = "output" if len(wiring.outputs) == 1 else output
+        value = values[output]
+        graph.nodes.append(helper.make_node("Identity", [value], [name], name=graph.fresh(f"{name}_Identity")))
+        rank = graph.rank[value]
+        outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
+
+
+def _per_layer(
+    graph: _Graph,
+    layer: Layer,
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    functions: dict[str, ReferenceFn],
+) -> None:
+    x = f"{layer.name}.x"
+    # Each layer's batch and time are its own: onnxruntime ties equal dim_param names to equal sizes.
+    batch, time = f"{layer.name}.batch", f"{layer.name}.time"
+    if isinstance(layer, RecurrentLayer):
+        inputs.append(_value_info(x, "float32", [batch, time, layer.input_size]))
+    elif isinstance(layer, DenseLayer):
+        dims: list[int | str] = [batch, time, layer.input_size] if layer.time_distributed else [batch, layer.input_size]
+        inputs.append(_value_info(x, "float32", dims))
+    elif isinstance(layer, EmbeddingLayer):
+        inputs.append(_value_info(x, "int64", [batch, time]))
+    else:
+        return  # weightless layers mean nothing on their own
+    graph._used.add(x)
+    graph.rank[x] = len(inputs[-1].type.tensor_type.shape.dim)
+    y = _emit(graph, layer, [x], functions, full_sequence=True)
+    graph.nodes.append(helper.make_node("Identity", [y], [f"{layer.name}.y"], name=graph.fresh(f"{layer.name}.y_Identity")))
+    rank = graph.rank[y]
+    outputs.append(_value_info(f"{layer.name}.y", "float32", [batch] + [f"{layer.name}.y_d{k}" for k in range(1, rank)]))
+    if isinstance(layer, RecurrentLayer):
+        for state in ("h_n", "c_n") if layer.cell == "lstm" else ("h_n",):
+            dims = [f"{layer.name}.states", batch, layer.hidden_size]
+            outputs.append(_value_info(f"{layer.name}.{state}", "float32", dims))
+
+
+def _emit(graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str, ReferenceFn], *, full_sequence: bool) -> str:
+    if isinstance(layer, RecurrentLayer):
+        return _emit_recurrent(graph, layer, incoming[0], functions, full_sequence=full_sequence)
+    if isinstance(layer, DenseLayer):
+        kernel = np.ascontiguousarray(layer.weight.T)  # (in, units): MatMul broadcasts over batch and time
+        y = graph.one("MatMul", [incoming[0], graph.const(f"{layer.name}.kernel", kernel)], f"{layer.name}_matmul", graph.rank[incoming[0]])
+        if layer.bias is not None:
+            y = graph.one("Add", [y, graph.const(f"{layer.name}.bias", layer.bias)], f"{layer.name}_bias", graph.rank[y])
+        functions[layer.name] = _dense_function(layer, kernel)
+        return _emit_activation(graph, layer.activation, y, layer.name)
+    if isinstance(layer, EmbeddingLayer):
+        table = graph.const(f"{layer.name}.embeddings", layer.weight)
+        return graph.one("Gather", [table, incoming[0]], layer.name, graph.rank[incoming[0]] + 1, axis=0)
+    if isinstance(layer, ActivationLayer):
+        return _emit_activation(graph, layer.activation, incoming[0], layer.name)
+    if isinstance(layer, DropoutLayer):
+        return graph.one("Identity", [incoming[0]], layer.name, graph.rank[incoming[0]])
+    if isinstance(layer, ConcatenateLayer):
+        return graph.one("Concat", incoming, layer.name, graph.rank[incoming[0]], axis=layer.axis)
+    raise UnsupportedFeatureError(f"no ONNX mapping for {type(layer).__name__}", layer=layer.name)
+
+
+def _emit_recurrent(graph: _Graph, layer: RecurrentLayer, x: str, functions: dict[str, ReferenceFn], *, full_sequence: bool) -> str:
+    nodes = nodes_from_canonical(layer)
+    functions[layer.name] = onnx_layer_function(layer, nodes)
+    name = layer.name
+    sequence = graph.one("Transpose", [x], f"{name}_time_major", 3, perm=[1, 0, 2])
+    Y = Y_h = ""
+    states: dict[str, list[str]] = {"h_n": [], "c_n": []}
+    for k, node in enumerate(nodes):
+        Y, Y_h, *rest = _emit_node(graph, node, sequence)
+        states["h_n"].append(Y_h)
+        if rest:
+            states["c_n"].append(rest[0])
+        if k + 1 < len(nodes):  # [T, D, B, H] -> [T, B, D*H] feeds the next level
+            moved = graph.one("Transpose", [Y], f"{node.name}_directions_last", 4, perm=[0, 2, 1, 3])
+            sequence = graph.one("Reshape", [moved, graph.ints(f"{node.name}_shape", [0, 0, -1])], f"{node.name}_joined", 3)
+    if full_sequence:  # per-layer outputs carry the final states too, in torch's [levels*directions, B, H]
+        for state, parts in states.items():
+            if parts:
+                joined = parts[0] if len(parts) == 1 else graph.one("Concat", parts, f"{name}_{state}_all", 3, axis=0)
+                graph.nodes.append(helper.make_node("Identity", [joined], [f"{name}.{state}"], name=graph.fresh(f"{name}.{state}_Identity")))
+    if full_sequence or layer.return_sequences:
+        return _sequence_output(graph, layer, Y)
+    return _last_step_output(graph, layer, Y_h)
+
+
+def _emit_node(graph: _Graph, node: OnnxRecurrentNode, sequence: str) -> list[str]:
+    names = [
+        sequence,
+        graph.const(f"{node.name}.W", node.W),
+        graph.const(f"{node.name}.R", node.R),
+        graph.const(f"{node.name}.B", node.B) if node.B is not None else "",
+        "",
+        "",
+        "",
+        graph.const(f"{node.name}.P", node.P) if node.P is not None else "",
+    ]
+    while names[-1] == "":
+        names.pop()
+    attrs: dict[str, Any] = {
+        "hidden_size": node.hidden_size,
+        "direction": node.direction,
+        **activation_attributes(node.activations),
+    }
+    if node.op == "GRU":
+        attrs["linear_before_reset"] = int(node.linear_before_reset)
+    if node.clip is not None:
+        attrs["clip"] = float(node.clip)
+    if node.op == "LSTM" and node.input_forget:
+        attrs["input_forget"] = 1
+    count = 3 if node.op == "LSTM" else 2
+    outputs = graph.op(node.op, names, node.name, 4, outputs=count, **attrs)
+    for extra in outputs[1:]:
+        graph.rank[extra] = 3
+    return outputs
+
+
+def _sequence_output(graph: _Graph, layer: RecurrentLayer, Y: str) -> str:
+    name = layer.name
+    if not layer.bidirectional:
+        squeezed = graph.one("Squeeze", [Y, graph.ints(f"{name}_axis1", [1])], f"{name}_one_direction", 3)
+        y = graph.one("Transpose", [squeezed], f"{name}_batch_first", 3, perm=[1, 0, 2])
+        if layer.go_backwards and not layer.time_aligned_output:  # Keras: outputs in processing order
+            y = graph.one(
+                "Slice",
+                [y, graph.ints(f"{name}_start", [-1]), graph.ints(f"{name}_end", [_INT_MIN]), graph.ints(f"{name}_axis", [1]), graph.ints(f"{name}_step", [-1])],
+                f"{name}_processing_order",
+                3,
+            )
+        return y
+    if layer.merge_mode == "concat":
+        moved = graph.one("Transpose", [Y], f"{name}_batch_time_first", 4, perm=[2, 0, 1, 3])
+        return graph.one("Reshape", [moved, graph.ints(f"{name}_shape", [0, 0, -1])], f"{name}_concat", 3)
+    forward, backward = graph.op("Split", [Y, graph.ints(f"{name}_halves", [1, 1])], f"{name}_direction", 4, outputs=2, axis=1)
+    merged = _merge(graph, layer, forward, backward, 4)
+    squeezed = graph.one("Squeeze", [merged, graph.ints(f"{name}_axis1", [1])], f"{name}_merged", 3)
+    return graph.one("Transpose", [squeezed], f"{name}_batch_first", 3, perm=[1, 0, 2])
+
+
+def _last_step_output(graph: _Graph, layer: RecurrentLayer, Y_h: str) -> str:
+    """Keras return_sequences=False: the last processed step of each direction, i.e. the final states."""
+    name = layer.name
+    if not layer.bidirectional:
+        return graph.one("Squeeze", [Y_h, graph.ints(f"{name}_axis0", [0])], f"{name}_last", 2)
+    if layer.merge_mode == "concat":
+        moved = graph.one("Transpose", [Y_h], f"{name}_batch_first", 3, perm=[1, 0, 2])
+        return graph.one("Reshape", [moved, graph.ints(f"{name}_shape", [0, -1])], f"{name}_concat", 2)
+    forward, backward = graph.op("Split", [Y_h, graph.ints(f"{name}_halves", [1, 1])], f"{name}_direction", 3, outputs=2, axis=0)
+    merged = _merge(graph, layer, forward, backward, 3)
+    return graph.one("Squeeze", [merged, graph.ints(f"{name}_axis0", [0])], f"{name}_last", 2)
+
+
+def _merge(graph: _Graph, layer: RecurrentLayer, forward: str, backward: str, rank: int) -> str:
+    name = layer.name
+    if layer.merge_mode == "sum":
+        return graph.one("Add", [forward, backward], f"{name}_sum", rank)
+    if layer.merge_mode == "mul":
+        return graph.one("Mul", [forward, backward], f"{name}_mul", rank)
+    if layer.merge_mode == "ave":
+        total = graph.one("Add", [forward, backward], f"{name}_total", rank)
+        return graph.one("Mul", [total, graph.scalar(f"{name}_half", 0.5)], f"{name}_ave", rank)
+    raise UnsupportedFeatureError(f"merge_mode={layer.merge_mode} cannot be one ONNX output", layer=name)
+
+
+def _emit_activation(graph: _Graph, activation: Activation, x: str, hint: str) -> str:
+    """Standalone activation (Dense, Activation layers) as ONNX ops, parameters explicit."""
+    rank = graph.rank[x]
+    name, alpha, beta = activation.name, activation.alpha, activation.beta
+    simple = {
+        "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softsign": "Softsign", "softplus": "Softplus",
+        "exponential": "Exp", "linear": "Identity",
+    }
+    if name in simple:
+        return x if name == "linear" else graph.one(simple[name], [x], f"{hint}_{name}", rank)
+    if name == "hard_sigmoid":
+        return graph.one("HardSigmoid", [x], f"{hint}_hard_sigmoid", rank, alpha=float(alpha), beta=float(beta))
+    if name in ("elu", "leaky_relu", "thresholded_relu"):
+        op = {"elu": "Elu", "leaky_relu": "LeakyRelu", "thresholded_relu": "ThresholdedRelu"}[name]
+        return graph.one(op, [x], f"{hint}_{name}", rank, alpha=float(alpha))
+    if name == "selu":
+        return graph.one("Selu", [x], f"{hint}_selu", rank, alpha=1.6732632423543772, gamma=1.0507009873554805)
+    if name in ("softmax", "log_softmax"):
+        return graph.one("Softmax" if name == "softmax" else "LogSoftmax", [x], f"{hint}_{name}", rank, axis=-1)
+    if name in ("relu6", "hard_tanh"):
+        low, high = (0.0, 6.0) if name == "relu6" else (-1.0, 1.0)
+        return graph.one("Clip", [x, graph.scalar(f"{hint}_min", low), graph.scalar(f"{hint}_max", high)], f"{hint}_{name}", rank)
+    if name == "silu":
+        return graph.one("Mul", [x, graph.one("Sigmoid", [x], f"{hint}_gate", rank)], f"{hint}_silu", rank)
+    if name == "hard_silu":
+        gate = graph.one("HardSigmoid", [x], f"{hint}_gate", rank, alpha=float(alpha), beta=float(beta))
+        return graph.one("Mul", [x, gate], f"{hint}_hard_silu", rank)
+    if name == "mish":
+        soft = graph.one("Softplus", [x], f"{hint}_softplus", rank)
+        return graph.one("Mul", [x, graph.one("Tanh", [soft], f"{hint}_tanh", rank)], f"{hint}_mish", rank)
+    if name == "gelu":
+        scaled = graph.one("Mul", [x, graph.scalar(f"{hint}_inv_sqrt2", 1 / math.sqrt(2.0))], f"{hint}_scaled", rank)
+        erf = graph.one("Erf", [scaled], f"{hint}_erf", rank)
+        one_plus = graph.one("Add", [erf, graph.scalar(f"{hint}_one", 1.0)], f"{hint}_one_plus", rank)
+        half_x = graph.one("Mul", [x, graph.scalar(f"{hint}_half", 0.5)], f"{hint}_half_x", rank)
+        return graph.one("Mul", [half_x, one_plus], f"{hint}_gelu", rank)
+    if name == "affine":
+        scaled = graph.one("Mul", [x, graph.scalar(f"{hint}_alpha", float(alpha))], f"{hint}_scaled", rank)
+        return graph.one("Add", [scaled, graph.scalar(f"{hint}_beta", float(beta))], f"{hint}_affine", rank)
+    if name == "scaled_tanh":
+        inner = graph.one("Mul", [x, graph.scalar(f"{hint}_beta", float(beta))], f"{hint}_inner", rank)
+        return graph.one("Mul", [graph.one("Tanh", [inner], f"{hint}_tanh", rank), graph.scalar(f"{hint}_alpha", float(alpha))], f"{hint}_scaled_tanh", rank)
+    if name == "log_sigmoid":
+        negated = graph.one("Neg", [x], f"{hint}_neg", rank)
+        return graph.one("Neg", [graph.one("Softplus", [negated], f"{hint}_softplus", rank)], f"{hint}_log_sigmoid", rank)
+    raise UnsupportedFeatureError(f"activation {activation} has no ONNX mapping in lstmconv", layer=hint)
+
+
+def _dense_function(layer: DenseLayer, kernel: np.ndarray) -> ReferenceFn:
+    def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+        y = np.asarray(x, dtype=np.float64) @ kernel.astype(np.float64)
+        if layer.bias is not None:
+            y = y + layer.bias
+        return LayerOutput(y=apply(layer.activation, y), states=[])
+
+    return run
+
+
+_ = TensorProto  # re-exported for type hints in tests

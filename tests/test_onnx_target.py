@@ -1,0 +1,165 @@
+"""Keras -> ONNX: onnxruntime running the written model reproduces the real framework.
+
+Whole models (Keras 2 fixtures by tf_keras, Keras 3 models built here) are compared with the framework's
+own ``predict``; ``--per-layer`` models with each recurrent layer's recorded outputs and states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import lstmconv
+from lstmconv.errors import RefusedConversionError
+from tests.conftest import DATA, assert_close, corpus_file
+
+onnxruntime = pytest.importorskip("onnxruntime")
+
+FIXTURES = DATA / "keras2"
+CASES = sorted(p.name[: -len(".h5")] for p in FIXTURES.glob("*.h5"))
+
+
+def _session(path: Path):  # type: ignore[no-untyped-def]
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _run_layer(session, name: str, x: np.ndarray) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Run a per-layer model for one layer; the other layers get small dummy inputs."""
+    feeds = {}
+    for item in session.get_inputs():
+        if item.name == f"{name}.x":
+            feeds[item.name] = x
+        else:
+            shape = [d if isinstance(d, int) else 2 for d in item.shape]
+            feeds[item.name] = np.zeros(shape, dtype=np.int64 if "int64" in item.type else np.float32)
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+
+def _assert_fused_only(path: Path) -> None:
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    ops = {node.op_type for node in model.graph.node}
+    assert not ops & {"Loop", "Scan"}, ops
+    assert ops & {"LSTM", "GRU", "RNN"}, ops
+    assert all(a.i == 0 for n in model.graph.node for a in n.attribute if a.name == "layout")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("cudnn") and c != "weights_only_stacked"])
+def test_whole_model_matches_tf_keras_predict(case: str, tmp_path: Path) -> None:
+    out = tmp_path / f"{case}.onnx"
+    report = lstmconv.convert(FIXTURES / f"{case}.h5", out, to="onnx")
+    assert "whole model" in report.target
+    _assert_fused_only(out)
+    expected = np.load(FIXTURES / f"{case}.expected.npz")
+    session = _session(out)
+    names = [i.name for i in session.get_inputs()]
+    feeds = {name: expected[f"__model__/x{k}"] for k, name in enumerate(names)}
+    if len(names) == 1:
+        assert names == ["input"]
+        assert [o.name for o in session.get_outputs()] == ["output"]
+    y = session.run(None, feeds)[0]
+    assert_close(y, expected["__model__/y"], f"{case} whole model")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_per_layer_models_match_each_layer(case: str, tmp_path: Path) -> None:
+    out = tmp_path / f"{case}.onnx"
+    lstmconv.convert(FIXTURES / f"{case}.h5", out, to="onnx", per_layer=True)
+    _assert_fused_only(out)
+    session = _session(out)
+    expected = np.load(FIXTURES / f"{case}.expected.npz")
+    loaded = lstmconv.load(FIXTURES / f"{case}.h5")
+    for layer in loaded.model.recurrent_layers():
+        results = _run_layer(session, layer.name, expected[f"{layer.name}/x"])
+        y = results[f"{layer.name}.y"]
+        truth = expected[f"{layer.name}/y"]
+        assert_close(y, truth, f"{case} {layer.name} y (onnxruntime)")
+        flat = []
+        for d in range(results[f"{layer.name}.h_n"].shape[0]):
+            flat.append(results[f"{layer.name}.h_n"][d])
+            if layer.cell == "lstm":
+                flat.append(results[f"{layer.name}.c_n"][d])
+        for index, state in enumerate(flat):
+            assert_close(state, expected[f"{layer.name}/states"][index], f"{case} {layer.name} state {index}")
+
+
+def test_keras2_hard_sigmoid_is_written_with_its_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    lstmconv.convert(FIXTURES / "lstm_hard_sigmoid.h5", out, to="onnx")
+    (node,) = [n for n in onnx.load(str(out)).graph.node if n.op_type == "LSTM"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["activations"] == [b"HardSigmoid", b"Tanh", b"Tanh"]
+    assert attrs["activation_alpha"][0] == pytest.approx(0.2) and attrs["activation_beta"][0] == pytest.approx(0.5)
+
+
+def test_gru_reset_before_is_linear_before_reset_0(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    lstmconv.convert(FIXTURES / "gru_reset_before.h5", out, to="onnx")
+    (node,) = [n for n in onnx.load(str(out)).graph.node if n.op_type == "GRU"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["linear_before_reset"] == 0
+
+
+CORPUS_KERAS = {
+    "aind2-rnn/best_RNN_large_textdata_weights.hdf5": None,
+    "process-seq-pred/model_89-1.50.h5": None,
+    "textgenrnn/textgenrnn_weights.hdf5": None,
+    "chen-sentiment/bidirectional_lstm_softmax_weights.h5": "chen-sentiment/bidirectional_lstm_softmax_architecture.json",
+    "mycroft-precise/hey-mycroft.net": None,
+    "medaka/medaka_model.hdf5": None,
+    "poreplex/demux-tetra-r4.hdf5": None,
+    "katakana-seq2seq/model.h5": None,
+    "lstm-multi/model.h5": None,
+    "imdb-rnn-compare/simplernn_model.h5": None,
+    "electricity-prices/gru_model.h5": None,
+    "stock-rnn-lstm-gru/gru_model.h5": None,
+    "water-forecast/lstm_model.keras": None,
+    "bilstm-nifty50/bilstm_model.keras": None,
+}
+
+
+@pytest.mark.parametrize("relative", sorted(CORPUS_KERAS))
+def test_corpus_keras_layers_to_onnx_match_the_framework(relative: str, tmp_path: Path) -> None:
+    from tests.test_corpus_keras import _directions, _entries
+
+    sidecar = CORPUS_KERAS[relative]
+    config = corpus_file(sidecar) if sidecar else None
+    out = tmp_path / "m.onnx"
+    lstmconv.convert(corpus_file(relative), out, to="onnx", config=config, per_layer=True)
+    session = _session(out)
+    expected = np.load(str(corpus_file(relative)) + ".expected.npz")
+    loaded = lstmconv.load(corpus_file(relative), config=config)
+    for layer in loaded.model.recurrent_layers():
+        for entry in _entries(expected, layer.name):
+            results = _run_layer(session, layer.name, expected[f"{entry}/x"])
+            # onnxruntime computes in float32 like the framework did: 1e-5, with textgenrnn's rounding margin
+            assert_close(results[f"{layer.name}.y"], expected[f"{entry}/y"], f"{relative} {entry} y", atol=2e-5)
+            for index, direction in enumerate(_directions(expected, entry) or [entry]):
+                assert_close(results[f"{layer.name}.h_n"][index], expected[f"{direction}/h"], f"{direction} h", atol=2e-5)
+
+
+def test_whole_model_with_unsupported_layer_is_refused_naming_it(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    with pytest.raises(RefusedConversionError) as caught:
+        lstmconv.convert(corpus_file("process-seq-pred/model_89-1.50.h5"), out, to="onnx")
+    assert "batchnormalization_1 (BatchNormalization)" in str(caught.value) and "--per-layer" in str(caught.value)
+    assert not out.exists()
+
+
+def test_conversion_to_onnx_needs_no_tensorflow_or_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.onnx"
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'tensorflow', 'keras', 'onnxruntime'):\n    sys.modules[name] = None\n"
+        "import lstmconv\n"
+        f"lstmconv.convert({str(FIXTURES / 'bidirectional_concat.h5')!r}, {str(out)!r}, to='onnx')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert out.exists()
