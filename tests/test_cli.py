@@ -88,8 +88,14 @@ def test_destination_suffix_is_checked_before_reading(tmp_path: Path) -> None:
 
 
 def test_unavailable_target_is_refused(tmp_path: Path) -> None:
-    result = _run("convert", SINE, tmp_path / "out.onnx", "--to", "onnx")
+    result = _run("convert", SINE, tmp_path / "out.weights.h5", "--to", "keras")
     assert result.exit_code == 2 and "not available yet" in result.output
+
+
+def test_onnx_target_reports_whole_model(tmp_path: Path) -> None:
+    result = _run("convert", SINE, tmp_path / "out.onnx", "--to", "onnx")
+    assert result.exit_code == 0, result.output
+    assert "whole model" in result.output and "fused LSTM" in result.output
 
 
 def test_no_verify_skips_the_check(tmp_path: Path) -> None:
