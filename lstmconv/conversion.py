@@ -36,6 +36,7 @@ __all__ = [
     "convert",
     "save_torch",
     "save_onnx",
+    "save_canonical",
     "to_torch_state_dict",
     "describe",
 ]
@@ -157,8 +158,14 @@ def convert(
         return save_onnx(
             loaded, destination, per_layer=per_layer, verify=verify, force=force, skip_unsupported=skip_unsupported
         )
+    if to == "canonical":
+        _check_suffix(destination, (".safetensors",), force)
+        loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+        return save_canonical(loaded, destination, verify=verify, force=force)
     if to != "torch":
-        raise UnsupportedFeatureError(f"the {to} target is not available yet", hint="use --to torch or --to onnx")
+        raise UnsupportedFeatureError(
+            f"the {to} target is not available yet", hint="use --to torch, --to onnx or --to canonical"
+        )
     _check_torch_destination(destination, force)
     loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
     return save_torch(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
@@ -362,4 +369,51 @@ def save_onnx(
         skipped=(*model.skipped, *left_out),
         verified=verify,
         written_tensors=len(build.initializers),
+    )
+
+
+def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool = True, force: bool = False) -> ConversionReport:
+    """Write lstmconv's own file: every layer as it is in the canonical form (exact, nothing refused)."""
+    import functools
+
+    from lstmconv.formats.canonical_file import canonical_tensors, read_canonical, write_canonical
+    from lstmconv.reference.canonical import canonical_forward
+
+    destination = Path(destination)
+    _check_suffix(destination, (".safetensors",), force)
+    reports = []
+    for layer in loaded.model.layers:
+        error = tol = None
+        reference = loaded.references.get(layer.name)
+        if verify and reference is not None and isinstance(layer, RecurrentLayer):
+            tol = tolerance(layer.dtype)
+            error = check_layer(layer, reference, functools.partial(canonical_forward, layer))
+            if not error <= tol:
+                raise VerificationError(
+                    "the canonical form does not compute the source layer's function",
+                    file=loaded.source,
+                    layer=layer.name,
+                    expected=f"max abs difference <= {tol:g}",
+                    actual=f"{error:.3g}",
+                    hint="this is a bug in lstmconv; please report it with the file",
+                )
+        notes = (*layer.source.inferred, *layer.source.notes)
+        reports.append(LayerReport(layer.name, describe(layer), "canonical", error, tol, notes))
+    meant = canonical_tensors(loaded.model)
+
+    def check_written(path: Path) -> None:
+        back = read_canonical(path)
+        _compare_written(destination, meant, canonical_tensors(back))
+        if back.metadata() != loaded.model.metadata():
+            raise VerificationError("metadata read back differs from what was written", file=destination)
+
+    _write_atomically(destination, lambda path: write_canonical(path, loaded.model), check_written)
+    return ConversionReport(
+        source=str(loaded.source),
+        destination=str(destination),
+        target="canonical",
+        layers=tuple(reports),
+        skipped=loaded.model.skipped,
+        verified=verify,
+        written_tensors=len(meant),
     )

@@ -58,7 +58,9 @@ def detect_format(path: Path) -> str:
     if path.suffix in (".pt", ".pth"):
         return "torch"
     if path.suffix == ".safetensors":
-        return "torch"
+        from lstmconv.formats.canonical_file import is_canonical_file
+
+        return "canonical" if is_canonical_file(path) else "torch"
     if path.suffix == ".onnx":
         return "onnx"
     raise InputFormatError(
@@ -86,12 +88,28 @@ def load_file(
     fmt = source_format or detect_format(path)
     if fmt == "onnx":
         return _load_onnx(path)
+    if fmt == "canonical":
+        return _load_canonical(path)
     if fmt != "keras":
         raise UnsupportedFeatureError(
             f"reading {fmt} files is not supported yet", file=path, hint="lstmconv reads Keras and ONNX files for now"
         )
     with open_keras(path, config) as (info, entries, wiring):
         return _build_model(info, entries, skip_unsupported=skip_unsupported, wiring=wiring)
+
+
+def _load_canonical(path: Path) -> LoadedModel:
+    import functools
+
+    from lstmconv.formats.canonical_file import read_canonical
+    from lstmconv.reference.canonical import canonical_forward
+    from lstmconv.schema import RecurrentLayer
+
+    model = read_canonical(path)
+    references: dict[str, ReferenceFn] = {
+        layer.name: functools.partial(canonical_forward, layer) for layer in model.layers if isinstance(layer, RecurrentLayer)
+    }
+    return LoadedModel(model=model, references=references, source=str(path), source_format="canonical", layout="canonical")
 
 
 def _load_onnx(path: Path) -> LoadedModel:

@@ -1,0 +1,147 @@
+"""lstmconv's own file: gate-named tensors in a ``.safetensors`` file plus the canonical metadata.
+
+Tensor keys::
+
+    <layer>/levels/<k>/<forward|backward>/<gate>/<w_input|w_recurrent|b_input|b_recurrent|peephole>
+    <layer>/levels/<k>/<forward|backward>/w_projection
+    <layer>/weight, <layer>/bias                      (Dense, Embedding)
+
+The header's ``"lstmconv_canonical"`` entry is the :class:`~lstmconv.schema.CanonicalMetadata` JSON (schema in
+``schemas/``). Reading a file back gives the same canonical model, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from lstmconv.errors import InputFormatError, MissingTensorError
+from lstmconv.schema import (
+    ActivationLayer,
+    ActivationMeta,
+    CanonicalMetadata,
+    ConcatenateLayer,
+    ConcatenateMeta,
+    DropoutLayer,
+    DropoutMeta,
+    CanonicalModel,
+    DenseLayer,
+    DenseMeta,
+    DirectionWeights,
+    EmbeddingLayer,
+    EmbeddingMeta,
+    GateWeights,
+    Layer,
+    RecurrentLayer,
+    RecurrentMeta,
+    StackLevel,
+)
+
+__all__ = ["CANONICAL_KEY", "canonical_tensors", "write_canonical", "read_canonical", "is_canonical_file"]
+
+CANONICAL_KEY = "lstmconv_canonical"
+_GATE_FIELDS = ("w_input", "w_recurrent", "b_input", "b_recurrent", "peephole")
+
+
+def canonical_tensors(model: CanonicalModel) -> dict[str, np.ndarray]:
+    """Every array of ``model`` under its canonical key."""
+    tensors: dict[str, np.ndarray] = {}
+    for layer in model.layers:
+        if isinstance(layer, RecurrentLayer):
+            for k, side, direction in layer.directions():
+                prefix = f"{layer.name}/levels/{k}/{side}"
+                for gate, params in direction.gates.items():
+                    for field in _GATE_FIELDS:
+                        value = getattr(params, field)
+                        if value is not None:
+                            tensors[f"{prefix}/{gate}/{field}"] = value
+                if direction.w_projection is not None:
+                    tensors[f"{prefix}/w_projection"] = direction.w_projection
+        elif isinstance(layer, (DenseLayer, EmbeddingLayer)):
+            tensors[f"{layer.name}/weight"] = layer.weight
+            if isinstance(layer, DenseLayer) and layer.bias is not None:
+                tensors[f"{layer.name}/bias"] = layer.bias
+    return tensors
+
+
+def write_canonical(path: Path, model: CanonicalModel) -> dict[str, np.ndarray]:
+    """Write ``model`` to ``path``; returns the tensors written (for the read-back check)."""
+    from safetensors.numpy import save_file
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in canonical_tensors(model).items()}
+    metadata = model.metadata().model_dump_json()
+    save_file(tensors, str(path), metadata={CANONICAL_KEY: metadata, "format": "lstmconv-canonical"})
+    return tensors
+
+
+def is_canonical_file(path: Path) -> bool:
+    """A safetensors file whose header carries lstmconv's canonical metadata."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return CANONICAL_KEY in (handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
+def read_canonical(path: Path) -> CanonicalModel:
+    """Read a file written by :func:`write_canonical`."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            header = (handle.metadata() or {}).get(CANONICAL_KEY)
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise InputFormatError(f"cannot read safetensors file: {error}", file=path) from None
+    if header is None:
+        raise InputFormatError("not an lstmconv canonical file (no metadata)", file=path)
+    try:
+        metadata = CanonicalMetadata.model_validate_json(header)
+    except ValidationError as error:
+        raise InputFormatError(f"canonical metadata does not validate: {error.errors()[0]['msg']}", file=path) from None
+    layers = [_layer(path, meta, tensors) for meta in metadata.layers]
+    return CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
+
+
+def _take(path: Path, tensors: dict[str, np.ndarray], key: str, required: bool = True) -> np.ndarray | None:
+    if key in tensors:
+        return tensors[key]
+    if required:
+        raise MissingTensorError("missing tensor", file=path, tensor=key)
+    return None
+
+
+def _layer(path: Path, meta: object, tensors: dict[str, np.ndarray]) -> Layer:
+    if isinstance(meta, RecurrentMeta):
+        levels = []
+        for k in range(meta.num_levels):
+            sides = ["forward", "backward"] if meta.bidirectional else ["forward"]
+            directions = {}
+            for side in sides:
+                prefix = f"{meta.name}/levels/{k}/{side}"
+                gate_names = sorted({key.split("/")[4] for key in tensors if key.startswith(prefix + "/") and key.count("/") == 5})
+                gates = {
+                    gate: GateWeights(
+                        **{
+                            field: _take(path, tensors, f"{prefix}/{gate}/{field}", field.startswith("w_"))
+                            for field in _GATE_FIELDS
+                        }
+                    )
+                    for gate in gate_names
+                }
+                directions[side] = DirectionWeights(
+                    gates=gates, w_projection=_take(path, tensors, f"{prefix}/w_projection", required=False)
+                )
+            levels.append(StackLevel(forward=directions["forward"], backward=directions.get("backward")))
+        return RecurrentLayer(**dict(meta), levels=tuple(levels))
+    if isinstance(meta, DenseMeta):
+        return DenseLayer(**dict(meta), weight=_take(path, tensors, f"{meta.name}/weight"), bias=_take(path, tensors, f"{meta.name}/bias", False))
+    if isinstance(meta, EmbeddingMeta):
+        return EmbeddingLayer(**dict(meta), weight=_take(path, tensors, f"{meta.name}/weight"))
+    weightless = {ActivationMeta: ActivationLayer, DropoutMeta: DropoutLayer, ConcatenateMeta: ConcatenateLayer}
+    return weightless[type(meta)].model_validate(meta.model_dump())  # type: ignore[index]
