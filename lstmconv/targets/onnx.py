@@ -86,9 +86,12 @@ class _Graph:
     def ints(self, hint: str, values: list[int]) -> str:
         return self.const(hint, np.asarray(values, dtype=np.int64))
 
-    def op(self, op: str, inputs: list[str], hint: str, rank: int, outputs: int = 1, **attrs: Any) -> list[str]:
+    def op(
+        self, op: str, inputs: list[str], hint: str, rank: int, outputs: int = 1, node_name: str | None = None, **attrs: Any
+    ) -> list[str]:
         names = [self.fresh(f"{hint}" if outputs == 1 else f"{hint}_{k}") for k in range(outputs)]
-        self.nodes.append(helper.make_node(op, inputs, names, name=self.fresh(f"{hint}_{op}"), **attrs))
+        name = self.fresh(node_name or f"{hint}_{op}")
+        self.nodes.append(helper.make_node(op, inputs, names, name=name, **attrs))
         for name in names:
             self.rank[name] = rank
         return names
@@ -274,7 +277,8 @@ def _emit_node(graph: _Graph, node: OnnxRecurrentNode, sequence: str) -> list[st
     if node.op == "LSTM" and node.input_forget:
         attrs["input_forget"] = 1
     count = 3 if node.op == "LSTM" else 2
-    outputs = graph.op(node.op, names, node.name, 4, outputs=count, **attrs)
+    # The node carries the layer's name, so reading the file back gives the same layer names.
+    outputs = graph.op(node.op, names, f"{node.name}_out", 4, outputs=count, node_name=node.name, **attrs)
     for extra in outputs[1:]:
         graph.rank[extra] = 3
     return outputs
