@@ -281,3 +281,43 @@ def test_not_an_onnx_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"\x08\x07garbage that is not protobuf" * 10)
     with pytest.raises(InputFormatError, match=r"bad.onnx"):
         lstmconv.load(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# tf2onnx (fixtures made by scripts/make_tf2onnx_fixtures.py from real tf_keras models)
+
+TF2ONNX = Path(__file__).resolve().parent / "data" / "tf2onnx"
+
+
+@pytest.mark.parametrize("case", sorted(p.stem for p in TF2ONNX.glob("*.onnx")))
+def test_tf2onnx_files_reproduce_the_keras_layers(case: str, tmp_path: Path) -> None:
+    from lstmconv.errors import RefusedConversionError
+
+    path = TF2ONNX / f"{case}.onnx"
+    expected = np.load(TF2ONNX / f"{case}.expected.npz")
+    loaded = lstmconv.load(path)
+    layers = loaded.model.recurrent_layers()
+    count = len({k.split("/")[0] for k in expected})
+    assert len(layers) == count
+    # tf2onnx writes Keras go_backwards as ReverseSequence around a forward node: the node sees reversed x.
+    flip = case.endswith("go_backwards")
+    for index, layer in enumerate(layers):
+        x = expected[f"{index}/x"]
+        out = loaded.references[layer.name](x[:, ::-1] if flip else x, None)
+        assert_close(out.y, expected[f"{index}/y"], f"{case} layer {index} y")
+    if case.endswith("hard_sigmoid"):
+        with pytest.raises(RefusedConversionError, match=r"hard_sigmoid\(alpha=0.2, beta=0.5\)"):
+            lstmconv.convert(path, tmp_path / "w.safetensors", to="torch")
+        return
+    torch = pytest.importorskip("torch")
+    from lstmconv.torch_modules import load_torch_modules
+
+    lstmconv.convert(path, tmp_path / "w.safetensors", to="torch")
+    modules = load_torch_modules(tmp_path / "w.safetensors")
+    for index, layer in enumerate(layers):
+        x = expected[f"{index}/x"]
+        with torch.no_grad():
+            y, state = modules[layer.name](torch.from_numpy(np.ascontiguousarray(x[:, ::-1] if flip else x)))
+        assert_close(y.numpy(), expected[f"{index}/y"], f"{case} layer {index} y (torch)")
+        h_n = (state[0] if isinstance(state, tuple) else state).numpy()
+        assert_close(h_n[0], expected[f"{index}/states"][0], f"{case} layer {index} h (torch)")

@@ -171,3 +171,37 @@ def test_keras3_hard_sigmoid_file_is_refused_with_keras3_numbers(tmp_path: Path)
     with pytest.raises(RefusedConversionError, match=r"hard_sigmoid\(alpha=0.166667, beta=0.5\)"):
         lstmconv.convert(path, tmp_path / "out.safetensors", to="torch")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", sorted(_model_zoo()))
+def test_keras3_whole_models_to_onnx_match_predict(name: str, tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = _model_zoo()[name]
+    _randomise(model)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    out = tmp_path / "model.onnx"
+    report = lstmconv.convert(path, out, to="onnx")
+    assert "whole model" in report.target
+    rng = np.random.RandomState(3)
+    feeds = []
+    for tensor in model.inputs:
+        shape = (2, *tensor.shape[1:])
+        feeds.append(rng.randint(0, 30, shape).astype("int32") if "int" in str(tensor.dtype) else rng.standard_normal(shape).astype(np.float32))
+    truth = keras.ops.convert_to_numpy(model(feeds if len(feeds) > 1 else feeds[0]))
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    by_name = {f"input_{t.name}" if len(feeds) > 1 else "input": f for t, f in zip(model.inputs, feeds)}
+    y = session.run(None, {n: by_name[n] for n in names})[0]
+    assert_close(y, truth, f"{name} whole model (onnxruntime vs Keras 3)")
+
+
+def test_keras3_hard_sigmoid_to_onnx_uses_keras3_numbers(tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = keras.Sequential([keras.Input((6, 4)), L.LSTM(5, recurrent_activation="hard_sigmoid", return_sequences=True)])
+    _randomise(model)
+    model.save(tmp_path / "m.keras")
+    lstmconv.convert(tmp_path / "m.keras", tmp_path / "m.onnx", to="onnx")
+    x = np.random.RandomState(0).standard_normal((2, 6, 4)).astype(np.float32)
+    y = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert_close(y, keras.ops.convert_to_numpy(model(x)), "Keras 3 hard_sigmoid LSTM")

@@ -217,7 +217,9 @@ def _emit(graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str,
         return _emit_activation(graph, layer.activation, y, layer.name)
     if isinstance(layer, EmbeddingLayer):
         table = graph.const(f"{layer.name}.embeddings", layer.weight)
-        return graph.one("Gather", [table, incoming[0]], layer.name, graph.rank[incoming[0]] + 1, axis=0)
+        # Keras casts ids to integers whatever the input dtype (Keras 3 Inputs default to float32).
+        ids = graph.one("Cast", [incoming[0]], f"{layer.name}_ids", graph.rank[incoming[0]], to=TensorProto.INT64)
+        return graph.one("Gather", [table, ids], layer.name, graph.rank[incoming[0]] + 1, axis=0)
     if isinstance(layer, ActivationLayer):
         return _emit_activation(graph, layer.activation, incoming[0], layer.name)
     if isinstance(layer, DropoutLayer):
@@ -388,5 +390,3 @@ def _dense_function(layer: DenseLayer, kernel: np.ndarray) -> ReferenceFn:
 
     return run
 
-
-_ = TensorProto  # re-exported for type hints in tests
