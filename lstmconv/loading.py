@@ -55,6 +55,8 @@ def detect_format(path: Path) -> str:
         return "keras"
     if head[:4] == b"PK\x03\x04":
         return "keras" if path.suffix == ".keras" else "torch"
+    if head[:2] == b"\x80\x02" or path.suffix in (".pt", ".pth", ".bin"):  # legacy (pre-1.6) torch pickle
+        return "torch"
     if path.suffix in (".pt", ".pth"):
         return "torch"
     if path.suffix == ".safetensors":
@@ -90,12 +92,64 @@ def load_file(
         return _load_onnx(path)
     if fmt == "canonical":
         return _load_canonical(path)
+    if fmt == "torch":
+        return _load_torch(path)
     if fmt != "keras":
-        raise UnsupportedFeatureError(
-            f"reading {fmt} files is not supported yet", file=path, hint="lstmconv reads Keras and ONNX files for now"
-        )
+        raise UnsupportedFeatureError(f"unknown source format {fmt!r}", file=path, hint=f"choose one of {SOURCE_FORMATS}")
     with open_keras(path, config) as (info, entries, wiring):
         return _build_model(info, entries, skip_unsupported=skip_unsupported, wiring=wiring)
+
+
+def _load_torch(path: Path) -> LoadedModel:
+    from lstmconv.adapters.torch import find_torch_modules, recurrent_to_canonical
+    from lstmconv.formats.torch_files import read_state_dict
+    from lstmconv.schema import DenseLayer, DenseMeta, RecurrentLayer, RecurrentMeta
+    from lstmconv.targets.torch import torch_layer_function
+
+    tensors, metadata, notes = read_state_dict(path)
+    described = {m["name"]: m for m in (metadata or {}).get("layers", [])}  # written by lstmconv: exact facts
+    modules, leftover = find_torch_modules(tensors)
+    layers: list[Layer] = []
+    references: dict[str, ReferenceFn] = {}
+    for module in modules:
+        stated = described.get(module.prefix)
+        source = SourceInfo(framework="torch", layout="torch", notes=tuple(notes))
+        try:
+            if module.kind == "recurrent":
+                nonlinearity = None
+                if stated is not None and stated.get("cell") == "rnn":
+                    nonlinearity = stated["activations"]["candidate"]["name"]
+                layer: Layer = recurrent_to_canonical(module, source, nonlinearity=nonlinearity)
+                if stated is not None:
+                    facts = RecurrentMeta.model_validate({**stated, "source": layer.source.model_dump()})
+                    layer = RecurrentLayer(**{**dict(layer), **dict(facts)}, levels=layer.levels)
+                else:
+                    layer = layer.model_copy(
+                        update={"source": layer.source.model_copy(update={"inferred": (*layer.source.inferred, "batch_first, go_backwards and how outputs are used are not recorded in a state dict")})}
+                    )
+            else:
+                weight, bias = module.params["weight"], module.params["bias"]
+                facts = DenseMeta.model_validate({**stated, "source": source.model_dump()}) if stated else None
+                layer = DenseLayer(
+                    **(dict(facts) if facts else {
+                        "name": module.prefix, "input_size": int(weight.shape[1]), "units": int(weight.shape[0]),
+                        "activation": {"name": "linear"}, "dtype": str(weight.dtype),
+                        "source": source.model_copy(update={"inferred": ("nn.Linear: no activation recorded",)}),
+                    }),
+                    weight=weight,
+                    bias=bias,
+                )
+        except LstmconvError as error:
+            raise error.with_context(file=path, layer=module.prefix) from None
+        layers.append(layer)
+        assert isinstance(layer, (RecurrentLayer, DenseLayer))
+        references[layer.name] = torch_layer_function(layer, module.params)
+    if not layers:
+        raise InputFormatError("no nn.LSTM/GRU/RNN or nn.Linear parameters found", file=path, hint=", ".join(leftover[:8]) or None)
+    skipped = tuple(f"{key}: not an nn.LSTM/GRU/RNN/Linear parameter" for key in leftover)
+    return LoadedModel(
+        model=CanonicalModel(layers=tuple(layers), skipped=skipped), references=references, source=str(path), source_format="torch", layout="torch"
+    )
 
 
 def _load_canonical(path: Path) -> LoadedModel:

@@ -8,13 +8,38 @@ relu), and its GRU applies the reset gate after the recurrent matmul (Keras ``re
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from lstmconv.errors import UnsupportedFeatureError
-from lstmconv.gates import stack_gates
-from lstmconv.schema import DenseLayer, EmbeddingLayer, Layer, RecurrentLayer
+from lstmconv.activations import Activation
+from lstmconv.errors import ShapeMismatchError, UnsupportedFeatureError
+from lstmconv.gates import CELL_GATES, split_gates, stack_gates
+from lstmconv.schema import (
+    CellActivations,
+    DenseLayer,
+    DirectionWeights,
+    EmbeddingLayer,
+    GateWeights,
+    Layer,
+    RecurrentLayer,
+    RecurrentMeta,
+    SourceInfo,
+    StackLevel,
+)
 
-__all__ = ["torch_refusals", "recurrent_from_canonical", "layer_from_canonical", "torch_module_spec"]
+_RECURRENT_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<level>\d+)(?P<reverse>_reverse)?$")
+
+__all__ = [
+    "torch_refusals",
+    "recurrent_from_canonical",
+    "layer_from_canonical",
+    "torch_module_spec",
+    "TorchModule",
+    "find_torch_modules",
+    "recurrent_to_canonical",
+]
 
 
 def torch_refusals(layer: RecurrentLayer) -> list[str]:
@@ -118,3 +143,116 @@ def torch_module_spec(layer: Layer) -> str | None:
     if isinstance(layer, EmbeddingLayer):
         return f"nn.Embedding({layer.vocabulary_size}, {layer.embedding_size})"
     return None
+
+
+@dataclass
+class TorchModule:
+    """The parameters of one torch module found in a state dict, keyed without the module prefix."""
+
+    prefix: str
+    kind: str  # 'recurrent' | 'linear'
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def find_torch_modules(state: dict[str, np.ndarray]) -> tuple[list[TorchModule], list[str]]:
+    """Group a state dict into recurrent modules (``*_l{k}`` keys) and Linear layers; the rest is listed."""
+    modules: dict[str, TorchModule] = {}
+    leftover: list[str] = []
+    for key, value in state.items():
+        match = _RECURRENT_KEY.match(key)
+        if match:
+            prefix = match.group("prefix") or "rnn"
+            module = modules.setdefault(prefix, TorchModule(prefix, "recurrent"))
+            module.params[key[len(match.group("prefix")) + 1 :] if match.group("prefix") else key] = value
+            continue
+        prefix, _, leaf = key.rpartition(".")
+        if leaf in ("weight", "bias") and prefix:
+            module = modules.setdefault(prefix, TorchModule(prefix, "linear"))
+            if module.kind == "linear":
+                module.params[leaf] = value
+                continue
+        leftover.append(key)
+    found = []
+    for module in modules.values():
+        if module.kind == "linear" and not (module.params.get("weight") is not None and module.params["weight"].ndim == 2 and "bias" in module.params):
+            leftover.extend(f"{module.prefix}.{k}" for k in module.params)  # Embedding or bias-free Linear: ambiguous
+            continue
+        found.append(module)
+    return found, leftover
+
+
+def recurrent_to_canonical(
+    module: TorchModule, source: SourceInfo, *, nonlinearity: str | None = None, name: str | None = None
+) -> RecurrentLayer:
+    """Canonical form of an ``nn.LSTM``/``GRU``/``RNN`` from its parameters (kind and sizes from shapes)."""
+    params = module.params
+    levels = sorted({int(k.rsplit("_l", 1)[1].split("_")[0]) for k in params})
+    if levels != list(range(len(levels))):
+        raise ShapeMismatchError("levels are not numbered 0..N-1", layer=module.prefix, actual=levels)
+    bidirectional = any(k.endswith("_reverse") for k in params)
+    w_hh = params.get("weight_hh_l0")
+    w_ih = params.get("weight_ih_l0")
+    if w_hh is None or w_ih is None or w_hh.ndim != 2 or w_ih.ndim != 2:
+        raise ShapeMismatchError("weight_ih_l0 and weight_hh_l0 must be matrices", layer=module.prefix)
+    projection = params.get("weight_hr_l0")
+    hidden = int(projection.shape[1]) if projection is not None else int(w_hh.shape[1])
+    gates = w_hh.shape[0] // hidden if hidden else 0
+    cell = {4: "lstm", 3: "gru", 1: "rnn"}.get(gates) if w_hh.shape[0] % max(hidden, 1) == 0 else None
+    if cell is None:
+        raise ShapeMismatchError(
+            "weight_hh rows are not 4, 3 or 1 times the hidden size", layer=module.prefix, tensor="weight_hh_l0",
+            actual=tuple(w_hh.shape),
+        )
+    inferred = list(source.inferred)
+    if cell == "rnn":
+        if nonlinearity is None:
+            nonlinearity = "tanh"
+            inferred.append("nonlinearity=tanh (nn.RNN default; a state dict does not record it)")
+        candidate = Activation(name=nonlinearity)  # type: ignore[arg-type]
+        activations = CellActivations(gate=None, candidate=candidate, cell_output=None)
+    else:
+        tanh = Activation(name="tanh")
+        activations = CellActivations(gate=Activation(name="sigmoid"), candidate=tanh, cell_output=tanh if cell == "lstm" else None)
+    use_bias = "bias_ih_l0" in params
+    stack = []
+    for k in levels:
+        sides = [_direction(module, cell, k, "")] + ([_direction(module, cell, k, "_reverse")] if bidirectional else [])
+        stack.append(StackLevel(forward=sides[0], backward=sides[1] if bidirectional else None))
+    meta = RecurrentMeta(
+        name=name or module.prefix,
+        cell=cell,  # type: ignore[arg-type]
+        input_size=int(w_ih.shape[1]),
+        hidden_size=hidden,
+        projection_size=int(projection.shape[0]) if projection is not None else None,
+        num_levels=len(levels),
+        bidirectional=bidirectional,
+        merge_mode="concat" if bidirectional else None,
+        return_sequences=True,
+        reset_after=True if cell == "gru" else None,
+        use_bias=use_bias,
+        activations=activations,
+        dtype=str(w_ih.dtype),
+        source=source.model_copy(update={"inferred": tuple(inferred)}),
+    )
+    return RecurrentLayer(**dict(meta), levels=tuple(stack))
+
+
+def _direction(module: TorchModule, cell: str, level: int, suffix: str) -> DirectionWeights:
+    def get(name: str) -> np.ndarray | None:
+        return module.params.get(f"{name}_l{level}{suffix}")
+
+    w_ih, w_hh = get("weight_ih"), get("weight_hh")
+    if w_ih is None or w_hh is None:
+        raise ShapeMismatchError(f"missing weight_ih/weight_hh for level {level}{suffix}", layer=module.prefix)
+    blocks = {
+        "w_input": split_gates(w_ih, "torch", cell, axis=0, tensor=f"weight_ih_l{level}{suffix}"),
+        "w_recurrent": split_gates(w_hh, "torch", cell, axis=0, tensor=f"weight_hh_l{level}{suffix}"),
+    }
+    for field_name, key in (("b_input", "bias_ih"), ("b_recurrent", "bias_hh")):
+        array = get(key)
+        if array is not None:
+            blocks[field_name] = split_gates(array, "torch", cell, axis=0, tensor=f"{key}_l{level}{suffix}")
+    return DirectionWeights(
+        gates={g: GateWeights(**{f: b[g] for f, b in blocks.items()}) for g in CELL_GATES[cell]},
+        w_projection=get("weight_hr"),
+    )

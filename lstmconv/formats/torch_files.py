@@ -15,7 +15,7 @@ import numpy as np
 
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 
-__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "METADATA_KEY"]
+__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "read_state_dict", "METADATA_KEY"]
 
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
 METADATA_KEY = "lstmconv"
@@ -62,3 +62,50 @@ def _import_torch(path: Path):  # type: ignore[no-untyped-def]
             hint="write .safetensors instead (no torch needed), or pip install torch",
         ) from None
     return torch
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object] | None, list[str]]:
+    """A torch ``state_dict`` from ``.pt``/``.pth`` (``weights_only=True``, never anything else) or ``.safetensors``.
+
+    Returns the tensors as NumPy arrays, lstmconv's metadata when the file was written by lstmconv, and notes
+    (entries that were not tensors, dtypes widened).
+    """
+    notes: list[str] = []
+    if path.suffix == ".safetensors":
+        tensors, metadata = read_torch_file(path)
+        return tensors, metadata, notes
+    torch = _import_torch(path)
+    import pickle
+
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputFormatError(
+            "refused: this pickle holds more than tensors and plain containers, and lstmconv loads .pt files "
+            f"only with weights_only=True, so nothing in it was run ({first})",
+            file=path,
+            hint="save the model's state_dict() (torch.save(model.state_dict(), path)) or use .safetensors",
+        ) from None
+    except Exception as error:  # truncated zip, bad magic, unknown storage...
+        raise InputFormatError(f"cannot load as a torch file: {type(error).__name__}: {error}", file=path) from None
+    state = loaded
+    if isinstance(loaded, dict) and not any(isinstance(v, torch.Tensor) for v in loaded.values()):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(loaded.get(key), dict):
+                state = loaded[key]
+                notes.append(f"weights taken from the checkpoint's '{key}' entry")
+                break
+    if not isinstance(state, dict):
+        raise InputFormatError(
+            f"expected a state_dict (a mapping of names to tensors), found {type(state).__name__}", file=path
+        )
+    tensors: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if value.dtype == torch.bfloat16:
+            notes.append(f"{key}: bfloat16 widened to float32 (exact)")
+            value = value.float()
+        tensors[str(key)] = value.detach().cpu().numpy()
+    return tensors, None, notes
