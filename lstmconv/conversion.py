@@ -37,6 +37,7 @@ __all__ = [
     "save_torch",
     "save_onnx",
     "save_canonical",
+    "save_keras",
     "to_torch_state_dict",
     "describe",
 ]
@@ -162,10 +163,10 @@ def convert(
         _check_suffix(destination, (".safetensors",), force)
         loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
         return save_canonical(loaded, destination, verify=verify, force=force)
-    if to != "torch":
-        raise UnsupportedFeatureError(
-            f"the {to} target is not available yet", hint="use --to torch, --to onnx or --to canonical"
-        )
+    if to == "keras":
+        _check_suffix(destination, KERAS_SUFFIXES, force)
+        loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+        return save_keras(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     _check_torch_destination(destination, force)
     loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
     return save_torch(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
@@ -234,8 +235,11 @@ def _check_torch_destination(destination: Path, force: bool) -> None:
     _check_suffix(destination, TORCH_SUFFIXES, force)
 
 
+KERAS_SUFFIXES = (".weights.h5", ".h5")
+
+
 def _check_suffix(destination: Path, suffixes: tuple[str, ...], force: bool) -> None:
-    if destination.suffix not in suffixes:
+    if not destination.name.endswith(suffixes):
         raise InputFormatError(
             f"this target writes {', '.join(suffixes)} files, not '{destination.suffix or 'no suffix'}'",
             file=destination,
@@ -416,4 +420,82 @@ def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool
         skipped=loaded.model.skipped,
         verified=verify,
         written_tensors=len(meant),
+    )
+
+
+def save_keras(
+    loaded: LoadedModel, destination: str | Path, *, verify: bool = True, force: bool = False, skip_unsupported: bool = False
+) -> ConversionReport:
+    """Write Keras weights: ``.weights.h5`` (Keras 3) or ``.h5`` (legacy Keras 2, by name), checked and atomic."""
+    from lstmconv.formats.keras_files import open_keras
+    from lstmconv.formats.keras_writers import write_keras2_weights, write_keras3_weights
+    from lstmconv.targets.keras import plan_keras_layers
+
+    destination = Path(destination)
+    _check_suffix(destination, KERAS_SUFFIXES, force)
+    keras3 = destination.name.endswith(".weights.h5")
+    major = 3 if keras3 else 2
+    plans, functions, refused = plan_keras_layers(loaded.model, major)
+    refusals = [
+        UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported to convert the other layers")
+        for name, reason in refused
+    ]
+    if refusals and not skip_unsupported:
+        raise RefusedConversionError(
+            f"Keras {major} cannot compute {len(refusals)} layer(s) exactly; nothing was written",
+            refusals=refusals,
+            file=loaded.source,
+        )
+    if not plans:
+        raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=loaded.source)
+    reports = []
+    for layer in loaded.model.layers:
+        function = functions.get(layer.name)
+        reference = loaded.references.get(layer.name)
+        layer_plans = [p for p in plans if p.source_layer == layer.name]
+        if not layer_plans:
+            continue
+        error = tol = None
+        if verify and function is not None and reference is not None and isinstance(layer, RecurrentLayer):
+            tol = tolerance(layer.dtype)
+            error = check_layer(layer, reference, function)
+            if not error <= tol:
+                raise VerificationError(
+                    "the Keras arrays do not compute the source layer's function",
+                    file=loaded.source,
+                    layer=layer.name,
+                    expected=f"max abs difference <= {tol:g}",
+                    actual=f"{error:.3g}",
+                    hint="this is a bug in lstmconv; please report it with the file",
+                )
+        became = ", ".join(
+            f"{p.class_name}({p.inner_class + '(' if p.inner_class else ''}{p.config.get('units', p.config.get('layer', {}).get('config', {}).get('units', ''))}"
+            f"{')' if p.inner_class else ''}) '{p.name}'"
+            for p in layer_plans
+        )
+        notes = (*layer.source.inferred, *layer.source.notes)
+        reports.append(LayerReport(layer.name, describe(layer), became, error, tol, notes))
+    meant = {plan.name: plan.arrays for plan in plans if plan.arrays}
+
+    def check_written(path: Path) -> None:
+        with open_keras(path) as (_, entries, _wiring):
+            back = {entry.name: entry.load_arrays() for entry in entries if entry.array_names}
+        for name, arrays in meant.items():
+            found = back.get(name, [])
+            same = len(found) == len(arrays) and all(
+                a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(arrays, found)
+            )
+            if not same:
+                raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
+
+    writer = write_keras3_weights if keras3 else write_keras2_weights
+    _write_atomically(destination, lambda path: writer(path, plans), check_written)
+    return ConversionReport(
+        source=str(loaded.source),
+        destination=str(destination),
+        target=f"keras {major}",
+        layers=tuple(reports),
+        skipped=(*loaded.model.skipped, *(f"{n}: {r}" for n, r in refused)),
+        verified=verify,
+        written_tensors=sum(len(a) for a in meant.values()),
     )
