@@ -235,7 +235,7 @@ def _check_torch_destination(destination: Path, force: bool) -> None:
     _check_suffix(destination, TORCH_SUFFIXES, force)
 
 
-KERAS_SUFFIXES = (".weights.h5", ".h5")
+KERAS_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
 
 def _check_suffix(destination: Path, suffixes: tuple[str, ...], force: bool) -> None:
@@ -428,19 +428,32 @@ def save_keras(
 ) -> ConversionReport:
     """Write Keras weights: ``.weights.h5`` (Keras 3) or ``.h5`` (legacy Keras 2, by name), checked and atomic."""
     from lstmconv.formats.keras_files import open_keras
-    from lstmconv.formats.keras_writers import write_keras2_weights, write_keras3_weights
+    from lstmconv.formats.keras_writers import write_keras2_weights, write_keras3_weights, write_keras_archive
     from lstmconv.targets.keras import plan_keras_layers
 
     destination = Path(destination)
     _check_suffix(destination, KERAS_SUFFIXES, force)
-    keras3 = destination.name.endswith(".weights.h5")
+    archive = destination.suffix == ".keras"
+    keras3 = archive or destination.name.endswith(".weights.h5")
     major = 3 if keras3 else 2
+    if archive and loaded.model.wiring is None:
+        raise UnsupportedFeatureError(
+            "a complete .keras model needs to know how the layers connect, and this source does not say",
+            file=loaded.source,
+            hint="write .weights.h5 and load it into a Keras model you build with the same layers",
+        )
+    if archive and loaded.model.wiring is not None and loaded.model.wiring.unsupported:
+        raise RefusedConversionError(
+            "the whole model cannot be rebuilt in Keras 3; nothing was written",
+            refusals=[UnsupportedFeatureError(r, hint="write .weights.h5 instead") for r in loaded.model.wiring.unsupported],
+            file=loaded.source,
+        )
     plans, functions, refused = plan_keras_layers(loaded.model, major)
     refusals = [
         UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported to convert the other layers")
         for name, reason in refused
     ]
-    if refusals and not skip_unsupported:
+    if refusals and (archive or not skip_unsupported):
         raise RefusedConversionError(
             f"Keras {major} cannot compute {len(refusals)} layer(s) exactly; nothing was written",
             refusals=refusals,
@@ -480,6 +493,8 @@ def save_keras(
     def check_written(path: Path) -> None:
         with open_keras(path) as (_, entries, _wiring):
             back = {entry.name: entry.load_arrays() for entry in entries if entry.array_names}
+        if archive:  # the archive names layers by its config; map back through the plans
+            back = {plan.name: back.get(plan.name, []) for plan in plans}
         for name, arrays in meant.items():
             found = back.get(name, [])
             same = len(found) == len(arrays) and all(
@@ -488,8 +503,15 @@ def save_keras(
             if not same:
                 raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
 
-    writer = write_keras3_weights if keras3 else write_keras2_weights
-    _write_atomically(destination, lambda path: writer(path, plans), check_written)
+    if archive:
+        from lstmconv import __version__
+
+        wiring = loaded.model.wiring
+        assert wiring is not None
+        _write_atomically(destination, lambda path: write_keras_archive(path, plans, wiring, "3.0.0"), check_written)
+    else:
+        writer = write_keras3_weights if keras3 else write_keras2_weights
+        _write_atomically(destination, lambda path: writer(path, plans), check_written)
     return ConversionReport(
         source=str(loaded.source),
         destination=str(destination),

@@ -119,3 +119,33 @@ def test_onnx_peepholes_are_refused_for_keras(tmp_path: Path) -> None:
         lstmconv.convert(tmp_path / "p.onnx", tmp_path / "w.weights.h5", to="keras")
     with pytest.raises(RefusedConversionError, match="peephole"):
         lstmconv.convert(tmp_path / "p.onnx", tmp_path / "w.safetensors", to="torch")
+
+
+WHOLE = sorted(
+    p.name[:-3]
+    for p in (DATA / "keras2").glob("*.h5")
+    if not p.name.startswith(("cudnn", "weights_only", "lstm_hard_sigmoid", "gru_hard_sigmoid"))
+)
+
+
+@pytest.mark.parametrize("case", WHOLE)
+def test_keras2_models_become_complete_keras3_models(case: str, tmp_path: Path) -> None:
+    out = tmp_path / "m.keras"
+    lstmconv.convert(DATA / "keras2" / f"{case}.h5", out, to="keras")
+    model = keras.saving.load_model(out)
+    expected = np.load(DATA / "keras2" / f"{case}.expected.npz")
+    xs = [expected[k] for k in sorted(k for k in expected if k.startswith("__model__/x"))]
+    y = keras.ops.convert_to_numpy(model(xs if len(xs) > 1 else xs[0]))
+    assert_close(y, expected["__model__/y"], f"{case}: Keras 3 load_model(.keras) vs tf_keras predict")
+
+
+def test_keras_archive_needs_wiring(tmp_path: Path) -> None:
+    with pytest.raises(lstmconv.errors.UnsupportedFeatureError, match="how the layers connect"):
+        lstmconv.convert(corpus_file("name-nation/bilstm.pt"), tmp_path / "m.keras", to="keras")
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_keras_archive_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a.keras", "b.keras"):
+        lstmconv.convert(DATA / "keras2" / "stacked_lstm.h5", tmp_path / name, to="keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from lstmconv.formats.keras_files import _snake_case
+from lstmconv.schema import ModelInput, Wiring
 from lstmconv.targets.keras import KerasLayerPlan
 
-__all__ = ["write_keras3_weights", "write_keras2_weights", "KERAS2_VERSION"]
+__all__ = ["write_keras3_weights", "write_keras2_weights", "write_keras_archive", "keras3_model_config", "KERAS2_VERSION"]
 
 #: The Keras version stamped on legacy files: activation names there mean what Keras 2 computes.
 KERAS2_VERSION = "2.15.0"
@@ -76,3 +78,101 @@ def _keras2_weight_names(plan: KerasLayerPlan) -> list[str]:
         leaf_names = ("kernel", "recurrent_kernel", "bias")[:half]
         return [f"{plan.name}/{side}_{plan.name}/{cell}/{leaf}:0" for side in ("forward", "backward") for leaf in leaf_names]
     return [f"{plan.name}/{leaf}:0" for leaf in leaves.get(plan.class_name, [])][: len(plan.arrays)]
+
+
+def keras3_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str, Any]:
+    """A Keras 3 ``config.json`` for ``plans`` connected as ``wiring`` says (Sequential when it is a chain)."""
+    by_source = {plan.source_layer: plan for plan in plans}
+
+    def layer_config(plan: KerasLayerPlan) -> dict[str, Any]:
+        config = dict(plan.config)
+        if "layer" in config:  # Bidirectional / TimeDistributed: the wrapped layer is serialized too
+            inner = config["layer"]
+            config["layer"] = {"module": "keras.layers", "class_name": inner["class_name"], "config": inner["config"], "registered_name": None}
+        return {"module": "keras.layers", "class_name": plan.class_name, "config": config, "registered_name": None}
+
+    def input_layer(model_input: ModelInput) -> dict[str, Any]:
+        dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
+        config = {"batch_shape": [None, *model_input.shape], "dtype": dtype, "sparse": False, "name": model_input.name}
+        return {"module": "keras.layers", "class_name": "InputLayer", "config": config, "registered_name": None}
+
+    order = [name for name in wiring.inbound if name in by_source]
+    chain = len(wiring.inputs) == 1 and len(wiring.outputs) == 1 and all(
+        wiring.inbound[name] == ((wiring.inputs[0].name,) if k == 0 else (order[k - 1],)) for k, name in enumerate(order)
+    )
+    if chain:
+        layers = [input_layer(wiring.inputs[0])] + [layer_config(by_source[name]) for name in order]
+        return {"module": "keras", "class_name": "Sequential", "config": {"name": "sequential", "layers": layers}, "registered_name": None}
+
+    shapes: dict[str, list[int | None]] = {i.name: [None, *i.shape] for i in wiring.inputs}
+    dtypes: dict[str, str] = {i.name: i.dtype for i in wiring.inputs}
+    for name in order:
+        shapes[name] = _output_shape(by_source[name], [shapes[s] for s in wiring.inbound[name]])
+        dtypes[name] = "float32"
+
+    def tensor(source: str) -> dict[str, Any]:
+        name = by_source[source].name if source in by_source else source
+        config = {"shape": shapes[source], "dtype": dtypes[source], "keras_history": [name, 0, 0]}
+        return {"class_name": "__keras_tensor__", "config": config}
+
+    layers = []
+    for model_input in wiring.inputs:
+        layers.append({**input_layer(model_input), "name": model_input.name, "inbound_nodes": []})
+    for name in order:
+        plan = by_source[name]
+        sources = [tensor(s) for s in wiring.inbound[name]]
+        args = [sources] if plan.class_name == "Concatenate" else sources
+        layers.append({**layer_config(plan), "name": plan.name, "inbound_nodes": [{"args": args, "kwargs": {}}]})
+    config = {
+        "name": "functional",
+        "layers": layers,
+        "input_layers": [[i.name, 0, 0] for i in wiring.inputs],
+        "output_layers": [[by_source[o].name if o in by_source else o, 0, 0] for o in wiring.outputs],
+    }
+    return {"module": "keras.src.models.functional", "class_name": "Functional", "config": config, "registered_name": "Functional"}
+
+
+def _output_shape(plan: KerasLayerPlan, inputs: list[list[int | None]]) -> list[int | None]:
+    """Keras output shape of ``plan`` (batch dimension first, None when unknown)."""
+    shape = inputs[0]
+    config = plan.config
+    if plan.class_name in _CELL or plan.class_name == "Bidirectional":
+        inner = config.get("layer", {}).get("config", config)
+        width = inner["units"] * (2 if plan.class_name == "Bidirectional" and config.get("merge_mode") == "concat" else 1)
+        return [shape[0], shape[1], width] if inner.get("return_sequences") else [shape[0], width]
+    if plan.class_name in ("Dense", "TimeDistributed"):
+        units = config.get("units", config.get("layer", {}).get("config", {}).get("units"))
+        return [*shape[:-1], units]
+    if plan.class_name == "Embedding":
+        return [*shape, config["output_dim"]]
+    if plan.class_name == "Concatenate":
+        axis = config.get("axis", -1) % len(shape)
+        joined = list(shape)
+        sizes = [s[axis] for s in inputs]
+        joined[axis] = None if any(v is None for v in sizes) else sum(sizes)  # type: ignore[misc]
+        return joined
+    return list(shape)
+
+
+def write_keras_archive(path: Path, plans: list[KerasLayerPlan], wiring: Wiring, keras_version: str) -> None:
+    """A Keras 3 ``.keras`` zip: config.json, metadata.json and model.weights.h5 (deterministic bytes)."""
+    import io
+    import json
+    import tempfile
+    import zipfile
+
+    config = keras3_model_config(plans, wiring)
+    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+        weights = Path(folder) / "model.weights.h5"
+        write_keras3_weights(weights, plans)
+        members = {
+            "metadata.json": json.dumps({"keras_version": keras_version, "date_saved": "lstmconv"}).encode(),
+            "config.json": json.dumps(config).encode(),
+            "model.weights.h5": weights.read_bytes(),
+        }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, data)
+    path.write_bytes(buffer.getvalue())
