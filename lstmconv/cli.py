@@ -88,6 +88,10 @@ def convert(
     per_layer: Annotated[
         bool, typer.Option("--per-layer", help="ONNX: every layer on its own (<layer>.x -> <layer>.y), not the whole model.")
     ] = False,
+    emit_module: Annotated[
+        Path | None,
+        typer.Option("--emit-module", help="torch: write a PyTorch module file (.py) for layers torch.nn cannot compute."),
+    ] = None,
 ) -> None:
     """Convert SRC into DST for framework --to, after checking that both compute the same function."""
     from lstmconv.conversion import convert as run_convert
@@ -103,6 +107,7 @@ def convert(
             force=force,
             skip_unsupported=skip_unsupported,
             per_layer=per_layer,
+            emit_module=emit_module,
         )
     )
     _print_report(report)

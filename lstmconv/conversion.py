@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
+from lstmconv.adapters.torch import layer_from_canonical, torch_layout_state, torch_module_spec, torch_refusals
 from lstmconv.errors import (
     InputFormatError,
     LstmconvError,
@@ -99,7 +99,7 @@ def to_torch_state_dict(loaded: LoadedModel, *, skip_unsupported: bool = False) 
 
 
 def _plan_torch(
-    loaded: LoadedModel, *, skip_unsupported: bool = False
+    loaded: LoadedModel, *, skip_unsupported: bool = False, custom: list[RecurrentLayer] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], list[str]]:
     """Prefixed torch parameters of every layer, per-layer parameters, and the layers refused and skipped.
 
@@ -111,14 +111,17 @@ def _plan_torch(
     for layer in loaded.model.layers:
         if isinstance(layer, RecurrentLayer):
             reasons = torch_refusals(layer)
+            if reasons and custom is not None and layer.projection_size is None:
+                custom.append(layer)  # computed by the emitted module instead of torch.nn
+                per_layer[layer.name] = torch_layout_state(layer)
+                continue
             if reasons:
                 refusals.append(
                     UnsupportedFeatureError(
                         "; ".join(reasons),
                         layer=layer.name,
-                        hint="no torch.nn module computes this layer; write your own module for it (its exact "
-                        "description is in `lstmconv inspect --json`), or pass --skip-unsupported to convert the "
-                        "other layers",
+                        hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
+                        "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
                     )
                 )
                 continue
@@ -145,11 +148,15 @@ def convert(
     force: bool = False,
     skip_unsupported: bool = False,
     per_layer: bool = False,
+    emit_module: str | Path | None = None,
 ) -> ConversionReport:
     """Convert ``source`` into ``destination`` for framework ``to``, checked numerically (see module doc).
 
     ``per_layer`` (ONNX only) writes every layer as its own subgraph even when the source's wiring is known.
+    ``emit_module`` (torch only) writes a PyTorch module file for the layers torch.nn cannot compute.
     """
+    if emit_module is not None and to != "torch":
+        raise UnsupportedFeatureError("--emit-module applies to --to torch only")
     destination = Path(destination)
     if to not in TARGETS:
         raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
@@ -169,7 +176,9 @@ def convert(
         return save_keras(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     _check_torch_destination(destination, force)
     loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
-    return save_torch(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
+    return save_torch(
+        loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported, emit_module=emit_module
+    )
 
 
 def save_torch(
@@ -179,12 +188,27 @@ def save_torch(
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
+    emit_module: str | Path | None = None,
 ) -> ConversionReport:
-    """Write ``loaded`` as torch parameters to ``destination`` (.safetensors/.pt/.pth), checked and atomic."""
+    """Write ``loaded`` as torch parameters to ``destination`` (.safetensors/.pt/.pth), checked and atomic.
+
+    With ``emit_module``, layers torch.nn cannot compute are written in torch's parameter layout too, and a
+    PyTorch module file computing them is written to ``emit_module`` (checked by running it).
+    """
+    from lstmconv.targets.torch_emit import MODULE_CLASS, emitted_function, module_source
+
     destination = Path(destination)
     _check_torch_destination(destination, force)
+    module_path = Path(emit_module) if emit_module is not None else None
+    if module_path is not None:
+        _check_suffix(module_path, (".py",), force)
     source = loaded.source
-    tensors, per_layer, refused = _plan_torch(loaded, skip_unsupported=skip_unsupported)
+    custom: list[RecurrentLayer] = []
+    tensors, per_layer, refused = _plan_torch(
+        loaded, skip_unsupported=skip_unsupported, custom=custom if module_path is not None else None
+    )
+    module_text = module_source(custom) if custom else None
+    custom_names = {layer.name for layer in custom}
     if not tensors:
         raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=source)
     reports = []
@@ -195,7 +219,19 @@ def save_torch(
         reference = loaded.references.get(layer.name)
         if verify and reference is not None and isinstance(layer, (RecurrentLayer, DenseLayer)):
             tol = tolerance(layer.dtype)
-            error = check_layer(layer, reference, torch_layer_function(layer, per_layer[layer.name]))
+            if layer.name in custom_names:
+                assert isinstance(layer, RecurrentLayer) and module_text is not None
+                try:
+                    target = emitted_function(module_text, layer, per_layer[layer.name])
+                except ImportError:
+                    raise UnsupportedFeatureError(
+                        "checking the emitted module means running it, which needs PyTorch",
+                        layer=layer.name,
+                        hint="pip install torch, or pass --no-verify",
+                    ) from None
+            else:
+                target = torch_layer_function(layer, per_layer[layer.name])
+            error = check_layer(layer, reference, target)
             if not error <= tol:
                 raise VerificationError(
                     "the torch parameters do not compute the source layer's function",
@@ -206,6 +242,8 @@ def save_torch(
                     hint="this is a bug in lstmconv; please report it with the file",
                 )
         became = torch_module_spec(layer) or "identity (no parameters)"
+        if layer.name in custom_names:
+            became = f"{MODULE_CLASS[layer.cell]} (emitted module)"  # type: ignore[union-attr]
         if per_layer[layer.name]:
             became += f" as {layer.name}.*"
         notes = (*layer.source.inferred, *usage_notes(layer)) if isinstance(layer, (RecurrentLayer, DenseLayer)) else ()
@@ -214,7 +252,15 @@ def save_torch(
         "lstmconv_schema": loaded.model.metadata().lstmconv_schema,
         "layers": [l.meta().model_dump(mode="json") for l in loaded.model.layers if l.name in per_layer],
         "source": {"file": Path(str(source)).name, "format": loaded.source_format},
+        "custom_modules": {layer.name: MODULE_CLASS[layer.cell] for layer in custom},
     }
+    if module_path is not None and module_text is not None:
+        text = module_text
+
+        def check_module(path: Path) -> None:
+            compile(path.read_text(), str(path), "exec")
+
+        _write_atomically(module_path, lambda path: path.write_text(text), check_module)
     _write_atomically(
         destination,
         lambda path: write_torch_file(path, tensors, metadata),

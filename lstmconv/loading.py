@@ -108,6 +108,7 @@ def _load_torch(path: Path) -> LoadedModel:
 
     tensors, metadata, notes = read_state_dict(path)
     described = {m["name"]: m for m in (metadata or {}).get("layers", [])}  # written by lstmconv: exact facts
+    custom = (metadata or {}).get("custom_modules", {})
     modules, leftover = find_torch_modules(tensors)
     layers: list[Layer] = []
     references: dict[str, ReferenceFn] = {}
@@ -119,6 +120,14 @@ def _load_torch(path: Path) -> LoadedModel:
                 nonlinearity = None
                 if stated is not None and stated.get("cell") == "rnn":
                     nonlinearity = stated["activations"]["candidate"]["name"]
+                if module.prefix in custom:
+                    module.params = {k: v for k, v in module.params.items() if not k.startswith("peephole")}
+                    raise UnsupportedFeatureError(
+                        "this layer was written for lstmconv's emitted module, not torch.nn; convert the original "
+                        "source instead",
+                        file=path,
+                        layer=module.prefix,
+                    )
                 layer: Layer = recurrent_to_canonical(module, source, nonlinearity=nonlinearity)
                 if stated is not None:
                     facts = RecurrentMeta.model_validate({**stated, "source": layer.source.model_dump()})

@@ -34,6 +34,7 @@ _RECURRENT_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?(?P<param>weight_ih|weight_h
 __all__ = [
     "torch_refusals",
     "recurrent_from_canonical",
+    "torch_layout_state",
     "layer_from_canonical",
     "torch_module_spec",
     "TorchModule",
@@ -81,6 +82,11 @@ def recurrent_from_canonical(layer: RecurrentLayer) -> dict[str, np.ndarray]:
     refusals = torch_refusals(layer)
     if refusals:
         raise UnsupportedFeatureError("; ".join(refusals), layer=layer.name)
+    return torch_layout_state(layer)
+
+
+def torch_layout_state(layer: RecurrentLayer) -> dict[str, np.ndarray]:
+    """Parameters in torch's layout for any layer (the emitted modules add ``peephole_l{k}``: input, forget, output)."""
     state: dict[str, np.ndarray] = {}
     for level, side, direction in layer.directions():
         suffix = f"_l{level}" + ("_reverse" if side == "backward" else "")
@@ -104,6 +110,10 @@ def recurrent_from_canonical(layer: RecurrentLayer) -> dict[str, np.ndarray]:
             )
         if direction.w_projection is not None:
             state[f"weight_hr{suffix}"] = np.ascontiguousarray(direction.w_projection)
+        if any(p.peephole is not None for p in gates.values()):
+            zeros = np.zeros(layer.hidden_size, dtype=next(iter(gates.values())).w_input.dtype)
+            rows = [gates[g].peephole if gates[g].peephole is not None else zeros for g in ("input", "forget", "output")]
+            state[f"peephole{suffix}"] = np.stack(rows)
     return state
 
 

@@ -1,0 +1,99 @@
+"""``--emit-module``: a dependency-free PyTorch module file for layers torch.nn cannot compute.
+
+The file is :mod:`lstmconv.templates.lstmconv_modules` (plain torch code, torch.nn's parameter layout) plus a
+``LAYERS`` table describing each converted layer and ``build_modules()``. The numeric check imports the
+emitted text itself and runs it against the source's reference cell.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import types
+from typing import Any
+
+import numpy as np
+
+from lstmconv.errors import UnsupportedFeatureError
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
+from lstmconv.schema import RecurrentLayer
+
+__all__ = ["MODULE_CLASS", "module_source", "module_spec", "emitted_function"]
+
+MODULE_CLASS = {"lstm": "LstmconvLSTM", "gru": "LstmconvGRU", "rnn": "LstmconvRNN"}
+
+
+def module_spec(layer: RecurrentLayer) -> dict[str, Any]:
+    """Constructor arguments of the emitted class for ``layer``."""
+    if layer.projection_size is not None:
+        raise UnsupportedFeatureError("the emitted modules have no projection; nn.LSTM(proj_size=...) does", layer=layer.name)
+    acts = {"candidate": layer.activations.candidate}
+    if layer.activations.gate is not None:
+        acts["gate"] = layer.activations.gate
+    if layer.activations.cell_output is not None:
+        acts["cell_output"] = layer.activations.cell_output
+    return {
+        "input_size": layer.input_size,
+        "hidden_size": layer.hidden_size,
+        "num_layers": layer.num_levels,
+        "bias": layer.use_bias,
+        "bidirectional": layer.bidirectional,
+        "merge_mode": layer.merge_mode or "concat",
+        "go_backwards": layer.go_backwards,
+        "time_aligned_output": layer.time_aligned_output,
+        "activations": {role: (a.name, a.alpha, a.beta) for role, a in acts.items()},
+        "clip": layer.cell_clip,
+        "peepholes": any(g.peephole is not None for _, _, d in layer.directions() for g in d.gates.values()),
+        "input_forget": layer.input_forget,
+        "reset_after": bool(layer.reset_after) if layer.cell == "gru" else True,
+    }
+
+
+def module_source(layers: list[RecurrentLayer]) -> str:
+    """The text of the module file for ``layers``."""
+    template = importlib.resources.files("lstmconv.templates").joinpath("lstmconv_modules.py").read_text()
+    lines = ["", "", "# The layers lstmconv converted: name -> (class, constructor arguments).", "LAYERS = {"]
+    for layer in layers:
+        lines.append(f"    {layer.name!r}: ({MODULE_CLASS[layer.cell]!r}, {module_spec(layer)!r}),")
+    lines += [
+        "}",
+        "",
+        "",
+        "def build_modules() -> dict:",
+        '    """One module per converted layer (untrained; see load_state)."""',
+        "    return {name: globals()[cls](**kwargs) for name, (cls, kwargs) in LAYERS.items()}",
+        "",
+    ]
+    return template + "\n".join(lines)
+
+
+def emitted_function(source: str, layer: RecurrentLayer, params: dict[str, np.ndarray]) -> ReferenceFn:
+    """Run the emitted text's module for ``layer`` (float64) as a reference-style function."""
+    import torch
+
+    namespace = types.ModuleType("lstmconv_emitted_check")
+    exec(compile(source, "<emitted module>", "exec"), namespace.__dict__)  # noqa: S102 - our own generated text
+    module = getattr(namespace, MODULE_CLASS[layer.cell])(**module_spec(layer)).double()
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in params.items()}, strict=True)
+    directions = 2 if layer.bidirectional else 1
+
+    def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+        state = None
+        if initial is not None:
+            h0 = torch.from_numpy(np.stack([h for level in initial for h, _ in level]))
+            if layer.cell == "lstm":
+                state = (h0, torch.from_numpy(np.stack([c for level in initial for _, c in level])))
+            else:
+                state = h0
+        with torch.no_grad():
+            y, final = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)), state)
+        h_n, c_n = (final if isinstance(final, tuple) else (final, None))
+        states = [
+            [
+                (h_n[k * directions + d].numpy(), None if c_n is None else c_n[k * directions + d].numpy())
+                for d in range(directions)
+            ]
+            for k in range(layer.num_levels)
+        ]
+        return LayerOutput(y=y.numpy(), states=states)
+
+    return run
