@@ -174,6 +174,31 @@ def inspect(
         console.print(f"[yellow]  left out:[/] {item}")
 
 
+@app.command()
+def verify(
+    first: Annotated[Path, typer.Argument(help="A model or weights file.")],
+    second: Annotated[Path, typer.Argument(help="Another one.")],
+) -> None:
+    """Do FIRST and SECOND compute the same function, layer by layer? Exit 0 if yes, 1 if not."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lstmconv.verify_files import compare_files
+
+    results = _run(lambda: compare_files(first, second))
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"{first} vs {second}", title_justify="left")
+    for column in ("layer", "layer", "max abs error", "same"):
+        table.add_column(column)
+    for r in results:
+        error = "-" if r.max_abs_error is None else f"{r.max_abs_error:.2e}"
+        table.add_row(r.left, r.right, error, ("yes" if r.same else "NO") + (f" ({r.note})" if r.note else ""))
+    console.print(table)
+    same = bool(results) and all(r.same for r in results)
+    console.print("same function" if same else "different functions")
+    raise typer.Exit(code=0 if same else 1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

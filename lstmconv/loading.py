@@ -131,7 +131,8 @@ def _load_torch(path: Path) -> LoadedModel:
                 layer: Layer = recurrent_to_canonical(module, source, nonlinearity=nonlinearity)
                 if stated is not None:
                     facts = RecurrentMeta.model_validate({**stated, "source": layer.source.model_dump()})
-                    layer = RecurrentLayer(**{**dict(layer), **dict(facts)}, levels=layer.levels)
+                    described_fields = {k: v for k, v in dict(layer).items() if k != "levels"}
+                    layer = RecurrentLayer(**{**described_fields, **dict(facts)}, levels=layer.levels)
                 else:
                     layer = layer.model_copy(
                         update={"source": layer.source.model_copy(update={"inferred": (*layer.source.inferred, "batch_first, go_backwards and how outputs are used are not recorded in a state dict")})}

@@ -127,3 +127,30 @@ def test_console_script_error_goes_to_stderr(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+
+
+def test_verify_same_function_exits_0(tmp_path: Path) -> None:
+    out = tmp_path / "sine.onnx"
+    assert _run("convert", SINE, out, "--to", "onnx").exit_code == 0
+    result = _run("verify", SINE, out)
+    assert result.exit_code == 0, result.output
+    assert "same function" in result.output
+
+
+def test_verify_split_levels_are_compared_as_one_chain(tmp_path: Path) -> None:
+    source = DATA / "keras2" / "stacked_lstm.h5"
+    out = tmp_path / "s.safetensors"
+    assert _run("convert", source, out, "--to", "canonical").exit_code == 0
+    assert _run("verify", source, out).exit_code == 0
+
+
+def test_verify_different_functions_exit_1() -> None:
+    result = _run("verify", DATA / "keras2" / "gru_reset_after.h5", DATA / "keras2" / "gru_reset_before.h5")
+    assert result.exit_code == 1
+    assert "different functions" in result.output
+
+
+def test_verify_bad_input_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "x.h5").write_bytes(b"junk")
+    result = _run("verify", SINE, tmp_path / "x.h5")
+    assert result.exit_code == 2 and "Traceback" not in result.output
