@@ -169,10 +169,17 @@ def _load_canonical(path: Path) -> LoadedModel:
     from lstmconv.reference.canonical import canonical_forward
     from lstmconv.schema import RecurrentLayer
 
+    from lstmconv.schema import DenseLayer
+    from lstmconv.targets.torch import torch_layer_function
+
     model = read_canonical(path)
-    references: dict[str, ReferenceFn] = {
-        layer.name: functools.partial(canonical_forward, layer) for layer in model.layers if isinstance(layer, RecurrentLayer)
-    }
+    references: dict[str, ReferenceFn] = {}
+    for layer in model.layers:
+        if isinstance(layer, RecurrentLayer):
+            references[layer.name] = functools.partial(canonical_forward, layer)
+        elif isinstance(layer, DenseLayer):  # canonical Dense is (units, in), nn.Linear's orientation
+            params = {"weight": layer.weight, **({"bias": layer.bias} if layer.bias is not None else {})}
+            references[layer.name] = torch_layer_function(layer, params)
     return LoadedModel(model=model, references=references, source=str(path), source_format="canonical", layout="canonical")
 
 
