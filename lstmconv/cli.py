@@ -92,6 +92,9 @@ def convert(
         Path | None,
         typer.Option("--emit-module", help="torch: write a PyTorch module file (.py) for layers torch.nn cannot compute."),
     ] = None,
+    allow_nonfinite: Annotated[
+        bool, typer.Option("--allow-nonfinite", help="Convert weights holding NaN or Inf instead of refusing them.")
+    ] = False,
 ) -> None:
     """Convert SRC into DST for framework --to, after checking that both compute the same function."""
     from lstmconv.conversion import convert as run_convert
@@ -108,6 +111,7 @@ def convert(
             skip_unsupported=skip_unsupported,
             per_layer=per_layer,
             emit_module=emit_module,
+            allow_nonfinite=allow_nonfinite,
         )
     )
     _print_report(report)

@@ -149,6 +149,7 @@ def convert(
     skip_unsupported: bool = False,
     per_layer: bool = False,
     emit_module: str | Path | None = None,
+    allow_nonfinite: bool = False,
 ) -> ConversionReport:
     """Convert ``source`` into ``destination`` for framework ``to``, checked numerically (see module doc).
 
@@ -162,20 +163,44 @@ def convert(
         raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
     if to == "onnx":
         _check_suffix(destination, (".onnx",), force)
-        loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+        loaded = load_file(
+            source,
+            config=config,
+            source_format=source_format,
+            skip_unsupported=skip_unsupported,
+            allow_nonfinite=allow_nonfinite,
+        )
         return save_onnx(
             loaded, destination, per_layer=per_layer, verify=verify, force=force, skip_unsupported=skip_unsupported
         )
     if to == "canonical":
         _check_suffix(destination, (".safetensors",), force)
-        loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+        loaded = load_file(
+            source,
+            config=config,
+            source_format=source_format,
+            skip_unsupported=skip_unsupported,
+            allow_nonfinite=allow_nonfinite,
+        )
         return save_canonical(loaded, destination, verify=verify, force=force)
     if to == "keras":
         _check_suffix(destination, KERAS_SUFFIXES, force)
-        loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+        loaded = load_file(
+            source,
+            config=config,
+            source_format=source_format,
+            skip_unsupported=skip_unsupported,
+            allow_nonfinite=allow_nonfinite,
+        )
         return save_keras(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     _check_torch_destination(destination, force)
-    loaded = load_file(source, config=config, source_format=source_format, skip_unsupported=skip_unsupported)
+    loaded = load_file(
+            source,
+            config=config,
+            source_format=source_format,
+            skip_unsupported=skip_unsupported,
+            allow_nonfinite=allow_nonfinite,
+        )
     return save_torch(
         loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported, emit_module=emit_module
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -78,15 +79,56 @@ def load_file(
     config: str | Path | None = None,
     source_format: str | None = None,
     skip_unsupported: bool = False,
+    allow_nonfinite: bool = False,
 ) -> LoadedModel:
     """Read ``path`` into the canonical form.
 
     ``config`` is an architecture JSON (``model.to_json()``) for weights-only Keras files.
     ``skip_unsupported`` leaves out recurrent layers lstmconv cannot read instead of refusing the file;
     layers with weights that lstmconv does not convert (BatchNormalization, Conv1D, custom layers) are
-    always left out and listed in ``model.skipped``.
+    always left out and listed in ``model.skipped``. Weights holding NaN or Inf are refused unless
+    ``allow_nonfinite``.
+
+    Every failure is an :class:`~lstmconv.errors.LstmconvError` naming the file: an error raised by h5py, onnx,
+    protobuf, zipfile or numpy on a damaged file becomes an :class:`~lstmconv.errors.InputFormatError`.
     """
     path = Path(path)
+    try:
+        loaded = _load(path, config, source_format, skip_unsupported)
+    except (LstmconvError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # untrusted input: whatever a parser raises on a damaged file
+        if os.environ.get("LSTMCONV_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise InputFormatError(
+            f"cannot read this file ({type(error).__name__}{': ' + message if message else ''})",
+            file=path,
+            hint="the file may be truncated or damaged",
+        ) from None
+    if not allow_nonfinite:
+        _refuse_nonfinite(loaded)
+    return loaded
+
+
+def _refuse_nonfinite(loaded: LoadedModel) -> None:
+    from lstmconv.formats.canonical_file import canonical_tensors
+
+    for key, array in canonical_tensors(loaded.model).items():
+        finite = np.isfinite(array)
+        if not finite.all():
+            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            layer, _, tensor = key.partition("/")
+            raise InputFormatError(
+                f"weights hold {nan} NaN and {inf} infinite values",
+                file=loaded.source,
+                layer=layer,
+                tensor=tensor,
+                hint="pass --allow-nonfinite to convert them anyway (the numeric check is then skipped for this layer)",
+            )
+
+
+def _load(path: Path, config: str | Path | None, source_format: str | None, skip_unsupported: bool) -> LoadedModel:
     fmt = source_format or detect_format(path)
     if fmt == "onnx":
         return _load_onnx(path)

@@ -219,18 +219,51 @@ def _legacy_entries(
     return info, entries, model_config
 
 
+#: Largest dataset lstmconv reads (a header can claim any size; reading it must not try to allocate that).
+MAX_DATASET_BYTES = 1 << 36  # 64 GiB
+
+
+def read_dataset(path: Path, group: h5py.Group, name: str, layer: str) -> np.ndarray:
+    """Read one weight dataset, refusing links out of the file, external or virtual storage and absurd sizes."""
+    try:
+        link = group.get(name, getlink=True)
+    except (KeyError, ValueError, OSError, TypeError):
+        link = None
+    if isinstance(link, h5py.ExternalLink):
+        raise InputFormatError(
+            f"weight is an HDF5 external link to '{link.filename}'; lstmconv reads only data inside the file",
+            file=path,
+            layer=layer,
+            tensor=name,
+        )
+    node = group.get(name) if link is not None else None
+    if not isinstance(node, h5py.Dataset):
+        raise InputFormatError("weight listed in the layer is missing", file=path, layer=layer, tensor=name)
+    if node.is_virtual or node.external:
+        raise InputFormatError(
+            "weight is stored outside the file (virtual or external dataset); refused", file=path, layer=layer, tensor=name
+        )
+    if node.dtype.kind not in "fiub":
+        raise InputFormatError(f"weight has dtype {node.dtype}, not a number", file=path, layer=layer, tensor=name)
+    declared = int(node.size) * node.dtype.itemsize
+    file_size = path.stat().st_size if path.exists() else 0
+    if declared > MAX_DATASET_BYTES or (declared > (256 << 20) and declared > 1000 * max(file_size, 1)):
+        raise InputFormatError(
+            f"dataset declares {declared} bytes in a file of {file_size} bytes; refused",
+            file=path,
+            layer=layer,
+            tensor=name,
+            actual=tuple(node.shape),
+        )
+    try:
+        return node[()]
+    except (OSError, TypeError, ValueError, RuntimeError) as error:
+        raise InputFormatError(f"cannot read dataset: {error}", file=path, layer=layer, tensor=name) from None
+
+
 def _dataset_loader(path: Path, group: h5py.Group, names: list[str], layer: str) -> Any:
     def load() -> list[np.ndarray]:
-        arrays = []
-        for name in names:
-            node = group.get(name)
-            if not isinstance(node, h5py.Dataset):
-                raise InputFormatError("weight listed in weight_names is missing", file=path, layer=layer, tensor=name)
-            try:
-                arrays.append(node[()])
-            except (OSError, TypeError, ValueError) as error:
-                raise InputFormatError(f"cannot read dataset: {error}", file=path, layer=layer, tensor=name) from None
-        return arrays
+        return [read_dataset(path, group, name, layer) for name in names]
 
     return load
 
@@ -242,6 +275,16 @@ def _dataset_loader(path: Path, group: h5py.Group, names: list[str], layer: str)
 def _open_keras_zip(
     path: Path, archive: zipfile.ZipFile, stack: contextlib.ExitStack, sidecar: dict[str, Any] | None
 ) -> tuple[KerasFileInfo, list[KerasLayerEntry], dict[str, Any]]:
+    for member in archive.infolist():
+        if member.filename.startswith(("/", "\\")) or ".." in Path(member.filename).parts or ":" in member.filename:
+            raise InputFormatError(f"archive member '{member.filename}' has an unsafe path; refused", file=path)
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > MAX_DATASET_BYTES or (member.file_size > (64 << 20) and ratio > 200):
+            raise InputFormatError(
+                f"archive member '{member.filename}' expands to {member.file_size} bytes "
+                f"from {member.compress_size} (a zip bomb?); refused",
+                file=path,
+            )
     members = set(archive.namelist())
     if "config.json" not in members:
         raise InputFormatError("not a Keras 3 archive: no config.json inside", file=path)
@@ -344,13 +387,7 @@ def _keras3_entry(
         names = _all_datasets(handle, path)
 
     def load() -> list[np.ndarray]:
-        arrays = []
-        for dataset in names:
-            node = handle.get(dataset)
-            if not isinstance(node, h5py.Dataset):
-                raise InputFormatError("weight is missing", file=info.path, layer=name, tensor=dataset)
-            arrays.append(node[()])
-        return arrays
+        return [read_dataset(Path(info.path), handle, dataset, name) for dataset in names]
 
     return KerasLayerEntry(name=name, class_name=cls, config=cfg, array_names=names, load_arrays=load)
 
