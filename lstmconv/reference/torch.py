@@ -35,13 +35,15 @@ def torch_forward(
     x: np.ndarray,
     initial: LayerStates | None = None,
     nonlinearity: str = "tanh",
+    dtype: type = np.float64,
 ) -> LayerOutput:
     """Run a torch recurrent module (batch_first=True) on ``x``; ``mode`` is 'lstm', 'gru' or 'rnn'.
 
     ``y`` is torch's ``output`` (directions concatenated); states follow :mod:`~lstmconv.reference.common`.
+    Arithmetic is float64 by default (the numeric check); ``dtype=np.float32`` runs at framework precision.
     """
-    weights = {k: np.asarray(v, dtype=np.float64) for k, v in state_dict.items()}
-    layer_input = np.asarray(x, dtype=np.float64)
+    weights = {k: np.asarray(v, dtype=dtype) for k, v in state_dict.items()}
+    layer_input = np.asarray(x, dtype=dtype)
     batch = layer_input.shape[0]
     states: LayerStates = []
     for level in range(num_layers):
@@ -54,9 +56,11 @@ def torch_forward(
             hidden = p["weight_hh"].shape[0] // {"lstm": 4, "gru": 3, "rnn": 1}[mode]
             out_size = p["weight_hr"].shape[0] if p["weight_hr"] is not None else hidden
             if initial is not None:
-                start = initial[level][d]
+                h0, c0 = initial[level][d]
+                start = (np.asarray(h0, dtype=dtype), None if c0 is None else np.asarray(c0, dtype=dtype))
             else:
-                start = (np.zeros((batch, out_size)), np.zeros((batch, hidden)) if mode == "lstm" else None)
+                zeros_c = np.zeros((batch, hidden), dtype=dtype) if mode == "lstm" else None
+                start = (np.zeros((batch, out_size), dtype=dtype), zeros_c)
             projected, step = _cell(mode, p, layer_input, nonlinearity)
             y, final = unroll(step, projected, start, reverse=d == 1)
             outputs.append(y)
@@ -67,24 +71,27 @@ def torch_forward(
 
 
 def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearity: str) -> tuple[np.ndarray, Step]:
-    w_ih, w_hh, w_hr = p["weight_ih"], p["weight_hh"], p["weight_hr"]
-    assert w_ih is not None and w_hh is not None
+    w_ih, w_hh_raw, w_hr = p["weight_ih"], p["weight_hh"], p["weight_hr"]
+    assert w_ih is not None and w_hh_raw is not None
+    # (in, out) copies once, so every per-step product is a plain contiguous GEMM.
+    w_hh_t = np.ascontiguousarray(w_hh_raw.T)
+    w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
     b_ih = p["bias_ih"] if p["bias_ih"] is not None else 0.0
     b_hh = p["bias_hh"] if p["bias_hh"] is not None else 0.0
     projected = x @ w_ih.T + b_ih
 
     def sigmoid(v: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-v))
+        return 0.5 + 0.5 * np.tanh(0.5 * v)  # = 1 / (1 + exp(-v)), one transcendental, never overflows
 
     if mode == "lstm":
 
         def lstm(xg: np.ndarray, state: CellState) -> tuple[np.ndarray, CellState]:
             h, c = state
-            g = split_gates(xg + h @ w_hh.T + b_hh, "torch", "lstm", axis=-1)
+            g = split_gates(xg + h @ w_hh_t + b_hh, "torch", "lstm", axis=-1)
             c_new = sigmoid(g["forget"]) * c + sigmoid(g["input"]) * np.tanh(g["cell"])
             h_new = sigmoid(g["output"]) * np.tanh(c_new)
-            if w_hr is not None:
-                h_new = h_new @ w_hr.T
+            if w_hr_t is not None:
+                h_new = h_new @ w_hr_t
             return h_new, (h_new, c_new)
 
         return projected, lstm
@@ -93,7 +100,7 @@ def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearit
         def gru(xg: np.ndarray, state: CellState) -> tuple[np.ndarray, CellState]:
             h = state[0]
             xs = split_gates(xg, "torch", "gru", axis=-1)
-            hs = split_gates(h @ w_hh.T + b_hh, "torch", "gru", axis=-1)
+            hs = split_gates(h @ w_hh_t + b_hh, "torch", "gru", axis=-1)
             r = sigmoid(xs["reset"] + hs["reset"])
             z = sigmoid(xs["update"] + hs["update"])
             n = np.tanh(xs["candidate"] + r * hs["candidate"])
@@ -105,7 +112,7 @@ def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearit
     act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0.0))
 
     def rnn(xg: np.ndarray, state: CellState) -> tuple[np.ndarray, CellState]:
-        h_new = act(xg + state[0] @ w_hh.T + b_hh)
+        h_new = act(xg + state[0] @ w_hh_t + b_hh)
         return h_new, (h_new, None)
 
     return projected, rnn
