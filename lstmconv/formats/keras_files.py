@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
+from lstmconv.formats.hdf5_guard import prescan_hdf5
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_wiring import wiring_from_config
 from lstmconv.schema import Wiring
@@ -64,6 +65,8 @@ def open_keras(
         raise InputFormatError("is a directory, not a model file", file=path)
     with contextlib.ExitStack() as stack:
         try:
+            if not zipfile.is_zipfile(path):
+                prescan_hdf5(path)
             if zipfile.is_zipfile(path):
                 archive = stack.enter_context(zipfile.ZipFile(path))
                 info, entries, model = _open_keras_zip(path, archive, stack, sidecar)
@@ -298,6 +301,7 @@ def _open_keras_zip(
     except ValueError as error:
         raise InputFormatError(f"config.json or metadata.json is not valid JSON: {error}", file=path) from None
     version = metadata.get("keras_version") or "3"
+    prescan_hdf5(path, "model.weights.h5")
     handle = stack.enter_context(h5py.File(stack.enter_context(archive.open("model.weights.h5")), "r"))
     info = KerasFileInfo(str(path), version, "keras3-zip", True)
     return info, _keras3_entries(handle, config, info), config
