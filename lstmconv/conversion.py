@@ -25,6 +25,7 @@ from lstmconv.errors import (
 )
 from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
 from lstmconv.loading import LoadedModel, load_file
+from lstmconv.reference.common import ReferenceFn
 from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function, usage_notes
 from lstmconv.verify import check_layer, tolerance
@@ -240,38 +241,26 @@ def save_torch(
     for layer in loaded.model.layers:
         if layer.name not in per_layer:
             continue
-        error = tol = None
-        reference = loaded.references.get(layer.name)
-        if verify and reference is not None and isinstance(layer, (RecurrentLayer, DenseLayer)):
-            tol = tolerance(layer.dtype)
-            if layer.name in custom_names:
-                assert isinstance(layer, RecurrentLayer) and module_text is not None
-                try:
-                    target = emitted_function(module_text, layer, per_layer[layer.name])
-                except ImportError:
-                    raise UnsupportedFeatureError(
-                        "checking the emitted module means running it, which needs PyTorch",
-                        layer=layer.name,
-                        hint="pip install torch, or pass --no-verify",
-                    ) from None
-            else:
-                target = torch_layer_function(layer, per_layer[layer.name])
-            error = check_layer(layer, reference, target)
-            if not error <= tol:
-                raise VerificationError(
-                    "the torch parameters do not compute the source layer's function",
-                    file=source,
+        target: ReferenceFn | None = None
+        if layer.name in custom_names and verify:
+            assert isinstance(layer, RecurrentLayer) and module_text is not None
+            try:
+                target = emitted_function(module_text, layer, per_layer[layer.name])
+            except ImportError:
+                raise UnsupportedFeatureError(
+                    "checking the emitted module means running it, which needs PyTorch",
                     layer=layer.name,
-                    expected=f"max abs difference <= {tol:g}",
-                    actual=f"{error:.3g}",
-                    hint="this is a bug in lstmconv; please report it with the file",
-                )
+                    hint="pip install torch, or pass --no-verify",
+                ) from None
+        elif isinstance(layer, (RecurrentLayer, DenseLayer)):
+            target = torch_layer_function(layer, per_layer[layer.name])
+        error, tol, check_notes = _check(loaded, layer, target, "the torch parameters", verify)
         became = torch_module_spec(layer) or "identity (no parameters)"
         if layer.name in custom_names:
             became = f"{MODULE_CLASS[layer.cell]} (emitted module)"  # type: ignore[union-attr]
         if per_layer[layer.name]:
             became += f" as {layer.name}.*"
-        notes = (*layer.source.inferred, *usage_notes(layer)) if isinstance(layer, (RecurrentLayer, DenseLayer)) else ()
+        notes = (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentLayer, DenseLayer)) else ()
         reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
     metadata = {
         "lstmconv_schema": loaded.model.metadata().lstmconv_schema,
@@ -407,23 +396,9 @@ def save_onnx(
     build = build_onnx_model(kept, per_layer=not whole, producer_version=__version__)
     reports = []
     for layer in kept.layers:
-        function = build.functions.get(layer.name)
-        reference = loaded.references.get(layer.name)
-        error = tol = None
-        if verify and function is not None and reference is not None and isinstance(layer, (RecurrentLayer, DenseLayer)):
-            tol = tolerance(layer.dtype)
-            error = check_layer(layer, reference, function)
-            if not error <= tol:
-                raise VerificationError(
-                    "the ONNX operators do not compute the source layer's function",
-                    file=loaded.source,
-                    layer=layer.name,
-                    expected=f"max abs difference <= {tol:g}",
-                    actual=f"{error:.3g}",
-                    hint="this is a bug in lstmconv; please report it with the file",
-                )
+        error, tol, check_notes = _check(loaded, layer, build.functions.get(layer.name), "the ONNX operators", verify)
         if isinstance(layer, (RecurrentLayer, DenseLayer)) or layer.name in build.functions:
-            notes = (*layer.source.inferred, *layer.source.notes) if isinstance(layer, RecurrentLayer) else ()
+            notes = (*layer.source.inferred, *layer.source.notes, *check_notes) if isinstance(layer, RecurrentLayer) else check_notes
             became = "fused " + layer.cell.upper() if isinstance(layer, RecurrentLayer) else "MatMul + Add"
             reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
 
@@ -458,21 +433,9 @@ def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool
     _check_suffix(destination, (".safetensors",), force)
     reports = []
     for layer in loaded.model.layers:
-        error = tol = None
-        reference = loaded.references.get(layer.name)
-        if verify and reference is not None and isinstance(layer, RecurrentLayer):
-            tol = tolerance(layer.dtype)
-            error = check_layer(layer, reference, functools.partial(canonical_forward, layer))
-            if not error <= tol:
-                raise VerificationError(
-                    "the canonical form does not compute the source layer's function",
-                    file=loaded.source,
-                    layer=layer.name,
-                    expected=f"max abs difference <= {tol:g}",
-                    actual=f"{error:.3g}",
-                    hint="this is a bug in lstmconv; please report it with the file",
-                )
-        notes = (*layer.source.inferred, *layer.source.notes)
+        target = functools.partial(canonical_forward, layer) if isinstance(layer, RecurrentLayer) else None
+        error, tol, check_notes = _check(loaded, layer, target, "the canonical weights", verify)
+        notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
         reports.append(LayerReport(layer.name, describe(layer), "canonical", error, tol, notes))
     meant = canonical_tensors(loaded.model)
 
@@ -535,29 +498,16 @@ def save_keras(
     reports = []
     for layer in loaded.model.layers:
         function = functions.get(layer.name)
-        reference = loaded.references.get(layer.name)
         layer_plans = [p for p in plans if p.source_layer == layer.name]
         if not layer_plans:
             continue
-        error = tol = None
-        if verify and function is not None and reference is not None and isinstance(layer, RecurrentLayer):
-            tol = tolerance(layer.dtype)
-            error = check_layer(layer, reference, function)
-            if not error <= tol:
-                raise VerificationError(
-                    "the Keras arrays do not compute the source layer's function",
-                    file=loaded.source,
-                    layer=layer.name,
-                    expected=f"max abs difference <= {tol:g}",
-                    actual=f"{error:.3g}",
-                    hint="this is a bug in lstmconv; please report it with the file",
-                )
+        error, tol, check_notes = _check(loaded, layer, function, "the Keras arrays", verify)
         became = ", ".join(
             f"{p.class_name}({p.inner_class + '(' if p.inner_class else ''}{p.config.get('units', p.config.get('layer', {}).get('config', {}).get('units', ''))}"
             f"{')' if p.inner_class else ''}) '{p.name}'"
             for p in layer_plans
         )
-        notes = (*layer.source.inferred, *layer.source.notes)
+        notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
         reports.append(LayerReport(layer.name, describe(layer), became, error, tol, notes))
     meant = {plan.name: plan.arrays for plan in plans if plan.arrays}
 
@@ -592,3 +542,37 @@ def save_keras(
         verified=verify,
         written_tensors=sum(len(a) for a in meant.values()),
     )
+
+
+def _check(
+    loaded: LoadedModel, layer: Layer, target: ReferenceFn | None, what: str, verify: bool
+) -> tuple[float | None, float | None, tuple[str, ...]]:
+    """Run the numeric check of one layer: (error, tolerance, notes). Raises VerificationError on a mismatch.
+
+    ``what`` names the target in the message ("the ONNX operators"). Layers with non-finite weights (allowed
+    with --allow-nonfinite) are not checked and say so.
+    """
+    reference = loaded.references.get(layer.name)
+    if not verify or target is None or reference is None or not isinstance(layer, (RecurrentLayer, DenseLayer)):
+        return None, None, ()
+    if not _finite(layer):
+        return None, None, ("not checked numerically: the weights hold NaN or Inf",)
+    tol = tolerance(layer.dtype)
+    error = check_layer(layer, reference, target)
+    if not error <= tol:
+        raise VerificationError(
+            f"{what} do not compute the source layer's function",
+            file=loaded.source,
+            layer=layer.name,
+            expected=f"max difference <= {tol:g}",
+            actual=f"{error:.3g}",
+            hint="this is a bug in lstmconv; please report it with the file",
+        )
+    return error, tol, ()
+
+
+def _finite(layer: Layer) -> bool:
+    from lstmconv.formats.canonical_file import canonical_tensors
+    from lstmconv.schema import CanonicalModel
+
+    return all(np.isfinite(a).all() for a in canonical_tensors(CanonicalModel(layers=(layer,))).values())

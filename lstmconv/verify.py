@@ -1,10 +1,11 @@
 """The numeric check: does the target compute the source's function?
 
 Both sides are reference cells in their own framework's layout (e.g. the Keras reference on the arrays
-as the Keras file stores them, the torch reference on the state dict about to be written), run in float64
-on the same random input (batch 3, 7 time steps) and the same random initial states. The largest
-absolute difference over the output sequence and every final state is compared with a tolerance
-scaled to the weights' dtype.
+as the Keras file stores them, the torch reference on the state dict about to be written), run on the same
+random input (7 time steps) from the same initial states: half the batch starts from random states, half
+from zeros. The arithmetic runs at the weights' precision (float64 weights in float64, anything else in
+float32: widening a large layer's weights would cost more than the check itself), and the largest absolute
+difference over the output sequence and every final state is compared with a tolerance for that precision.
 """
 
 from __future__ import annotations
@@ -16,34 +17,46 @@ from lstmconv.schema import DenseMeta, RecurrentMeta
 
 __all__ = ["tolerance", "random_inputs", "max_difference", "check_layer"]
 
-_BATCH, _STEPS = 3, 7
+_BATCH, _STEPS = 4, 7
 
 
 def tolerance(dtype: str) -> float:
-    """Largest accepted difference for weights of ``dtype`` (computation itself is float64)."""
-    return {"float16": 1e-2, "bfloat16": 1e-2, "float32": 1e-5}.get(dtype, 1e-10)
+    """Largest accepted difference for weights of ``dtype`` (float32 arithmetic unless float64)."""
+    return {"float16": 1e-3, "bfloat16": 1e-3, "float32": 1e-5}.get(dtype, 1e-10)
 
 
 def random_inputs(meta: RecurrentMeta | DenseMeta, seed: int = 0) -> tuple[np.ndarray, LayerStates | None]:
-    """A random batch for ``meta`` and, for recurrent layers, random initial states for every direction."""
+    """A random batch for ``meta`` and, for recurrent layers, initial states: random for the first half of
+    the batch, zero for the second."""
     rng = np.random.default_rng(seed)
+    dtype = np.float64 if meta.dtype == "float64" else np.float32
+    x = rng.standard_normal((_BATCH, _STEPS, meta.input_size)).astype(dtype)
     if isinstance(meta, DenseMeta):
-        return rng.standard_normal((_BATCH, _STEPS, meta.input_size)), None
-    x = rng.standard_normal((_BATCH, _STEPS, meta.input_size))
+        return x, None
     directions = 2 if meta.bidirectional else 1
+    half = _BATCH // 2
     states: LayerStates = []
     for _ in range(meta.num_levels):
         level = []
         for _ in range(directions):
-            h = rng.standard_normal((_BATCH, meta.output_size))
-            c = rng.standard_normal((_BATCH, meta.hidden_size)) if meta.cell == "lstm" else None
+            h = rng.standard_normal((_BATCH, meta.output_size)).astype(dtype)
+            h[half:] = 0
+            c = None
+            if meta.cell == "lstm":
+                c = rng.standard_normal((_BATCH, meta.hidden_size)).astype(dtype)
+                c[half:] = 0
             level.append((h, c))
         states.append(level)
     return x, states
 
 
-def max_difference(a: LayerOutput, b: LayerOutput) -> float:
-    """Largest absolute difference between two layer outputs (sequence and every final state)."""
+def max_difference(a: LayerOutput, b: LayerOutput, *, relative_above_one: bool = False) -> float:
+    """Largest difference between two layer outputs (sequence and every final state).
+
+    Absolute by default; with ``relative_above_one`` each difference is divided by ``1 + |b|``, i.e. absolute
+    for values up to about 1 (outputs, gates) and relative for larger ones (LSTM cell states), which is how
+    float32 rounding grows.
+    """
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
     ya = a.y if isinstance(a.y, tuple) else (a.y,)
     yb = b.y if isinstance(b.y, tuple) else (b.y,)
@@ -69,6 +82,8 @@ def max_difference(a: LayerOutput, b: LayerOutput) -> float:
             both_nan = np.isnan(left) & np.isnan(right)
             same_inf = np.isinf(left) & (left == right)
             gap = np.where(both_nan | same_inf, 0.0, np.abs(left - right))
+            if relative_above_one:
+                gap = gap / (1.0 + np.abs(right))
             difference = float(np.max(gap))
             if not np.isfinite(difference):
                 return float("inf")
@@ -77,12 +92,10 @@ def max_difference(a: LayerOutput, b: LayerOutput) -> float:
 
 
 def check_layer(meta: RecurrentMeta | DenseMeta, source: ReferenceFn, target: ReferenceFn, seed: int = 0) -> float:
-    """Max abs difference between ``source`` and ``target`` on random inputs (zero and random states).
+    """Max difference between ``source`` and ``target`` on random inputs (zero and random states), relative
+    above 1 (see :func:`max_difference`).
 
     NaN where both sides have NaN (weights allowed to be non-finite) counts as equal.
     """
     x, states = random_inputs(meta, seed)
-    worst = max_difference(source(x, states), target(x, states))
-    if states is not None:  # zero initial state: the case every framework supports
-        worst = max(worst, max_difference(source(x, None), target(x, None)))
-    return worst
+    return max_difference(source(x, states), target(x, states), relative_above_one=True)

@@ -110,7 +110,7 @@ def test_torch_conversion_matches_the_framework_or_is_refused(relative: str, tmp
     expected = np.load(str(corpus_file(relative)) + ".expected.npz")
     modules = load_torch_modules(destination)
     for name in converted:
-        assert checked[name] is not None and checked[name] < 1e-9, (name, checked[name])
+        assert checked[name] is not None and checked[name] <= 1e-5, (name, checked[name])
         module = modules[name]
         for entry in _entries(expected, name):
             with torch.no_grad():

@@ -51,7 +51,7 @@ def test_emitted_module_reproduces_the_corpus_recordings(relative: str, tmp_path
     report = lstmconv.convert(
         corpus_file(relative), out, to="torch", config=corpus_file(sidecar) if sidecar else None, emit_module=emitted
     )
-    assert all(r.max_abs_error is not None and r.max_abs_error < 1e-9 for r in report.layers if r.name in names)
+    assert all(r.max_abs_error is not None and r.max_abs_error <= 1e-5 for r in report.layers if r.name in names)
     modules = _modules(out, emitted)
     expected = np.load(str(corpus_file(relative)) + ".expected.npz")
     for name in names:

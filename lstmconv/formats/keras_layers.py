@@ -21,7 +21,7 @@ from lstmconv.errors import ConfigError, InputFormatError, LstmconvError, ShapeM
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.gates import GATE_ORDER, gate_count
 from lstmconv.keras_layout import KerasCellArrays, KerasLayout, KerasRecurrentArrays
-from lstmconv.reference.common import LayerOutput, ReferenceFn
+from lstmconv.reference.common import LayerOutput, ReferenceFn, compute_dtype
 from lstmconv.reference.keras import keras_forward
 from lstmconv.schema import (
     ActivationLayer,
@@ -404,7 +404,7 @@ def _dense(
     activation = keras_activation(cfg.get("activation"), info.major, layer=entry.name)
 
     def keras_dense(x: np.ndarray, initial: object = None) -> LayerOutput:
-        y = np.asarray(x, dtype=np.float64) @ kernel.astype(np.float64)
+        y = np.asarray(x) @ kernel.astype(compute_dtype(x), copy=False)
         return LayerOutput(y=apply(activation, y + bias if bias is not None else y), states=[])
 
     layer = DenseLayer(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmconv.activations import Activation, apply
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, merge_directions, unroll
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, merge_directions, unroll
 from lstmconv.schema import DirectionWeights, RecurrentLayer
 
 __all__ = ["canonical_forward"]
@@ -20,7 +20,8 @@ __all__ = ["canonical_forward"]
 
 def canonical_forward(layer: RecurrentLayer, x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
     """Run ``layer`` on ``x`` (batch, time, features) from its gate-named weights."""
-    values = np.asarray(x, dtype=np.float64)
+    dtype = compute_dtype(x)
+    values = np.asarray(x, dtype=dtype)
     batch = values.shape[0]
     states: LayerStates = []
     outputs: list[np.ndarray] = []
@@ -31,10 +32,10 @@ def canonical_forward(layer: RecurrentLayer, x: np.ndarray, initial: LayerStates
             if initial is not None:
                 start = initial[k][d]
             else:
-                zeros_c = np.zeros((batch, layer.hidden_size)) if layer.cell == "lstm" else None
-                start = (np.zeros((batch, layer.output_size)), zeros_c)
+                zeros_c = np.zeros((batch, layer.hidden_size), dtype=dtype) if layer.cell == "lstm" else None
+                start = (np.zeros((batch, layer.output_size), dtype=dtype), zeros_c)
             reverse = d == 1 or layer.go_backwards
-            y, final = unroll(_step(layer, direction), values, start, reverse=reverse)
+            y, final = unroll(_step(layer, direction, dtype), values, start, reverse=reverse)
             outputs.append(y)
             level_states.append(final)
         states.append(level_states)
@@ -48,21 +49,21 @@ def canonical_forward(layer: RecurrentLayer, x: np.ndarray, initial: LayerStates
     return LayerOutput(y=y, states=states)
 
 
-def _step(layer: RecurrentLayer, direction: DirectionWeights) -> Step:
+def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type) -> Step:
     gates = {
         g: (
-            p.w_input.astype(np.float64),
-            p.w_recurrent.astype(np.float64),
-            (0.0 if p.b_input is None else p.b_input.astype(np.float64))
-            + (0.0 if p.b_recurrent is None else p.b_recurrent.astype(np.float64)),
-            0.0 if p.b_recurrent is None else p.b_recurrent.astype(np.float64),
-            None if p.peephole is None else p.peephole.astype(np.float64),
+            p.w_input.astype(dtype, copy=False),
+            p.w_recurrent.astype(dtype, copy=False),
+            (0.0 if p.b_input is None else p.b_input.astype(dtype, copy=False))
+            + (0.0 if p.b_recurrent is None else p.b_recurrent.astype(dtype, copy=False)),
+            0.0 if p.b_recurrent is None else p.b_recurrent.astype(dtype, copy=False),
+            None if p.peephole is None else p.peephole.astype(dtype, copy=False),
         )
         for g, p in direction.gates.items()
     }
     acts = layer.activations
     clip = layer.cell_clip
-    projection = None if direction.w_projection is None else direction.w_projection.astype(np.float64)
+    projection = None if direction.w_projection is None else direction.w_projection.astype(dtype, copy=False)
 
     def act(activation: Activation, value: np.ndarray) -> np.ndarray:
         return apply(activation, np.clip(value, -clip, clip) if clip is not None else value)

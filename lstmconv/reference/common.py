@@ -12,7 +12,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CellState", "LayerStates", "LayerOutput", "ReferenceFn", "Step", "unroll", "merge_directions"]
+__all__ = [
+    "CellState",
+    "LayerStates",
+    "LayerOutput",
+    "ReferenceFn",
+    "Step",
+    "unroll",
+    "merge_directions",
+    "compute_dtype",
+]
+
+
+def compute_dtype(x: np.ndarray) -> type:
+    """The arithmetic precision of a reference run: float64 input runs in float64, anything else in float32.
+
+    The numeric check feeds float32 input for float32 weights: the weights are then used as stored, with no
+    widened copies (a float64 copy of a large layer costs more than the whole run).
+    """
+    return np.float64 if np.asarray(x).dtype == np.float64 else np.float32
 
 CellState = tuple[np.ndarray, "np.ndarray | None"]
 LayerStates = list[list[CellState]]

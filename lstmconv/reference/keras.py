@@ -23,7 +23,7 @@ import numpy as np
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
 from lstmconv.keras_layout import KerasCellArrays, KerasRecurrentArrays
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, merge_directions, unroll
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, merge_directions, unroll
 from lstmconv.schema import RecurrentMeta
 
 __all__ = ["keras_forward"]
@@ -36,9 +36,10 @@ def keras_forward(
     initial: LayerStates | None = None,
 ) -> LayerOutput:
     """Run a Keras recurrent layer (or Bidirectional wrapper) on ``x`` (batch, time, features)."""
-    x = np.asarray(x, dtype=np.float64)
+    dtype = compute_dtype(x)
+    x = np.asarray(x, dtype=dtype)
     batch = x.shape[0]
-    zeros = np.zeros((batch, meta.hidden_size))
+    zeros = np.zeros((batch, meta.hidden_size), dtype=dtype)
     lstm = meta.cell == "lstm"
     start = initial[0] if initial is not None else [(zeros, zeros if lstm else None)] * 2
 
@@ -57,7 +58,8 @@ def keras_forward(
 def _run_direction(
     meta: RecurrentMeta, cell: KerasCellArrays, x: np.ndarray, state: CellState, *, go_backwards: bool
 ) -> tuple[np.ndarray, CellState]:
-    arrays = {name: np.asarray(a, dtype=np.float64) for name, a in cell.arrays.items()}
+    arrays = {name: np.asarray(a, dtype=x.dtype) for name, a in cell.arrays.items()}
+    state = tuple(None if s is None else np.asarray(s, dtype=x.dtype) for s in state)  # type: ignore[assignment]
     if cell.layout == "keras":
         projected, step = _keras_cell(meta, arrays, x)
     elif cell.layout == "keras1-per-gate":

@@ -24,6 +24,7 @@ import numpy as np
 
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
+from lstmconv.reference.common import compute_dtype
 from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode
 
 __all__ = ["onnx_forward"]
@@ -38,7 +39,8 @@ def onnx_forward(
     initial_c: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Run ``node`` on ``X`` (in the node's ``layout``); returns ``Y``, ``Y_h``, ``Y_c`` in that layout."""
-    X = np.asarray(X, dtype=np.float64)
+    dtype = compute_dtype(X)
+    X = np.asarray(X, dtype=dtype)
     if node.layout == 1:  # [B, T, I] -> [T, B, I]
         X = X.transpose(1, 0, 2)
         initial_h = None if initial_h is None else np.asarray(initial_h).transpose(1, 0, 2)
@@ -47,16 +49,16 @@ def onnx_forward(
     hidden, cell = node.hidden_size, node.cell
     lengths = np.full(batch, steps) if sequence_lens is None else np.asarray(sequence_lens, dtype=np.int64)
     per_direction = ACTIVATION_COUNT[cell]
-    Y = np.zeros((steps, node.num_directions, batch, hidden))
-    Y_h = np.zeros((node.num_directions, batch, hidden))
-    Y_c = np.zeros((node.num_directions, batch, hidden)) if cell == "lstm" else None
+    Y = np.zeros((steps, node.num_directions, batch, hidden), dtype=dtype)
+    Y_h = np.zeros((node.num_directions, batch, hidden), dtype=dtype)
+    Y_c = np.zeros((node.num_directions, batch, hidden), dtype=dtype) if cell == "lstm" else None
     for d in range(node.num_directions):
         reverse = node.direction == "reverse" or d == 1
         acts = node.activations[d * per_direction : (d + 1) * per_direction]
-        h = np.zeros((batch, hidden)) if initial_h is None else np.asarray(initial_h[d], dtype=np.float64)
-        c = np.zeros((batch, hidden)) if initial_c is None else np.asarray(initial_c[d], dtype=np.float64)
-        step = _step_function(node, d, acts)
-        projected = X @ np.asarray(node.W[d], dtype=np.float64).T
+        h = np.zeros((batch, hidden), dtype=dtype) if initial_h is None else np.asarray(initial_h[d], dtype=dtype)
+        c = np.zeros((batch, hidden), dtype=dtype) if initial_c is None else np.asarray(initial_c[d], dtype=dtype)
+        step = _step_function(node, d, acts, dtype)
+        projected = X @ np.asarray(node.W[d], dtype=dtype).T
         for b in range(batch):
             h_b, c_b = h[b : b + 1], c[b : b + 1]
             order = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
@@ -71,11 +73,11 @@ def onnx_forward(
     return Y, Y_h, Y_c
 
 
-def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation]):  # type: ignore[no-untyped-def]
+def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation], dtype: type):  # type: ignore[no-untyped-def]
     cell, hidden = node.cell, node.hidden_size
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
-    R = np.asarray(node.R[d], dtype=np.float64)
-    bias = np.zeros(2 * gates * hidden) if node.B is None else np.asarray(node.B[d], dtype=np.float64)
+    R = np.asarray(node.R[d], dtype=dtype)
+    bias = np.zeros(2 * gates * hidden, dtype=dtype) if node.B is None else np.asarray(node.B[d], dtype=dtype)
     half = bias.shape[0] // 2  # B = [Wb, Rb]
     w_bias, r_bias = bias[:half], bias[half:]
     clip = node.clip
@@ -86,7 +88,7 @@ def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation]):
     if cell == "lstm":
         f_act, g_act, h_act = acts
         peep = (
-            split_gates(np.asarray(node.P[d], dtype=np.float64), "onnx", "lstm_peephole", axis=0)
+            split_gates(np.asarray(node.P[d], dtype=dtype), "onnx", "lstm_peephole", axis=0)
             if node.P is not None
             else None
         )

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lstmconv.gates import split_gates
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, unroll
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, unroll
 
 __all__ = ["torch_forward"]
 
@@ -35,13 +35,14 @@ def torch_forward(
     x: np.ndarray,
     initial: LayerStates | None = None,
     nonlinearity: str = "tanh",
-    dtype: type = np.float64,
+    dtype: type | None = None,
 ) -> LayerOutput:
     """Run a torch recurrent module (batch_first=True) on ``x``; ``mode`` is 'lstm', 'gru' or 'rnn'.
 
     ``y`` is torch's ``output`` (directions concatenated); states follow :mod:`~lstmconv.reference.common`.
-    Arithmetic is float64 by default (the numeric check); ``dtype=np.float32`` runs at framework precision.
+    Arithmetic follows ``x`` (see :func:`~lstmconv.reference.common.compute_dtype`) unless ``dtype`` is given.
     """
+    dtype = dtype or compute_dtype(x)
     weights = {k: np.asarray(v, dtype=dtype) for k, v in state_dict.items()}
     layer_input = np.asarray(x, dtype=dtype)
     batch = layer_input.shape[0]
@@ -74,8 +75,8 @@ def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearit
     w_ih, w_hh_raw, w_hr = p["weight_ih"], p["weight_hh"], p["weight_hr"]
     assert w_ih is not None and w_hh_raw is not None
     # (in, out) copies once, so every per-step product is a plain contiguous GEMM.
-    w_hh_t = np.ascontiguousarray(w_hh_raw.T)
-    w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
+    w_hh_t = w_hh_raw.T  # a transposed view: BLAS reads it without a copy
+    w_hr_t = None if w_hr is None else w_hr.T
     b_ih = p["bias_ih"] if p["bias_ih"] is not None else 0.0
     b_hh = p["bias_hh"] if p["bias_hh"] is not None else 0.0
     projected = x @ w_ih.T + b_ih

@@ -30,7 +30,7 @@ from lstmconv.activations import Activation, apply
 from lstmconv.adapters.onnx import nodes_from_canonical
 from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.onnx_layout import OnnxRecurrentNode, activation_attributes
-from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype
 from lstmconv.schema import (
     ActivationLayer,
     CanonicalModel,
@@ -383,7 +383,7 @@ def _emit_activation(graph: _Graph, activation: Activation, x: str, hint: str) -
 
 def _dense_function(layer: DenseLayer, kernel: np.ndarray) -> ReferenceFn:
     def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-        y = np.asarray(x, dtype=np.float64) @ kernel.astype(np.float64)
+        y = np.asarray(x) @ kernel.astype(compute_dtype(x), copy=False)
         if layer.bias is not None:
             y = y + layer.bias
         return LayerOutput(y=apply(layer.activation, y), states=[])

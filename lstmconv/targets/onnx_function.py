@@ -23,7 +23,7 @@ def onnx_layer_function(meta: RecurrentMeta, nodes: list[OnnxRecurrentNode]) -> 
     """``(x batch-first, initial states) -> LayerOutput`` for a layer made of ``nodes`` (one per level)."""
 
     def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-        sequence = np.asarray(x, dtype=np.float64).transpose(1, 0, 2)  # [T, B, I]
+        sequence = np.asarray(x).transpose(1, 0, 2)  # [T, B, I]; precision follows x
         states: LayerStates = []
         last: np.ndarray | None = None
         for k, node in enumerate(nodes):

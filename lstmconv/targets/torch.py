@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmconv.activations import apply
-from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, merge_directions
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype, merge_directions
 from lstmconv.reference.torch import torch_forward
 from lstmconv.schema import DenseMeta, RecurrentMeta
 
@@ -26,11 +26,11 @@ __all__ = ["torch_layer_function", "usage_notes"]
 def torch_layer_function(meta: RecurrentMeta | DenseMeta, params: dict[str, np.ndarray]) -> ReferenceFn:
     """The function a torch user computes with ``params`` and the documented wrapper steps."""
     if isinstance(meta, DenseMeta):
-        weight = params["weight"].astype(np.float64)
+        weight = params["weight"]
         bias = params.get("bias")
 
         def linear(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-            y = np.asarray(x, dtype=np.float64) @ weight.T
+            y = np.asarray(x) @ weight.astype(compute_dtype(x), copy=False).T
             if bias is not None:
                 y = y + bias
             return LayerOutput(y=apply(meta.activation, y), states=[])

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lstmconv.errors import UnsupportedFeatureError
-from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype
 from lstmconv.schema import RecurrentLayer
 
 __all__ = ["MODULE_CLASS", "module_source", "module_spec", "emitted_function"]
@@ -67,25 +67,31 @@ def module_source(layers: list[RecurrentLayer]) -> str:
 
 
 def emitted_function(source: str, layer: RecurrentLayer, params: dict[str, np.ndarray]) -> ReferenceFn:
-    """Run the emitted text's module for ``layer`` (float64) as a reference-style function."""
+    """Run the emitted text's module for ``layer`` as a reference-style function (precision follows x)."""
     import torch
 
     namespace = types.ModuleType("lstmconv_emitted_check")
     exec(compile(source, "<emitted module>", "exec"), namespace.__dict__)  # noqa: S102 - our own generated text
-    module = getattr(namespace, MODULE_CLASS[layer.cell])(**module_spec(layer)).double()
-    module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in params.items()}, strict=True)
+    modules = {}
+    for np_dtype, torch_dtype in ((np.float32, torch.float32), (np.float64, torch.float64)):
+        module = getattr(namespace, MODULE_CLASS[layer.cell])(**module_spec(layer)).to(torch_dtype)
+        module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np_dtype)) for k, v in params.items()}, strict=True)
+        modules[np_dtype] = module
     directions = 2 if layer.bidirectional else 1
 
     def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+        dtype = compute_dtype(x)
+        x = np.asarray(x, dtype=dtype)
+        module = modules[dtype]
         state = None
         if initial is not None:
-            h0 = torch.from_numpy(np.stack([h for level in initial for h, _ in level]))
+            h0 = torch.from_numpy(np.stack([h for level in initial for h, _ in level]).astype(dtype))
             if layer.cell == "lstm":
-                state = (h0, torch.from_numpy(np.stack([c for level in initial for _, c in level])))
+                state = (h0, torch.from_numpy(np.stack([c for level in initial for _, c in level]).astype(dtype)))
             else:
                 state = h0
         with torch.no_grad():
-            y, final = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)), state)
+            y, final = module(torch.from_numpy(np.ascontiguousarray(x)), state)
         h_n, c_n = (final if isinstance(final, tuple) else (final, None))
         states = [
             [

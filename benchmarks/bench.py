@@ -1,0 +1,194 @@
+"""Benchmarks: small-model latency against tf2onnx, large-checkpoint scaling against the I/O floor, and the
+NumPy reference cells against torch.nn on CPU. Every figure is a median of several runs; ratios are
+measured side by side in the same run.
+
+    .venv/bin/python benchmarks/bench.py small --tf2onnx-python /tmp/tfenv/bin/python
+    .venv/bin/python benchmarks/bench.py large --sizes 1 3 6 12
+    .venv/bin/python benchmarks/bench.py reference
+
+Wall time and peak RSS of whole processes come from GNU time (``/usr/bin/time -f "%e %M"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+LSTMCONV = str(Path(PYTHON).parent / "lstmconv")
+
+
+def measure(command: list[str], runs: int, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Median wall seconds and peak RSS (MiB) of ``command`` over ``runs`` runs."""
+    times, peaks = [], []
+    for _ in range(runs):
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True, env={**os.environ, **(env or {})}
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{command} failed: {done.stderr[-2000:]}")
+        wall, rss = done.stderr.strip().splitlines()[-1].split()
+        times.append(float(wall))
+        peaks.append(int(rss) / 1024)
+    return {"seconds": statistics.median(times), "peak_rss_mib": statistics.median(peaks)}
+
+
+def small(args: argparse.Namespace) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp())
+    source = ROOT / "examples" / "sine_lstm.h5"
+    results: dict[str, object] = {}
+    rows = {
+        "python -c 'import numpy, h5py, safetensors'": [PYTHON, "-c", "import numpy, h5py, safetensors"],
+        "lstmconv --help": [LSTMCONV, "--help"],
+        "lstmconv convert --to torch": [LSTMCONV, "convert", str(source), str(work / "a.safetensors"), "--to", "torch", "--force"],
+        "lstmconv convert --to onnx": [LSTMCONV, "convert", str(source), str(work / "a.onnx"), "--to", "onnx", "--force"],
+    }
+    if args.tf2onnx_python:
+        rows["tf2onnx (python -m tf2onnx.convert --keras)"] = [
+            args.tf2onnx_python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(work / "b.onnx")
+        ]
+    env = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    for _ in range(args.rounds):  # interleave the tools so a noisy machine affects all of them alike
+        for name, command in rows.items():
+            sample = measure(command, 1, env)
+            results.setdefault(name, []).append(sample)  # type: ignore[union-attr]
+    summary = {
+        name: {key: statistics.median(s[key] for s in samples) for key in ("seconds", "peak_rss_mib")}
+        for name, samples in results.items()  # type: ignore[union-attr]
+    }
+    shutil.rmtree(work)
+    return summary
+
+
+def make_checkpoint(path: Path, layers: int, hidden: int, features: int) -> int:
+    """A weights-only Keras 2 file of ``layers`` stacked Bidirectional LSTMs (random weights); returns bytes."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    total = 0
+    with h5py.File(path, "w") as handle:
+        names = [f"bidirectional_{k}" for k in range(layers)]
+        handle.attrs["layer_names"] = np.array([n.encode() for n in names])
+        handle.attrs["keras_version"] = "2.15.0"
+        handle.attrs["backend"] = "tensorflow"
+        for k, name in enumerate(names):
+            group = handle.create_group(name)
+            width = features if k == 0 else 2 * hidden
+            weight_names = []
+            for side in ("forward", "backward"):
+                for leaf, shape in (("kernel", (width, 4 * hidden)), ("recurrent_kernel", (hidden, 4 * hidden)), ("bias", (4 * hidden,))):
+                    dataset = f"{name}/{side}_lstm_{k}/lstm_cell/{leaf}:0"
+                    array = (rng.standard_normal(shape, dtype=np.float32) * 0.05).astype(np.float32)
+                    group.create_dataset(dataset, data=array)
+                    weight_names.append(dataset.encode())
+                    total += array.nbytes
+            group.attrs["weight_names"] = np.array(weight_names)
+    return total
+
+
+FLOOR = """
+import sys, h5py
+from safetensors.numpy import save_file
+tensors = {}
+with h5py.File(sys.argv[1], "r") as f:
+    f.visititems(lambda n, o: tensors.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+save_file(tensors, sys.argv[2])
+"""
+
+
+def large(args: argparse.Namespace) -> dict[str, object]:
+    work = Path(args.workdir or tempfile.mkdtemp())
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {}
+    for layers in args.sizes:
+        source = work / f"bilstm_{layers}.h5"
+        size = make_checkpoint(source, layers, args.hidden, args.hidden)
+        rows = {
+            "floor (h5py read + safetensors save_file)": [PYTHON, "-c", FLOOR, str(source), str(work / "floor.safetensors")],
+            "lstmconv --to torch": [LSTMCONV, "convert", str(source), str(work / "out.safetensors"), "--force"],
+            "lstmconv --to torch --no-verify": [LSTMCONV, "convert", str(source), str(work / "out.safetensors"), "--force", "--no-verify"],
+            "lstmconv --to onnx": [LSTMCONV, "convert", str(source), str(work / "out.onnx"), "--force", "--to", "onnx"],
+        }
+        samples: dict[str, list[dict[str, float]]] = {}
+        for _ in range(args.rounds):
+            for name, command in rows.items():
+                samples.setdefault(name, []).append(measure(command, 1))
+        largest_layer = size / layers
+        results[f"{layers} layers"] = {
+            "weights_mib": round(size / 2**20, 1),
+            "largest_layer_mib": round(largest_layer / 2**20, 1),
+            **{
+                name: {key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")}
+                for name, runs in samples.items()
+            },
+        }
+        source.unlink()
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def reference(args: argparse.Namespace) -> dict[str, object]:
+    import torch
+
+    from lstmconv.reference.torch import torch_forward
+
+    torch.set_num_threads(args.threads)
+    batch, steps, features, hidden = 32, 100, 128, 512
+    results: dict[str, object] = {}
+    for mode in ("lstm", "gru"):
+        for np_dtype, torch_dtype in ((np.float32, torch.float32), (np.float64, torch.float64)):
+            module = (torch.nn.LSTM if mode == "lstm" else torch.nn.GRU)(features, hidden, batch_first=True).to(torch_dtype)
+            x = np.random.default_rng(0).standard_normal((batch, steps, features)).astype(np_dtype)
+            state = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+            def run_torch() -> None:
+                with torch.no_grad():
+                    module(torch.from_numpy(x))
+
+            def run_numpy() -> None:
+                torch_forward(state, mode=mode, num_layers=1, bidirectional=False, x=x, dtype=np_dtype)
+
+            timings: dict[str, list[float]] = {"torch": [], "numpy": []}
+            run_torch(), run_numpy()
+            for _ in range(args.rounds):
+                for name, function in (("torch", run_torch), ("numpy", run_numpy)):
+                    started = time.perf_counter()
+                    function()
+                    timings[name].append(time.perf_counter() - started)
+            torch_s, numpy_s = statistics.median(timings["torch"]), statistics.median(timings["numpy"])
+            results[f"{mode} {np_dtype.__name__}"] = {"torch_s": round(torch_s, 4), "numpy_s": round(numpy_s, 4), "ratio": round(numpy_s / torch_s, 2)}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="which", required=True)
+    p_small = sub.add_parser("small")
+    p_small.add_argument("--tf2onnx-python", help="python of a separate environment with tensorflow, tf_keras and tf2onnx")
+    p_small.add_argument("--rounds", type=int, default=5)
+    p_large = sub.add_parser("large")
+    p_large.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 6, 12], help="stacked BiLSTM layers")
+    p_large.add_argument("--hidden", type=int, default=1024)
+    p_large.add_argument("--rounds", type=int, default=3)
+    p_large.add_argument("--workdir")
+    p_ref = sub.add_parser("reference")
+    p_ref.add_argument("--threads", type=int, default=1)
+    p_ref.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    result = {"small": small, "large": large, "reference": reference}[args.which](args)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
