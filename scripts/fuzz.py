@@ -20,7 +20,7 @@ CHUNK = """
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.fuzz_harness import run
-tally = run(cases={cases}, seed={seed}, seconds=30)
+tally = run(cases={cases}, seed={seed}, seconds=30, hard_exit=True)
 print(json.dumps({{"cases": tally.cases, "crashes": tally.crashes, "tracebacks": tally.tracebacks,
     "hangs": tally.hangs, "partial_outputs": tally.partial_outputs, "changed_outputs": tally.changed_outputs,
     "exit_codes": {{str(k): v for k, v in tally.exit_codes.items()}}, "examples": tally.examples[:20]}}))
@@ -41,8 +41,9 @@ def main() -> None:
         code = CHUNK.format(root=str(ROOT), cases=count, seed=args.seed + chunk)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
-            totals["dead_chunks"] += 1
-            totals["examples"].append(f"chunk {chunk} died with {done.returncode}: {done.stderr[-500:]}")
+            hung = [line for line in done.stdout.splitlines() if line.startswith("HANG ")]
+            totals["hangs" if hung else "dead_chunks"] += 1
+            totals["examples"].append(f"chunk {chunk} ended with {done.returncode}: {hung or done.stderr[-500:]}")
             continue
         result = json.loads(done.stdout.strip().splitlines()[-1])
         totals["mutations"] += count

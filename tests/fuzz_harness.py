@@ -128,7 +128,9 @@ def _edit_hdf5(path: Path, rng: random.Random) -> None:
             handle[target] = h5py.ExternalLink("/etc/passwd", "/x")
 
 
-def _invoke(args: list[str], seconds: int) -> tuple[int | None, str, BaseException | None]:
+def _invoke(args: list[str], seconds: int, hard_exit: bool = False) -> tuple[int | None, str, BaseException | None]:
+    import threading
+
     from typer.testing import CliRunner
 
     from lstmconv.cli import app
@@ -136,6 +138,16 @@ def _invoke(args: list[str], seconds: int) -> tuple[int | None, str, BaseExcepti
     def alarm(signum: int, frame: object) -> None:
         raise CaseTimeout
 
+    # A hang inside C code never returns to Python, so the alarm cannot end it; in the long run a watchdog
+    # thread reports the command and ends the process (the driver counts it as a hang).
+    watchdog = None
+    if hard_exit:
+        def give_up() -> None:
+            print(f"HANG {' '.join(args)}", flush=True)
+            os._exit(5)
+
+        watchdog = threading.Timer(seconds * 2, give_up)
+        watchdog.start()
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(seconds)
     try:
@@ -147,9 +159,11 @@ def _invoke(args: list[str], seconds: int) -> tuple[int | None, str, BaseExcepti
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+        if watchdog is not None:
+            watchdog.cancel()
 
 
-def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None) -> Tally:
+def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None, hard_exit: bool = False) -> Tally:
     """Run ``cases`` mutation cases deterministically from ``seed``."""
     os.environ.pop("LSTMCONV_DEBUG", None)
     rng = random.Random(seed)
@@ -175,7 +189,7 @@ def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None) ->
         ]
         for command in commands:
             tally.cases += 1
-            code, output, escaped = _invoke(command, seconds)
+            code, output, escaped = _invoke(command, seconds, hard_exit)
             label = f"case {index} {command[0]} {original.name}"
             if code is None:
                 tally.hangs += 1
