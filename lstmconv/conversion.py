@@ -195,6 +195,18 @@ def convert(
         )
         return save_keras(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     _check_torch_destination(destination, force)
+    if destination.suffix == ".safetensors" and emit_module is None and _is_keras_file(source, source_format):
+        from lstmconv.streaming import stream_keras_to_torch
+
+        return stream_keras_to_torch(
+            source,
+            destination,
+            config=config,
+            verify=verify,
+            force=force,
+            skip_unsupported=skip_unsupported,
+            allow_nonfinite=allow_nonfinite,
+        )
     loaded = load_file(
             source,
             config=config,
@@ -289,6 +301,13 @@ def save_torch(
         verified=verify,
         written_tensors=len(tensors),
     )
+
+
+def _is_keras_file(source: str | Path, source_format: str | None) -> bool:
+    """Keras sources are converted to torch layer by layer (lstmconv.streaming)."""
+    from lstmconv.loading import detect_format
+
+    return (source_format or detect_format(Path(source))) == "keras"
 
 
 def _check_torch_destination(destination: Path, force: bool) -> None:

@@ -6,11 +6,12 @@ overrides the detection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import contextlib
 import dataclasses
 import os
 
@@ -23,7 +24,16 @@ from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.schema import CanonicalModel, Layer, SourceInfo, Wiring
 
-__all__ = ["LoadedModel", "SOURCE_FORMATS", "detect_format", "load_file", "load_keras_weights"]
+__all__ = [
+    "LoadedModel",
+    "SOURCE_FORMATS",
+    "detect_format",
+    "load_file",
+    "load_keras_weights",
+    "iter_keras_layers",
+    "refuse_nonfinite_layer",
+    "reading_errors",
+]
 
 SOURCE_FORMATS = ("keras", "torch", "onnx", "canonical")
 
@@ -93,11 +103,21 @@ def load_file(
     protobuf, zipfile or numpy on a damaged file becomes an :class:`~lstmconv.errors.InputFormatError`.
     """
     path = Path(path)
-    try:
+    with reading_errors(path):
         loaded = _load(path, config, source_format, skip_unsupported)
+    if not allow_nonfinite:
+        _refuse_nonfinite(loaded)
+    return loaded
+
+
+@contextlib.contextmanager
+def reading_errors(path: Path) -> Iterator[None]:
+    """Turn whatever a parser raises on a damaged file into an InputFormatError naming the file."""
+    try:
+        yield
     except (LstmconvError, KeyboardInterrupt):
         raise
-    except Exception as error:  # untrusted input: whatever a parser raises on a damaged file
+    except Exception as error:  # untrusted input: h5py, onnx, protobuf, zipfile, numpy errors
         if os.environ.get("LSTMCONV_DEBUG"):
             raise
         message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
@@ -106,23 +126,26 @@ def load_file(
             file=path,
             hint="the file may be truncated or damaged",
         ) from None
-    if not allow_nonfinite:
-        _refuse_nonfinite(loaded)
-    return loaded
 
 
 def _refuse_nonfinite(loaded: LoadedModel) -> None:
+    for layer in loaded.model.layers:
+        refuse_nonfinite_layer(layer, loaded.source)
+
+
+def refuse_nonfinite_layer(layer: Layer, source: str) -> None:
+    """Raise when ``layer``'s weights hold NaN or Inf."""
     from lstmconv.formats.canonical_file import canonical_tensors
 
-    for key, array in canonical_tensors(loaded.model).items():
+    for key, array in canonical_tensors(CanonicalModel(layers=(layer,))).items():
         finite = np.isfinite(array)
         if not finite.all():
             nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-            layer, _, tensor = key.partition("/")
+            layer_name, _, tensor = key.partition("/")
             raise InputFormatError(
                 f"weights hold {nan} NaN and {inf} infinite values",
-                file=loaded.source,
-                layer=layer,
+                file=source,
+                layer=layer_name,
                 tensor=tensor,
                 hint="pass --allow-nonfinite to convert them anyway (the numeric check is then skipped for this layer)",
             )
@@ -279,25 +302,36 @@ def load_keras_weights(
     return _build_model(info, [entry], skip_unsupported=False, wiring=None)
 
 
-def _build_model(
-    info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_unsupported: bool, wiring: Wiring | None
-) -> LoadedModel:
-    layers: list[Layer] = []
-    references: dict[str, ReferenceFn] = {}
-    skipped: list[str] = []
+def iter_keras_layers(
+    info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_unsupported: bool
+) -> Iterator[tuple[Layer, ReferenceFn | None] | str]:
+    """Build the entries' layers one at a time (each reads only its own arrays); a str is a left-out layer."""
     for entry in entries:
         try:
             built = build_layer(entry, info)
         except UnsupportedFeatureError as error:
             if entry.class_name in RECURRENT_CLASSES and not skip_unsupported:
                 raise
-            skipped.append(f"{entry.name} ({entry.class_name or 'no config'}): {error.message}")
+            yield f"{entry.name} ({entry.class_name or 'no config'}): {error.message}"
             continue
-        if built is None:
+        if built is not None:
+            yield built.layer, built.reference
+
+
+def _build_model(
+    info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_unsupported: bool, wiring: Wiring | None
+) -> LoadedModel:
+    layers: list[Layer] = []
+    references: dict[str, ReferenceFn] = {}
+    skipped: list[str] = []
+    for item in iter_keras_layers(info, entries, skip_unsupported=skip_unsupported):
+        if isinstance(item, str):
+            skipped.append(item)
             continue
-        layers.append(built.layer)
-        if built.reference is not None:
-            references[built.layer.name] = built.reference
+        layer, reference = item
+        layers.append(layer)
+        if reference is not None:
+            references[layer.name] = reference
     if not layers:
         raise InputFormatError(
             "no layer lstmconv can convert was found", file=info.path, hint="; ".join(skipped) or None

@@ -121,14 +121,25 @@ def test_truncated_files_give_one_clear_error(suffix: str, fraction: float, tmp_
     assert str(cut) in str(caught.value)
 
 
-def test_disk_full_leaves_no_file_and_keeps_existing_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """Make both torch writers fail after writing something: the in-memory one and the layer-by-layer one."""
     import lstmconv.conversion as conversion
+    from lstmconv.formats.safetensors_stream import SafetensorsStream
 
-    def full_disk(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
+    def whole_file(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
         path.write_bytes(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise error
 
-    monkeypatch.setattr(conversion, "write_torch_file", full_disk)
+    def one_tensor(self: SafetensorsStream, key: str, array: np.ndarray) -> None:
+        self.handle.write(b"partial")
+        raise error
+
+    monkeypatch.setattr(conversion, "write_torch_file", whole_file)
+    monkeypatch.setattr(SafetensorsStream, "add", one_tensor)
+
+
+def test_disk_full_leaves_no_file_and_keeps_existing_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     out = tmp_path / "out.safetensors"
     with pytest.raises(OSError, match="No space left"):
         lstmconv.convert(SOURCE, out, to="torch")
@@ -143,27 +154,18 @@ def test_disk_full_leaves_no_file_and_keeps_existing_output(tmp_path: Path, monk
 def test_disk_full_through_the_cli_is_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    import lstmconv.conversion as conversion
     from lstmconv.cli import app
 
-    def full_disk(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(conversion, "write_torch_file", full_disk)
+    _fail_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     result = CliRunner().invoke(app, ["convert", str(SOURCE), str(tmp_path / "o.safetensors")])
     assert result.exit_code == 2 and "No space left" in result.output and "Traceback" not in result.output
 
 
-def test_interruption_during_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lstmconv.conversion as conversion
-
-    def interrupted(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
-        path.write_bytes(b"half")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(conversion, "write_torch_file", interrupted)
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_interruption_during_write_leaves_nothing(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_writes(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        lstmconv.convert(SOURCE, tmp_path / "out.safetensors", to="torch")
+        lstmconv.convert(SOURCE, tmp_path / f"out{suffix}", to="torch")
     assert list(tmp_path.iterdir()) == []
 
 
