@@ -422,12 +422,14 @@ def save_onnx(
             reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
 
     def check_written(path: Path) -> None:
+        onnx.checker.check_model(str(path), full_check=True)
         written = onnx.load(str(path))
-        onnx.checker.check_model(written, full_check=True)
-        from onnx import numpy_helper
-
-        back = {t.name: numpy_helper.to_array(t) for t in written.graph.initializer}
-        _compare_written(destination, build.initializers, back)
+        back = {t.name: t for t in written.graph.initializer}
+        if set(back) != set(build.initializers):
+            raise VerificationError("the written model does not hold the intended weights", file=destination)
+        for name, array in build.initializers.items():  # one tensor's bytes at a time
+            if back[name].raw_data != np.ascontiguousarray(array).tobytes():
+                raise VerificationError("weight read back differs from what was written", file=destination, tensor=name)
 
     _write_atomically(destination, lambda path: onnx.save(build.model, str(path)), check_written)
     return ConversionReport(

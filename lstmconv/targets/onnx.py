@@ -129,8 +129,7 @@ def build_onnx_model(model: CanonicalModel, *, per_layer: bool, producer_version
         producer_version=producer_version,
     )
     proto.ir_version = 8
-    onnx.checker.check_model(proto, full_check=True)
-    return OnnxBuild(proto, graph.initializers, functions, whole)
+    return OnnxBuild(proto, graph.initializers, functions, whole)  # checked (full_check) once written
 
 
 def _value_info(name: str, dtype: str, dims: list[int | str]) -> onnx.ValueInfoProto:
