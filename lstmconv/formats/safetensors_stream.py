@@ -49,7 +49,7 @@ class SafetensorsStream:
         self.handle.write(view)
         self.handle.flush()
         back = os.pread(self.handle.fileno(), len(view), start)
-        if back != view:
+        if not np.array_equal(np.frombuffer(back, dtype=np.uint8), np.frombuffer(view, dtype=np.uint8)):
             raise VerificationError("tensor read back differs from what was written", file=self.path, tensor=key)
         self.entries[key] = {
             "dtype": _DTYPES[data.dtype.name],
