@@ -117,14 +117,7 @@ def _plan_torch(
                 per_layer[layer.name] = torch_layout_state(layer)
                 continue
             if reasons:
-                refusals.append(
-                    UnsupportedFeatureError(
-                        "; ".join(reasons),
-                        layer=layer.name,
-                        hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
-                        "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
-                    )
-                )
+                refusals.append(torch_refusal(layer.name, reasons))
                 continue
         per_layer[layer.name] = layer_from_canonical(layer)
     left_out = [f"{r.layer}: {r.message}" for r in refusals]
@@ -136,6 +129,16 @@ def _plan_torch(
         )
     tensors = {f"{name}.{key}": value for name, params in per_layer.items() for key, value in params.items()}
     return tensors, per_layer, left_out
+
+
+def torch_refusal(layer: str, reasons: list[str]) -> UnsupportedFeatureError:
+    """The error for a layer torch.nn cannot compute, with what to do instead."""
+    return UnsupportedFeatureError(
+        "; ".join(reasons),
+        layer=layer,
+        hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
+        "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
+    )
 
 
 def convert(
@@ -162,40 +165,10 @@ def convert(
     destination = Path(destination)
     if to not in TARGETS:
         raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
-    if to == "onnx":
-        _check_suffix(destination, (".onnx",), force)
-        loaded = load_file(
-            source,
-            config=config,
-            source_format=source_format,
-            skip_unsupported=skip_unsupported,
-            allow_nonfinite=allow_nonfinite,
-        )
-        return save_onnx(
-            loaded, destination, per_layer=per_layer, verify=verify, force=force, skip_unsupported=skip_unsupported
-        )
-    if to == "canonical":
-        _check_suffix(destination, (".safetensors",), force)
-        loaded = load_file(
-            source,
-            config=config,
-            source_format=source_format,
-            skip_unsupported=skip_unsupported,
-            allow_nonfinite=allow_nonfinite,
-        )
-        return save_canonical(loaded, destination, verify=verify, force=force)
-    if to == "keras":
-        _check_suffix(destination, KERAS_SUFFIXES, force)
-        loaded = load_file(
-            source,
-            config=config,
-            source_format=source_format,
-            skip_unsupported=skip_unsupported,
-            allow_nonfinite=allow_nonfinite,
-        )
-        return save_keras(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
-    _check_torch_destination(destination, force)
-    if destination.suffix == ".safetensors" and emit_module is None and _is_keras_file(source, source_format):
+    # The destination is checked before anything is read, so a wrong name fails at once.
+    suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
+    _check_suffix(destination, suffixes[to], force)
+    if to == "torch" and destination.suffix == ".safetensors" and emit_module is None and _is_keras_file(source, source_format):
         from lstmconv.streaming import stream_keras_to_torch
 
         return stream_keras_to_torch(
@@ -208,12 +181,18 @@ def convert(
             allow_nonfinite=allow_nonfinite,
         )
     loaded = load_file(
-            source,
-            config=config,
-            source_format=source_format,
-            skip_unsupported=skip_unsupported,
-            allow_nonfinite=allow_nonfinite,
-        )
+        source,
+        config=config,
+        source_format=source_format,
+        skip_unsupported=skip_unsupported,
+        allow_nonfinite=allow_nonfinite,
+    )
+    if to == "onnx":
+        return save_onnx(loaded, destination, per_layer=per_layer, verify=verify, force=force, skip_unsupported=skip_unsupported)
+    if to == "canonical":
+        return save_canonical(loaded, destination, verify=verify, force=force)
+    if to == "keras":
+        return save_keras(loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     return save_torch(
         loaded, destination, verify=verify, force=force, skip_unsupported=skip_unsupported, emit_module=emit_module
     )

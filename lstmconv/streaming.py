@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
-from lstmconv.conversion import ConversionReport, LayerReport, _check, _check_torch_destination, describe
-from lstmconv.errors import InputFormatError, LstmconvError, RefusedConversionError, UnsupportedFeatureError
+from lstmconv.conversion import ConversionReport, LayerReport, _check, _check_torch_destination, describe, torch_refusal
+from lstmconv.errors import InputFormatError, RefusedConversionError
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.formats.torch_files import METADATA_KEY
@@ -73,14 +73,7 @@ def stream_keras_to_torch(
                 if not allow_nonfinite:
                     refuse_nonfinite_layer(layer, str(source))
                 if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
-                    refusals.append(
-                        UnsupportedFeatureError(
-                            "; ".join(reasons),
-                            layer=layer.name,
-                            hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
-                            "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
-                        )
-                    )
+                    refusals.append(torch_refusal(layer.name, reasons))
                     continue
                 if refusals and not skip_unsupported:
                     continue  # going on only to name every refused layer
@@ -153,5 +146,3 @@ def _check_header(path: Path, entries: dict[str, dict[str, object]]) -> None:
     if keys != set(entries):
         raise VerificationError("the written file does not list the tensors written", file=path)
 
-
-_ = LstmconvError
