@@ -351,17 +351,17 @@ def _keras3_entries(handle: h5py.File, model: dict[str, Any] | None, info: Keras
         index = used.get(snake, 0)
         used[snake] = index + 1
         unique = snake if index == 0 else f"{snake}_{index}"
-        parent = "".join(f"layers/{p}/" for p in _container_paths(prefix, counters))
+        if prefix:
+            raise ConfigError(
+                "nested models inside a Keras 3 model are not supported yet",
+                file=info.path,
+                layer=prefix[0],
+                hint="save the inner model on its own and convert that file",
+            )
         if cls in _NESTED_MODELS:
             continue
-        entries.append(_keras3_entry(handle, f"{parent}layers/{unique}", name, cls, cfg, info))
+        entries.append(_keras3_entry(handle, f"layers/{unique}", name, cls, cfg, info))
     return entries
-
-
-def _container_paths(prefix: list[str], counters: dict[tuple[str, ...], dict[str, int]]) -> list[str]:
-    if prefix:
-        raise ConfigError("nested models inside a Keras 3 model are not supported yet", layer=prefix[0])
-    return []
 
 
 def _natural_key(key: str) -> tuple[str, int]:

@@ -24,7 +24,6 @@ import numpy as np
 from lstmconv.activations import Activation
 from lstmconv.adapters.keras import recurrent_from_canonical
 from lstmconv.errors import UnsupportedFeatureError
-from lstmconv.keras_layout import KerasRecurrentArrays
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.reference.keras import keras_forward
 from lstmconv.schema import (
@@ -36,7 +35,6 @@ from lstmconv.schema import (
     EmbeddingLayer,
     Layer,
     RecurrentLayer,
-    RecurrentMeta,
     StackLevel,
 )
 
@@ -207,5 +205,3 @@ def _recurrent(layer: RecurrentLayer, keras_major: int) -> tuple[list[KerasLayer
 
     return plans, run
 
-
-_ = (KerasRecurrentArrays, RecurrentMeta)
