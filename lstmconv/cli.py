@@ -126,7 +126,7 @@ def _print_report(report: Any) -> None:
     table.add_column("layer")
     table.add_column("source")
     table.add_column("became")
-    table.add_column("max abs error", justify="right")
+    table.add_column("max error", justify="right")
     for layer in report.layers:
         if layer.became.startswith("identity"):
             continue
@@ -192,7 +192,7 @@ def verify(
     results = _run(lambda: compare_files(first, second))
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{first} vs {second}", title_justify="left")
-    for column in ("layer", "layer", "max abs error", "same"):
+    for column in ("layer", "layer", "max error", "same"):
         table.add_column(column)
     for r in results:
         error = "-" if r.max_abs_error is None else f"{r.max_abs_error:.2e}"

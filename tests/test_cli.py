@@ -28,7 +28,7 @@ def test_convert_writes_and_reports_each_layer(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert out.exists()
     assert "lstm" in result.output and "nn.LSTM(1, 12," in result.output and "nn.Linear(12, 1)" in result.output
-    assert "e-" in result.output  # the max abs error column
+    assert "e-" in result.output  # the max error column
     assert "wrote 6 tensors" in result.output
 
 
