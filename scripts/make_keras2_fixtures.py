@@ -4,7 +4,7 @@
     TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/make_keras2_fixtures.py
 
 Writes ``tests/data/keras2/<case>.h5`` (saved by tf_keras ``model.save``, or ``save_weights`` for the
-weights-only cases) and ``<case>.expected.npz`` holding what tf_keras itself computes:
+weights-only cases) and ``<case>.outputs.npz`` holding what tf_keras itself computes:
 
 * ``<layer>/x``, ``<layer>/y``, ``<layer>/states``: each recurrent layer rebuilt from its own config with
   ``return_sequences=True, return_state=True``, given the saved weights, called on ``x``
@@ -229,7 +229,7 @@ def main(selected: list[str]) -> None:
         else:
             model.save(str(path), save_format="h5", include_optimizer=False)
         expected = {**layer_outputs(model), **model_outputs(model)}
-        np.savez_compressed(OUT / f"{case}.expected.npz", **expected)
+        np.savez_compressed(OUT / f"{case}.outputs.npz", **expected)
         print(f"{case}: {path.stat().st_size} bytes, {len(expected)} arrays")
         if case == "sine_lstm":
             (ROOT / "examples").mkdir(exist_ok=True)

@@ -3,7 +3,7 @@
     /tmp/tfenv/bin/pip install tensorflow-cpu==2.21.0 tf_keras==2.21.0 tf2onnx
     TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/make_tf2onnx_fixtures.py
 
-Writes ``tests/data/tf2onnx/<case>.onnx`` (``tf2onnx.convert.from_keras``) and ``<case>.expected.npz`` with
+Writes ``tests/data/tf2onnx/<case>.onnx`` (``tf2onnx.convert.from_keras``) and ``<case>.outputs.npz`` with
 tf_keras' own outputs of each recurrent layer, in model order (``<k>/x``, ``<k>/y``, ``<k>/states``; see
 ``make_keras2_fixtures.layer_outputs``), plus the tf2onnx version in ``versions.json``.
 """
@@ -49,7 +49,7 @@ def main() -> None:
         for index, name in enumerate(names):
             for key in ("x", "y", "states"):
                 renamed[f"{index}/{key}"] = outputs[f"{name}/{key}"]
-        np.savez_compressed(OUT / f"{case}.expected.npz", **renamed)
+        np.savez_compressed(OUT / f"{case}.outputs.npz", **renamed)
         ops = sorted({n.op_type for n in proto.graph.node})
         print(case, ops)
     (OUT / "versions.json").write_text(

@@ -68,7 +68,7 @@ def test_second_seed_char_model_via_emitted_module_matches_keras(tmp_path: Path)
     out, emitted = tmp_path / "w.safetensors", tmp_path / "layers.py"
     lstmconv.convert(DATA / "keras2" / "char_lstm_sigmoid.h5", out, to="torch", emit_module=emitted)
     modules = _modules(out, emitted)
-    expected = np.load(DATA / "keras2" / "char_lstm_sigmoid.expected.npz")
+    expected = np.load(DATA / "keras2" / "char_lstm_sigmoid.outputs.npz")
     with torch.no_grad():
         y, (h, c) = modules["lstm"](torch.from_numpy(expected["lstm/x"]))
     assert_close(y.numpy(), expected["lstm/y"], "char LSTM y")

@@ -51,6 +51,6 @@ def test_keras1_per_gate_file_reads_exactly(tmp_path: Path, case: str, cell: str
     assert layer.source.layout == "keras1-per-gate" and layer.source.version is None
     assert layer.activations.gate is not None and layer.activations.gate.alpha == pytest.approx(0.2)
     assert any("hard_sigmoid" in fact for fact in layer.source.inferred)
-    expected = np.load(FIXTURES / f"{case}.expected.npz")
+    expected = np.load(FIXTURES / f"{case}.outputs.npz")
     out = loaded.references[name](expected[f"{cell}/x"], None)
     assert_close(out.y, expected[f"{cell}/y"], f"{case} keras1 y")

@@ -46,7 +46,7 @@ def test_every_fixture_is_covered() -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_keras_reference_reproduces_tf_keras(case: str) -> None:
     loaded = lstmconv.load(FIXTURES / f"{case}.h5")
-    expected = np.load(FIXTURES / f"{case}.expected.npz")
+    expected = np.load(FIXTURES / f"{case}.outputs.npz")
     layers = loaded.model.recurrent_layers()
     assert layers
     for layer in layers:
@@ -104,7 +104,7 @@ def test_torch_module_reproduces_tf_keras_or_is_refused(case: str, tmp_path: Pat
         return
     lstmconv.convert(FIXTURES / f"{case}.h5", destination, to="torch", skip_unsupported=bool(refused))
     modules = load_torch_modules(destination)
-    expected = np.load(FIXTURES / f"{case}.expected.npz")
+    expected = np.load(FIXTURES / f"{case}.outputs.npz")
     for layer in loaded.model.recurrent_layers():
         if layer.name in refused:
             assert layer.name not in modules

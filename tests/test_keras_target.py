@@ -64,7 +64,7 @@ def test_keras2_files_to_keras3_weights_reproduce_tf_keras(case: str, tmp_path: 
     out = tmp_path / "w.weights.h5"
     lstmconv.convert(source, out, to="keras")
     loaded = lstmconv.load(source)
-    expected = np.load(DATA / "keras2" / f"{case}.expected.npz")
+    expected = np.load(DATA / "keras2" / f"{case}.outputs.npz")
     for layer in loaded.model.recurrent_layers():
         # A one-layer Keras 3 model per recurrent layer, same class and config, weights from our file's arrays.
         from lstmconv.formats.keras_files import open_keras
@@ -133,7 +133,7 @@ def test_keras2_models_become_complete_keras3_models(case: str, tmp_path: Path) 
     out = tmp_path / "m.keras"
     lstmconv.convert(DATA / "keras2" / f"{case}.h5", out, to="keras")
     model = keras.saving.load_model(out)
-    expected = np.load(DATA / "keras2" / f"{case}.expected.npz")
+    expected = np.load(DATA / "keras2" / f"{case}.outputs.npz")
     xs = [expected[k] for k in sorted(k for k in expected if k.startswith("__model__/x"))]
     y = keras.ops.convert_to_numpy(model(xs if len(xs) > 1 else xs[0]))
     assert_close(y, expected["__model__/y"], f"{case}: Keras 3 load_model(.keras) vs tf_keras predict")

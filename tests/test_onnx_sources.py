@@ -294,7 +294,7 @@ def test_tf2onnx_files_reproduce_the_keras_layers(case: str, tmp_path: Path) -> 
     from lstmconv.errors import RefusedConversionError
 
     path = TF2ONNX / f"{case}.onnx"
-    expected = np.load(TF2ONNX / f"{case}.expected.npz")
+    expected = np.load(TF2ONNX / f"{case}.outputs.npz")
     loaded = lstmconv.load(path)
     layers = loaded.model.recurrent_layers()
     count = len({k.split("/")[0] for k in expected})

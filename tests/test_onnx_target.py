@@ -53,7 +53,7 @@ def test_whole_model_matches_tf_keras_predict(case: str, tmp_path: Path) -> None
     report = lstmconv.convert(FIXTURES / f"{case}.h5", out, to="onnx")
     assert "whole model" in report.target
     _assert_fused_only(out)
-    expected = np.load(FIXTURES / f"{case}.expected.npz")
+    expected = np.load(FIXTURES / f"{case}.outputs.npz")
     session = _session(out)
     names = [i.name for i in session.get_inputs()]
     feeds = {name: expected[f"__model__/x{k}"] for k, name in enumerate(names)}
@@ -70,7 +70,7 @@ def test_per_layer_models_match_each_layer(case: str, tmp_path: Path) -> None:
     lstmconv.convert(FIXTURES / f"{case}.h5", out, to="onnx", per_layer=True)
     _assert_fused_only(out)
     session = _session(out)
-    expected = np.load(FIXTURES / f"{case}.expected.npz")
+    expected = np.load(FIXTURES / f"{case}.outputs.npz")
     loaded = lstmconv.load(FIXTURES / f"{case}.h5")
     for layer in loaded.model.recurrent_layers():
         results = _run_layer(session, layer.name, expected[f"{layer.name}/x"])

@@ -45,7 +45,7 @@ def test_sine_lstm_converts_and_torch_reproduces_keras_predict(tmp_path: Path) -
     torch = pytest.importorskip("torch")
     from lstmconv.torch_modules import load_torch_modules
 
-    expected = np.load(SEEDS / "sine_lstm.expected.npz")
+    expected = np.load(SEEDS / "sine_lstm.outputs.npz")
     out = tmp_path / "sine.safetensors"
     lstmconv.convert(ROOT / "examples" / "sine_lstm.h5", out, to="torch")
     modules = load_torch_modules(out)
@@ -57,7 +57,7 @@ def test_sine_lstm_converts_and_torch_reproduces_keras_predict(tmp_path: Path) -
 
 def test_char_model_reference_reproduces_keras_predict_and_roundtrips() -> None:
     loaded = lstmconv.load(SEEDS / "char_lstm_sigmoid.h5")
-    expected = np.load(SEEDS / "char_lstm_sigmoid.expected.npz")
+    expected = np.load(SEEDS / "char_lstm_sigmoid.outputs.npz")
     assert_close(_predict_with_references(loaded, expected["__model__/x0"]), expected["__model__/y"], "char predict")
     lstm = loaded.model.recurrent_layers()[0]
     assert lstm.activations.candidate.name == "sigmoid" and lstm.activations.cell_output.name == "sigmoid"
