@@ -30,6 +30,7 @@ __all__ = [
     "detect_format",
     "load_file",
     "load_keras_weights",
+    "load_state_dict",
     "iter_keras_layers",
     "refuse_nonfinite_layer",
     "reading_errors",
@@ -166,12 +167,39 @@ def _load(path: Path, config: str | Path | None, source_format: str | None, skip
 
 
 def _load_torch(path: Path) -> LoadedModel:
-    from lstmconv.adapters.torch import find_torch_modules, recurrent_to_canonical
     from lstmconv.formats.torch_files import read_state_dict
+
+    tensors, metadata, notes = read_state_dict(path)
+    return _torch_model(tensors, metadata, notes, path)
+
+
+def load_state_dict(state_dict: Mapping[str, Any], *, nonlinearity: str | None = None) -> LoadedModel:
+    """Canonical form of a torch ``state_dict`` held in memory (tensors or arrays), e.g. ``module.state_dict()``.
+
+    Modules are found from the keys (``<prefix>.weight_ih_l0`` ...). ``nonlinearity`` states ``nn.RNN``'s
+    activation ('tanh' or 'relu'), which a state dict does not record.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in state_dict.items():
+        if hasattr(value, "detach"):  # a torch tensor; torch itself is never imported here
+            value = value.detach().cpu()
+            value = value.float().numpy() if str(value.dtype) == "torch.bfloat16" else value.numpy()
+        arrays[str(key)] = np.asarray(value)
+    return _torch_model(arrays, None, [], "<state_dict>", nonlinearity=nonlinearity)
+
+
+def _torch_model(
+    tensors: dict[str, np.ndarray],
+    metadata: dict[str, Any] | None,
+    notes: list[str],
+    path: Path | str,
+    *,
+    nonlinearity: str | None = None,
+) -> LoadedModel:
+    from lstmconv.adapters.torch import find_torch_modules, recurrent_to_canonical
     from lstmconv.schema import DenseLayer, DenseMeta, RecurrentLayer, RecurrentMeta
     from lstmconv.targets.torch import torch_layer_function
 
-    tensors, metadata, notes = read_state_dict(path)
     described = {m["name"]: m for m in (metadata or {}).get("layers", [])}  # written by lstmconv: exact facts
     custom = (metadata or {}).get("custom_modules", {})
     modules, leftover = find_torch_modules(tensors)

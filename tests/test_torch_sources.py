@@ -78,3 +78,18 @@ def test_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path: Path) 
     with pytest.raises(InputFormatError, match="weights_only=True"):
         lstmconv.load(path)
     assert not target.exists()
+
+
+def test_in_memory_state_dict_converts_like_a_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    loaded = lstmconv.load_state_dict({f"encoder.{k}": v for k, v in module.state_dict().items()})
+    (layer,) = loaded.model.recurrent_layers()
+    assert layer.name == "encoder" and layer.num_levels == 2 and layer.bidirectional and layer.reset_after
+    lstmconv.save_onnx(loaded, tmp_path / "g.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    y = session.run(["encoder.y"], {"encoder.x": x})[0]
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x))[0].numpy()
+    assert_close(y, expected, "in-memory state dict -> ONNX")
