@@ -401,7 +401,7 @@ def save_onnx(
             reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
 
     def check_written(path: Path) -> None:
-        onnx.checker.check_model(str(path), full_check=True)
+        onnx.checker.check_model(str(path), full_check=True)  # reads the file itself; freed before the next step
         written = onnx.load(str(path))
         back = {t.name: t for t in written.graph.initializer}
         if set(back) != set(build.initializers):
@@ -410,7 +410,11 @@ def save_onnx(
             if back[name].raw_data != np.ascontiguousarray(array).tobytes():
                 raise VerificationError("weight read back differs from what was written", file=destination, tensor=name)
 
-    _write_atomically(destination, lambda path: onnx.save(build.model, str(path)), check_written)
+    def write(path: Path) -> None:
+        onnx.save(build.model, str(path))
+        build.model = None  # type: ignore[assignment]  # the protobuf copy of the weights is done with
+
+    _write_atomically(destination, write, check_written)
     return ConversionReport(
         source=str(loaded.source),
         destination=str(destination),
