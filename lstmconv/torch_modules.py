@@ -58,6 +58,14 @@ def load_torch_modules(path: str | Path) -> dict[str, Any]:
     if header is None:
         raise InputFormatError("no lstmconv metadata in this file", file=path, hint="was it written by lstmconv?")
     metadata = json.loads(header)
+    custom = metadata.get("custom_modules", {})
+    if custom:
+        names = ", ".join(sorted(custom))
+        raise InputFormatError(
+            f"layers {names} need the module file written with --emit-module, not torch.nn",
+            file=path,
+            hint="use that file's build_modules() and load_state()",
+        )
     tensors = load_file(str(path))
     modules: dict[str, Any] = {}
     for meta in metadata["layers"]:

@@ -113,3 +113,12 @@ def test_onnx_peepholes_and_clip_via_emitted_module_match_onnxruntime(tmp_path: 
 def test_without_the_flag_the_refusal_mentions_it(tmp_path: Path) -> None:
     with pytest.raises(lstmconv.errors.RefusedConversionError, match="--emit-module"):
         lstmconv.convert(DATA / "keras2" / "char_lstm_sigmoid.h5", tmp_path / "w.safetensors", to="torch")
+
+
+def test_torch_nn_loader_refuses_layers_that_need_the_emitted_module(tmp_path: Path) -> None:
+    from lstmconv.torch_modules import load_torch_modules
+
+    out = tmp_path / "w.safetensors"
+    lstmconv.convert(DATA / "keras2" / "char_lstm_sigmoid.h5", out, to="torch", emit_module=tmp_path / "m.py")
+    with pytest.raises(lstmconv.errors.InputFormatError, match="need the module file written with --emit-module"):
+        load_torch_modules(out)
