@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,15 +405,19 @@ def save_onnx(
         onnx.checker.check_model(str(path), full_check=True)  # reads the file itself; freed before the next step
         written = onnx.load(str(path))
         back = {t.name: t for t in written.graph.initializer}
-        if set(back) != set(build.initializers):
+        if set(back) != set(build.checksums):
             raise VerificationError("the written model does not hold the intended weights", file=destination)
-        for name, array in build.initializers.items():  # one tensor's bytes at a time
-            if back[name].raw_data != np.ascontiguousarray(array).tobytes():
+        for name, checksum in build.checksums.items():
+            if zlib.crc32(back[name].raw_data) != checksum:
                 raise VerificationError("weight read back differs from what was written", file=destination, tensor=name)
 
+    written_count = len(build.initializers)
+    proto = build.to_model()  # checks done: the weights move into the protobuf, the arrays are released
+
     def write(path: Path) -> None:
-        onnx.save(build.model, str(path))
-        build.model = None  # type: ignore[assignment]  # the protobuf copy of the weights is done with
+        nonlocal proto
+        onnx.save(proto, str(path))
+        proto = None  # type: ignore[assignment]  # the read-back check needs only the checksums
 
     _write_atomically(destination, write, check_written)
     return ConversionReport(
@@ -422,7 +427,7 @@ def save_onnx(
         layers=tuple(reports),
         skipped=(*model.skipped, *left_out),
         verified=verify,
-        written_tensors=len(build.initializers),
+        written_tensors=written_count,
     )
 
 

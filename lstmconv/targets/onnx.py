@@ -19,6 +19,7 @@ output is flipped into Keras' processing order.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +52,40 @@ _INT_MIN = -(2**63)
 
 @dataclass
 class OnnxBuild:
-    """The model, the arrays meant to be written (by initializer name), and per-layer check functions."""
+    """A planned model: graph parts, the weight arrays, and per-layer check functions.
 
-    model: onnx.ModelProto
+    Run the checks first, then :meth:`to_model`: it drops the check functions and moves each array into the
+    protobuf one at a time, keeping a CRC-32 of its bytes for the read-back check, so the weights are held
+    about once, not three times.
+    """
+
+    nodes: list[onnx.NodeProto]
+    inputs: list[onnx.ValueInfoProto]
+    outputs: list[onnx.ValueInfoProto]
     initializers: dict[str, np.ndarray]
+    producer_version: str
     functions: dict[str, ReferenceFn] = field(default_factory=dict)
     whole_model: bool = False
+    checksums: dict[str, int] = field(default_factory=dict)
+
+    def to_model(self) -> onnx.ModelProto:
+        """The ModelProto (weights moved into it; the arrays and check functions are released)."""
+        self.functions.clear()
+        tensors = []
+        while self.initializers:
+            name, array = self.initializers.popitem()
+            tensors.append(numpy_helper.from_array(array, name))
+            self.checksums[name] = zlib.crc32(memoryview(array).cast("B"))
+            del array
+        graph = helper.make_graph(self.nodes, "lstmconv", self.inputs, self.outputs, tensors[::-1])
+        proto = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET)],
+            producer_name="lstmconv",
+            producer_version=self.producer_version,
+        )
+        proto.ir_version = 8
+        return proto
 
 
 class _Graph:
@@ -101,7 +130,7 @@ class _Graph:
 
 
 def build_onnx_model(model: CanonicalModel, *, per_layer: bool, producer_version: str) -> OnnxBuild:
-    """Build the ONNX model for ``model`` (whole model when its wiring allows and ``per_layer`` is False)."""
+    """Plan the ONNX model for ``model`` (whole model when its wiring allows and ``per_layer`` is False)."""
     graph = _Graph()
     functions: dict[str, ReferenceFn] = {}
     inputs: list[onnx.ValueInfoProto] = []
@@ -115,21 +144,7 @@ def build_onnx_model(model: CanonicalModel, *, per_layer: bool, producer_version
             _per_layer(graph, layer, inputs, outputs, functions)
     if not outputs:
         raise UnsupportedFeatureError("nothing to write: no recurrent, Dense or Embedding layer")
-    onnx_graph = helper.make_graph(
-        graph.nodes,
-        "lstmconv",
-        inputs,
-        outputs,
-        [numpy_helper.from_array(array, name) for name, array in graph.initializers.items()],
-    )
-    proto = helper.make_model(
-        onnx_graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="lstmconv",
-        producer_version=producer_version,
-    )
-    proto.ir_version = 8
-    return OnnxBuild(proto, graph.initializers, functions, whole)  # checked (full_check) once written
+    return OnnxBuild(graph.nodes, inputs, outputs, graph.initializers, producer_version, functions, whole)
 
 
 def _value_info(name: str, dtype: str, dims: list[int | str]) -> onnx.ValueInfoProto:
