@@ -534,8 +534,6 @@ def save_keras(
                 raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
 
     if archive:
-        from lstmconv import __version__
-
         wiring = loaded.model.wiring
         assert wiring is not None
         _write_atomically(destination, lambda path: write_keras_archive(path, plans, wiring, "3.0.0"), check_written)

@@ -7,7 +7,6 @@ real ``torch.nn`` modules are compared with Keras' own layer outputs.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

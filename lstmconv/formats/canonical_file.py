@@ -12,7 +12,6 @@ The header's ``"lstmconv_canonical"`` entry is the :class:`~lstmconv.schema.Cano
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -35,21 +35,9 @@ from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_wiring import wiring_from_config
 from lstmconv.schema import Wiring
 
-__all__ = ["open_keras", "is_keras_file", "flatten_config"]
+__all__ = ["open_keras", "flatten_config"]
 
 _NESTED_MODELS = {"Sequential", "Model", "Functional"}
-
-
-def is_keras_file(path: Path) -> bool:
-    """True for files this module reads (by content: HDF5 signature or a zip with config.json)."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(8)
-    except OSError:
-        return False
-    if head == b"\x89HDF\r\n\x1a\n":
-        return True
-    return head[:4] == b"PK\x03\x04" and path.suffix == ".keras"
 
 
 @contextlib.contextmanager

@@ -207,7 +207,7 @@ def _recurrent(
     meta = RecurrentMeta(
         name=entry.name,
         cell=cell_kind,
-        input_size=_input_size(cells[0], hidden),
+        input_size=_input_size(cells[0]),
         hidden_size=hidden,
         bidirectional=bidirectional,
         merge_mode=merge_mode,
@@ -297,7 +297,7 @@ def _hidden_size(cell: KerasCellArrays, kind: str, cfg: dict[str, Any]) -> int:
     return hidden
 
 
-def _input_size(cell: KerasCellArrays, hidden: int) -> int:
+def _input_size(cell: KerasCellArrays) -> int:
     kernel = cell.arrays.get("kernel", cell.arrays.get("W_i", cell.arrays.get("W_z")))
     if kernel is None or kernel.ndim != 2:
         raise ShapeMismatchError("kernel must be a matrix", tensor="kernel")

@@ -23,7 +23,6 @@ import numpy as np
 
 from lstmconv.activations import Activation
 from lstmconv.adapters.keras import recurrent_from_canonical
-from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.reference.keras import keras_forward
 from lstmconv.schema import (
@@ -33,7 +32,6 @@ from lstmconv.schema import (
     DenseLayer,
     DropoutLayer,
     EmbeddingLayer,
-    Layer,
     RecurrentLayer,
     StackLevel,
 )
