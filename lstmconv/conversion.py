@@ -27,7 +27,7 @@ from lstmconv.errors import (
 from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
 from lstmconv.loading import LoadedModel, load_file
 from lstmconv.reference.common import ReferenceFn
-from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
+from lstmconv.schema import SCHEMA_VERSION, DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function, usage_notes
 from lstmconv.verify import check_layer, tolerance
 
@@ -42,6 +42,10 @@ __all__ = [
     "save_keras",
     "to_torch_state_dict",
     "describe",
+    "torch_layer_report",
+    "torch_metadata",
+    "torch_refusals_error",
+    "write_atomically",
 ]
 
 TARGETS = ("torch", "keras", "onnx", "canonical")
@@ -123,11 +127,7 @@ def _plan_torch(
         per_layer[layer.name] = layer_from_canonical(layer)
     left_out = [f"{r.layer}: {r.message}" for r in refusals]
     if refusals and not skip_unsupported:
-        raise RefusedConversionError(
-            f"torch.nn cannot compute {len(refusals)} layer(s) exactly; nothing was written",
-            refusals=refusals,
-            file=loaded.source,
-        )
+        raise torch_refusals_error(refusals, loaded.source)
     tensors = {f"{name}.{key}": value for name, params in per_layer.items() for key, value in params.items()}
     return tensors, per_layer, left_out
 
@@ -140,6 +140,45 @@ def torch_refusal(layer: str, reasons: list[str]) -> UnsupportedFeatureError:
         hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
         "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
     )
+
+
+def torch_refusals_error(refusals: list[LstmconvError], source: str | Path) -> RefusedConversionError:
+    """The error listing every layer torch.nn cannot compute."""
+    return RefusedConversionError(
+        f"torch.nn cannot compute {len(refusals)} layer(s) exactly; nothing was written",
+        refusals=refusals,
+        file=str(source),
+    )
+
+
+def torch_layer_report(
+    layer: Layer,
+    params: dict[str, np.ndarray],
+    error: float | None,
+    tol: float | None,
+    check_notes: tuple[str, ...],
+    emitted_class: str | None = None,
+) -> LayerReport:
+    """The report row of a layer written for torch."""
+    became = emitted_class + " (emitted module)" if emitted_class else torch_module_spec(layer) or "identity (no parameters)"
+    if params:
+        became += f" as {layer.name}.*"
+    notes = (
+        (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentLayer, DenseLayer)) else ()
+    )
+    return LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes))
+
+
+def torch_metadata(
+    layers: list[Layer], source: str | Path, source_format: str, custom_modules: dict[str, str]
+) -> dict[str, object]:
+    """What a torch file's header carries: each layer's description, the source, the emitted-module layers."""
+    return {
+        "lstmconv_schema": SCHEMA_VERSION,
+        "layers": [layer.meta().model_dump(mode="json") for layer in layers],
+        "source": {"file": Path(str(source)).name, "format": source_format},
+        "custom_modules": custom_modules,
+    }
 
 
 def convert(
@@ -247,27 +286,22 @@ def save_torch(
         elif isinstance(layer, (RecurrentLayer, DenseLayer)):
             target = torch_layer_function(layer, per_layer[layer.name])
         error, tol, check_notes = _check(loaded, layer, target, "the torch parameters", verify)
-        became = torch_module_spec(layer) or "identity (no parameters)"
-        if layer.name in custom_names:
-            became = f"{MODULE_CLASS[layer.cell]} (emitted module)"  # type: ignore[union-attr]
-        if per_layer[layer.name]:
-            became += f" as {layer.name}.*"
-        notes = (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentLayer, DenseLayer)) else ()
-        reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
-    metadata = {
-        "lstmconv_schema": loaded.model.metadata().lstmconv_schema,
-        "layers": [l.meta().model_dump(mode="json") for l in loaded.model.layers if l.name in per_layer],
-        "source": {"file": Path(str(source)).name, "format": loaded.source_format},
-        "custom_modules": {layer.name: MODULE_CLASS[layer.cell] for layer in custom},
-    }
+        emitted = MODULE_CLASS[layer.cell] if layer.name in custom_names else None  # type: ignore[union-attr]
+        reports.append(torch_layer_report(layer, per_layer[layer.name], error, tol, check_notes, emitted))
+    metadata = torch_metadata(
+        [layer for layer in loaded.model.layers if layer.name in per_layer],
+        source,
+        loaded.source_format,
+        {layer.name: MODULE_CLASS[layer.cell] for layer in custom},
+    )
     if module_path is not None and module_text is not None:
         text = module_text
 
         def check_module(path: Path) -> None:
             compile(path.read_text(), str(path), "exec")
 
-        _write_atomically(module_path, lambda path: path.write_text(text), check_module)
-    _write_atomically(
+        write_atomically(module_path, lambda path: path.write_text(text), check_module)
+    write_atomically(
         destination,
         lambda path: write_torch_file(path, tensors, metadata),
         lambda path: _compare_written(destination, tensors, read_torch_file(path)[0]),
@@ -316,7 +350,7 @@ def _check_destination(destination: Path, force: bool) -> None:
         raise InputFormatError("destination folder does not exist", file=destination.parent)
 
 
-def _write_atomically(destination: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
+def write_atomically(destination: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
     """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then rename it."""
     handle, temporary_name = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
@@ -419,7 +453,7 @@ def save_onnx(
         onnx.save(proto, str(path))
         proto = None  # type: ignore[assignment]  # the read-back check needs only the checksums
 
-    _write_atomically(destination, write, check_written)
+    write_atomically(destination, write, check_written)
     return ConversionReport(
         source=str(loaded.source),
         destination=str(destination),
@@ -454,7 +488,7 @@ def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool
         if back.metadata() != loaded.model.metadata():
             raise VerificationError("metadata read back differs from what was written", file=destination)
 
-    _write_atomically(destination, lambda path: write_canonical(path, loaded.model), check_written)
+    write_atomically(destination, lambda path: write_canonical(path, loaded.model), check_written)
     return ConversionReport(
         source=str(loaded.source),
         destination=str(destination),
@@ -536,10 +570,10 @@ def save_keras(
     if archive:
         wiring = loaded.model.wiring
         assert wiring is not None
-        _write_atomically(destination, lambda path: write_keras_archive(path, plans, wiring, "3.0.0"), check_written)
+        write_atomically(destination, lambda path: write_keras_archive(path, plans, wiring, "3.0.0"), check_written)
     else:
         writer = write_keras3_weights if keras3 else write_keras2_weights
-        _write_atomically(destination, lambda path: writer(path, plans), check_written)
+        write_atomically(destination, lambda path: writer(path, plans), check_written)
     return ConversionReport(
         source=str(loaded.source),
         destination=str(destination),

@@ -9,24 +9,33 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
-from lstmconv.conversion import ConversionReport, LayerReport, _check, _check_torch_destination, describe, torch_refusal
-from lstmconv.errors import InputFormatError, RefusedConversionError
+from lstmconv.adapters.torch import layer_from_canonical, torch_refusals
+from lstmconv.conversion import (
+    ConversionReport,
+    LayerReport,
+    _check,
+    _check_torch_destination,
+    torch_layer_report,
+    torch_metadata,
+    torch_refusal,
+    torch_refusals_error,
+    write_atomically,
+)
+from lstmconv.errors import InputFormatError, LstmconvError, RefusedConversionError, VerificationError
+from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.formats.torch_files import METADATA_KEY
 from lstmconv.loading import LoadedModel, iter_keras_layers, reading_errors, refuse_nonfinite_layer
-from lstmconv.schema import SCHEMA_VERSION, CanonicalModel, DenseLayer, RecurrentLayer
-from lstmconv.targets.torch import torch_layer_function, usage_notes
+from lstmconv.schema import CanonicalModel, DenseLayer, Layer, RecurrentLayer
+from lstmconv.targets.torch import torch_layer_function
 
 __all__ = ["stream_keras_to_torch"]
 
 
-def _reserve(entries: list) -> int:  # type: ignore[type-arg]
+def _reserve(entries: list[KerasLayerEntry]) -> int:
     """Generous room for the header: every tensor name, shape and offset, and each layer's description."""
     names = sum(len(entry.name) for entry in entries)
     tensors = sum(len(entry.array_names) for entry in entries)
@@ -46,20 +55,18 @@ def stream_keras_to_torch(
     """Convert a Keras file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
     source, destination = Path(source), Path(destination)
     _check_torch_destination(destination, force)
-    handle, temporary_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp.safetensors", dir=destination.parent)
-    os.close(handle)
-    temporary = Path(temporary_name)
-    stream: SafetensorsStream | None = None
-    try:
-        with contextlib.ExitStack() as stack:
-            with reading_errors(source):  # parser errors are about the input; write errors stay OSErrors
-                info, entries, _wiring = stack.enter_context(open_keras(source, config))
-            stream = SafetensorsStream(temporary, _reserve(entries))
-            metas, reports, skipped, refusals = [], [], [], []
-            seen: set[str] = set()
+    reports: list[LayerReport] = []
+    skipped: list[str] = []
+    refusals: list[LstmconvError] = []
+    written: list[str] = []
+
+    def write(path: Path, info: KerasFileInfo, entries: list[KerasLayerEntry]) -> None:
+        stream = SafetensorsStream(path, _reserve(entries))
+        try:
+            converted: list[Layer] = []  # descriptions of the layers written (no arrays)
             layers = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
             while True:
-                with reading_errors(source):
+                with reading_errors(source):  # parser errors are about the input; write errors stay OSErrors
                     item = next(layers, None)
                 if item is None:
                     break
@@ -67,9 +74,8 @@ def stream_keras_to_torch(
                     skipped.append(item)
                     continue
                 layer, reference = item
-                if layer.name in seen:
+                if any(layer.name == done.name for done in converted):
                     raise InputFormatError(f"two layers are named {layer.name!r}", file=source)
-                seen.add(layer.name)
                 if not allow_nonfinite:
                     refuse_nonfinite_layer(layer, str(source))
                 if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
@@ -78,52 +84,41 @@ def stream_keras_to_torch(
                 if refusals and not skip_unsupported:
                     continue  # going on only to name every refused layer
                 params = layer_from_canonical(layer)
-                loaded_one = LoadedModel(
+                one = LoadedModel(
                     model=CanonicalModel(layers=(layer,)),
                     references={layer.name: reference} if reference is not None else {},
                     source=str(source),
                 )
                 target = torch_layer_function(layer, params) if isinstance(layer, (RecurrentLayer, DenseLayer)) else None
-                error, tol, check_notes = _check(loaded_one, layer, target, "the torch parameters", verify)
+                error, tol, check_notes = _check(one, layer, target, "the torch parameters", verify)
                 for key in sorted(params):
                     stream.add(f"{layer.name}.{key}", params[key])
-                metas.append(layer.meta().model_dump(mode="json"))
-                became = torch_module_spec(layer) or "identity (no parameters)"
-                if params:
-                    became += f" as {layer.name}.*"
-                notes = (
-                    (*layer.source.inferred, *usage_notes(layer), *check_notes)
-                    if isinstance(layer, (RecurrentLayer, DenseLayer))
-                    else ()
-                )
-                reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
-                del params, layer, reference, loaded_one
+                reports.append(torch_layer_report(layer, params, error, tol, check_notes))
+                converted.append(layer.meta())  # the description only: the arrays go with this iteration
+                del params, layer, reference, one
             if refusals and not skip_unsupported:
-                raise RefusedConversionError(
-                    f"torch.nn cannot compute {len(refusals)} layer(s) exactly; nothing was written",
-                    refusals=refusals,
-                    file=str(source),
-                )
+                raise torch_refusals_error(refusals, source)
             if not stream.entries:
                 hint = "; ".join(skipped) or None
                 raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint)
-            metadata = {
-                "lstmconv_schema": SCHEMA_VERSION,
-                "layers": metas,
-                "source": {"file": source.name, "format": "keras"},
-                "custom_modules": {},
-            }
+            metadata = torch_metadata(converted, source, "keras", {})
             stream.finish({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-            _check_header(temporary, stream.entries)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, destination)
-    except BaseException:
-        if stream is not None:
+            written.extend(stream.entries)
+        finally:
             stream.abort()
-        temporary.unlink(missing_ok=True)
-        raise
+
+    def check(path: Path) -> None:
+        """The finished file parses as safetensors and lists exactly the tensors written."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as handle:
+            if set(handle.keys()) != set(written):  # noqa: SIM118 - not a dict
+                raise VerificationError("the written file does not list the tensors written", file=path)
+
+    with contextlib.ExitStack() as stack:
+        with reading_errors(source):
+            info, entries, _wiring = stack.enter_context(open_keras(source, config))
+        write_atomically(destination, lambda path: write(path, info, entries), check)
     return ConversionReport(
         source=str(source),
         destination=str(destination),
@@ -131,18 +126,5 @@ def stream_keras_to_torch(
         layers=tuple(reports),
         skipped=(*skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
         verified=verify,
-        written_tensors=len(stream.entries),
+        written_tensors=len(written),
     )
-
-
-def _check_header(path: Path, entries: dict[str, dict[str, object]]) -> None:
-    """The finished file parses as safetensors and lists exactly the tensors written."""
-    from safetensors import safe_open
-
-    from lstmconv.errors import VerificationError
-
-    with safe_open(str(path), framework="numpy") as handle:
-        keys = set(handle.keys())  # noqa: SIM118 - not a dict
-    if keys != set(entries):
-        raise VerificationError("the written file does not list the tensors written", file=path)
-
