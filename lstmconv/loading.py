@@ -33,6 +33,7 @@ __all__ = [
     "load_state_dict",
     "iter_keras_layers",
     "refuse_nonfinite_layer",
+    "refuse_without_recurrent",
     "reading_errors",
 ]
 
@@ -106,9 +107,23 @@ def load_file(
     path = Path(path)
     with reading_errors(path):
         loaded = _load(path, config, source_format, skip_unsupported)
+    refuse_without_recurrent(loaded.model.layers, loaded.model.skipped, path)
     if not allow_nonfinite:
         _refuse_nonfinite(loaded)
     return loaded
+
+
+def refuse_without_recurrent(layers: Sequence[object], skipped: Sequence[str], path: str | Path) -> None:
+    """lstmconv moves recurrent layers: a file without one is refused rather than half-converted."""
+    from lstmconv.schema import RecurrentMeta
+
+    if not any(isinstance(layer, RecurrentMeta) for layer in layers):
+        found = ", ".join(getattr(layer, "name", "?") for layer in layers)
+        raise InputFormatError(
+            "no LSTM, GRU or SimpleRNN layer in this file",
+            file=path,
+            hint=f"found only: {found}" + (f"; left out: {'; '.join(skipped)}" if skipped else ""),
+        )
 
 
 @contextlib.contextmanager

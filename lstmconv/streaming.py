@@ -28,7 +28,13 @@ from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.formats.torch_files import METADATA_KEY
-from lstmconv.loading import LoadedModel, iter_keras_layers, reading_errors, refuse_nonfinite_layer
+from lstmconv.loading import (
+    LoadedModel,
+    iter_keras_layers,
+    reading_errors,
+    refuse_nonfinite_layer,
+    refuse_without_recurrent,
+)
 from lstmconv.schema import CanonicalModel, DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function
 
@@ -98,6 +104,8 @@ def stream_keras_to_torch(
                 del params, layer, reference, one
             if refusals and not skip_unsupported:
                 raise torch_refusals_error(refusals, source)
+            if not refusals:  # a refused layer is a recurrent one: the file has some
+                refuse_without_recurrent(converted, skipped, source)
             if not stream.entries:
                 hint = "; ".join(skipped) or None
                 raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint)

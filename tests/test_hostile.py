@@ -214,8 +214,11 @@ def test_file_with_no_recurrent_layer_is_refused(tmp_path: Path) -> None:
         group.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
         group.create_dataset("dense/kernel:0", data=np.ones((3, 2), np.float32))
         group.create_dataset("dense/bias:0", data=np.ones(2, np.float32))
-    loaded = lstmconv.load(path)  # a Dense alone loads; converting to ONNX per layer works
-    assert not loaded.model.recurrent_layers()
+    with pytest.raises(InputFormatError, match=r"dense_only.h5: no LSTM, GRU or SimpleRNN layer.*found only: dense"):
+        lstmconv.load(path)
+    with pytest.raises(InputFormatError, match="no LSTM, GRU or SimpleRNN layer"):
+        lstmconv.convert(path, path.with_suffix(".safetensors"), to="torch")
+    assert not path.with_suffix(".safetensors").exists()
 
 
 @pytest.mark.parametrize("name", ["loops_hdf5.weights.h5", "loops_hdf5_2.weights.h5"])
