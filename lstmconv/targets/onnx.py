@@ -316,10 +316,8 @@ def _sequence_output(graph: _Graph, layer: RecurrentLayer, Y: str) -> str:
     if layer.merge_mode == "concat":
         moved = graph.one("Transpose", [Y], f"{name}_batch_time_first", 4, perm=[2, 0, 1, 3])
         return graph.one("Reshape", [moved, graph.ints(f"{name}_shape", [0, 0, -1])], f"{name}_concat", 3)
-    forward, backward = graph.op("Split", [Y, graph.ints(f"{name}_halves", [1, 1])], f"{name}_direction", 4, outputs=2, axis=1)
-    merged = _merge(graph, layer, forward, backward, 4)
-    squeezed = graph.one("Squeeze", [merged, graph.ints(f"{name}_axis1", [1])], f"{name}_merged", 3)
-    return graph.one("Transpose", [squeezed], f"{name}_batch_first", 3, perm=[1, 0, 2])
+    merged = _merge(graph, layer, Y, axis=1)  # [T, B, H]
+    return graph.one("Transpose", [merged], f"{name}_batch_first", 3, perm=[1, 0, 2])
 
 
 def _last_step_output(graph: _Graph, layer: RecurrentLayer, Y_h: str) -> str:
@@ -330,12 +328,19 @@ def _last_step_output(graph: _Graph, layer: RecurrentLayer, Y_h: str) -> str:
     if layer.merge_mode == "concat":
         moved = graph.one("Transpose", [Y_h], f"{name}_batch_first", 3, perm=[1, 0, 2])
         return graph.one("Reshape", [moved, graph.ints(f"{name}_shape", [0, -1])], f"{name}_concat", 2)
-    forward, backward = graph.op("Split", [Y_h, graph.ints(f"{name}_halves", [1, 1])], f"{name}_direction", 3, outputs=2, axis=0)
-    merged = _merge(graph, layer, forward, backward, 3)
-    return graph.one("Squeeze", [merged, graph.ints(f"{name}_axis0", [0])], f"{name}_last", 2)
+    return _merge(graph, layer, Y_h, axis=0)  # [B, H]
 
 
-def _merge(graph: _Graph, layer: RecurrentLayer, forward: str, backward: str, rank: int) -> str:
+def _merge(graph: _Graph, layer: RecurrentLayer, value: str, *, axis: int) -> str:
+    """Merge the two directions held along ``axis`` of ``value`` (Keras merge_mode sum/mul/ave); drops that axis."""
+    name = layer.name
+    rank = graph.rank[value]
+    forward, backward = graph.op("Split", [value, graph.ints(f"{name}_halves", [1, 1])], f"{name}_direction", rank, outputs=2, axis=axis)
+    merged = _combine(graph, layer, forward, backward, rank)
+    return graph.one("Squeeze", [merged, graph.ints(f"{name}_direction_axis", [axis])], f"{name}_merged", rank - 1)
+
+
+def _combine(graph: _Graph, layer: RecurrentLayer, forward: str, backward: str, rank: int) -> str:
     name = layer.name
     if layer.merge_mode == "sum":
         return graph.one("Add", [forward, backward], f"{name}_sum", rank)
