@@ -162,7 +162,7 @@ def _whole_model(
     wiring = model.wiring
     assert wiring is not None
     values: dict[str, str] = {}
-    for index, model_input in enumerate(wiring.inputs):
+    for model_input in wiring.inputs:
         name = "input" if len(wiring.inputs) == 1 else f"input_{model_input.name}"
         dims: list[int | str] = ["batch"] + [d if d is not None else f"{name}_d{k + 1}" for k, d in enumerate(model_input.shape)]
         dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
@@ -180,7 +180,7 @@ def _whole_model(
         except KeyError as missing:
             raise UnsupportedFeatureError(f"input {missing} of this layer is not available", layer=layer_name) from None
         values[layer_name] = _emit(graph, layer, incoming, functions, full_sequence=False)
-    for index, output in enumerate(wiring.outputs):
+    for output in wiring.outputs:
         name = "output" if len(wiring.outputs) == 1 else output
         value = values[output]
         graph.nodes.append(helper.make_node("Identity", [value], [name], name=graph.fresh(f"{name}_Identity")))
