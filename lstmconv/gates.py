@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from lstmconv.copying import copy_into
 from lstmconv.errors import ShapeMismatchError
 
 __all__ = [
@@ -115,20 +116,6 @@ def stack_gates(gates: Mapping[str, np.ndarray], layout: str, cell: str, *, axis
     start = 0
     for block in blocks:
         index[axis] = slice(start, start + block.shape[axis])
-        _copy(out[tuple(index)], block)
+        copy_into(out[tuple(index)], block)
         start += block.shape[axis]
     return out
-
-
-_TILE = 256
-
-
-def _copy(target: np.ndarray, source: np.ndarray) -> None:
-    """``target[...] = source``, tile by tile when ``source`` is a transposed view (twice as fast: cache-friendly)."""
-    if source.ndim != 2 or source.flags.c_contiguous or source.size < _TILE * _TILE:
-        target[...] = source
-        return
-    rows, cols = source.shape
-    for i in range(0, rows, _TILE):
-        for j in range(0, cols, _TILE):
-            target[i : i + _TILE, j : j + _TILE] = source[i : i + _TILE, j : j + _TILE]
