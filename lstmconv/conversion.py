@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmconv.adapters.torch import layer_from_canonical, torch_layout_state, torch_module_spec, torch_refusals
+from lstmconv.checking import check_conversion
 from lstmconv.errors import (
     InputFormatError,
     LstmconvError,
@@ -27,9 +28,8 @@ from lstmconv.errors import (
 from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
 from lstmconv.loading import LoadedModel, load_file
 from lstmconv.reference.common import ReferenceFn
-from lstmconv.schema import SCHEMA_VERSION, DenseLayer, Layer, RecurrentLayer
+from lstmconv.schema import SCHEMA_VERSION, DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function, usage_notes
-from lstmconv.verify import check_layer, tolerance
 
 __all__ = [
     "TARGETS",
@@ -77,9 +77,9 @@ class ConversionReport:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-def describe(layer: Layer) -> str:
+def describe(layer: Layer | RecurrentMeta | DenseMeta) -> str:
     """Short human description, e.g. 'LSTM 33->200, bidirectional (concat)'."""
-    if isinstance(layer, RecurrentLayer):
+    if isinstance(layer, RecurrentMeta):
         kind = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}[layer.cell]
         text = f"{kind} {layer.input_size}->{layer.hidden_size}"
         if layer.num_levels > 1:
@@ -93,10 +93,10 @@ def describe(layer: Layer) -> str:
         acts = layer.activations
         text += f", {acts.gate or ''}{'/' if acts.gate else ''}{acts.candidate}"
         return text
-    if isinstance(layer, DenseLayer):
+    if isinstance(layer, DenseMeta):
         prefix = "TimeDistributed(Dense)" if layer.time_distributed else "Dense"
         return f"{prefix} {layer.input_size}->{layer.units}, {layer.activation}"
-    return type(layer).__name__.replace("Layer", "")
+    return type(layer).__name__.removesuffix("Layer").removesuffix("Meta")
 
 
 def to_torch_state_dict(loaded: LoadedModel, *, skip_unsupported: bool = False) -> dict[str, np.ndarray]:
@@ -164,7 +164,7 @@ def torch_layer_report(
     if params:
         became += f" as {layer.name}.*"
     notes = (
-        (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentLayer, DenseLayer)) else ()
+        (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentMeta, DenseMeta)) else ()
     )
     return LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes))
 
@@ -285,7 +285,7 @@ def save_torch(
                 ) from None
         elif isinstance(layer, (RecurrentLayer, DenseLayer)):
             target = torch_layer_function(layer, per_layer[layer.name])
-        error, tol, check_notes = _check(loaded, layer, target, "the torch parameters", verify)
+        error, tol, check_notes = check_conversion(loaded, layer, target, "the torch parameters", verify)
         emitted = MODULE_CLASS[layer.cell] if layer.name in custom_names else None  # type: ignore[union-attr]
         reports.append(torch_layer_report(layer, per_layer[layer.name], error, tol, check_notes, emitted))
     metadata = torch_metadata(
@@ -429,7 +429,7 @@ def save_onnx(
     build = build_onnx_model(kept, per_layer=not whole, producer_version=__version__)
     reports = []
     for layer in kept.layers:
-        error, tol, check_notes = _check(loaded, layer, build.functions.get(layer.name), "the ONNX operators", verify)
+        error, tol, check_notes = check_conversion(loaded, layer, build.functions.get(layer.name), "the ONNX operators", verify)
         if isinstance(layer, (RecurrentLayer, DenseLayer)) or layer.name in build.functions:
             notes = (*layer.source.inferred, *layer.source.notes, *check_notes) if isinstance(layer, RecurrentLayer) else check_notes
             became = "fused " + layer.cell.upper() if isinstance(layer, RecurrentLayer) else "MatMul + Add"
@@ -477,7 +477,7 @@ def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool
     reports = []
     for layer in loaded.model.layers:
         target = functools.partial(canonical_forward, layer) if isinstance(layer, RecurrentLayer) else None
-        error, tol, check_notes = _check(loaded, layer, target, "the canonical weights", verify)
+        error, tol, check_notes = check_conversion(loaded, layer, target, "the canonical weights", verify)
         notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
         reports.append(LayerReport(layer.name, describe(layer), "canonical", error, tol, notes))
     meant = canonical_tensors(loaded.model)
@@ -544,7 +544,7 @@ def save_keras(
         layer_plans = [p for p in plans if p.source_layer == layer.name]
         if not layer_plans:
             continue
-        error, tol, check_notes = _check(loaded, layer, function, "the Keras arrays", verify)
+        error, tol, check_notes = check_conversion(loaded, layer, function, "the Keras arrays", verify)
         became = ", ".join(
             f"{p.class_name}({p.inner_class + '(' if p.inner_class else ''}{p.config.get('units', p.config.get('layer', {}).get('config', {}).get('units', ''))}"
             f"{')' if p.inner_class else ''}) '{p.name}'"
@@ -583,37 +583,3 @@ def save_keras(
         verified=verify,
         written_tensors=sum(len(a) for a in meant.values()),
     )
-
-
-def _check(
-    loaded: LoadedModel, layer: Layer, target: ReferenceFn | None, what: str, verify: bool
-) -> tuple[float | None, float | None, tuple[str, ...]]:
-    """Run the numeric check of one layer: (error, tolerance, notes). Raises VerificationError on a mismatch.
-
-    ``what`` names the target in the message ("the ONNX operators"). Layers with non-finite weights (allowed
-    with --allow-nonfinite) are not checked and say so.
-    """
-    reference = loaded.references.get(layer.name)
-    if not verify or target is None or reference is None or not isinstance(layer, (RecurrentLayer, DenseLayer)):
-        return None, None, ()
-    if not _finite(layer):
-        return None, None, ("not checked numerically: the weights hold NaN or Inf",)
-    tol = tolerance(layer.dtype)
-    error = check_layer(layer, reference, target)
-    if not error <= tol:
-        raise VerificationError(
-            f"{what} do not compute the source layer's function",
-            file=loaded.source,
-            layer=layer.name,
-            expected=f"max difference <= {tol:g}",
-            actual=f"{error:.3g}",
-            hint="this is a bug in lstmconv; please report it with the file",
-        )
-    return error, tol, ()
-
-
-def _finite(layer: Layer) -> bool:
-    from lstmconv.formats.canonical_file import canonical_tensors
-    from lstmconv.schema import CanonicalModel
-
-    return all(np.isfinite(a).all() for a in canonical_tensors(CanonicalModel(layers=(layer,))).values())

@@ -1,21 +1,28 @@
 """Keras file -> torch ``.safetensors``, one layer at a time.
 
 A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
-largest layer rather than the model (``benchmarks/bench.py large`` measures it). Behaviour and file bytes are
-those of :func:`lstmconv.conversion.save_torch`; this is only the order of the work.
+largest layer rather than the model (``benchmarks/bench.py large`` measures it). Reading, converting and
+checking the next layer runs in a background thread while the current one is written (about two layers
+in memory). Behaviour and file bytes are those of :func:`lstmconv.conversion.save_torch`; this is only the
+order of the work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from threadpoolctl import threadpool_limits
+
 from lstmconv.adapters.torch import layer_from_canonical, torch_refusals
+from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.conversion import (
     ConversionReport,
     LayerReport,
-    _check,
     _check_torch_destination,
     torch_layer_report,
     torch_metadata,
@@ -35,10 +42,20 @@ from lstmconv.loading import (
     refuse_nonfinite_layer,
     refuse_without_recurrent,
 )
-from lstmconv.schema import CanonicalModel, DenseLayer, Layer, RecurrentLayer
+from lstmconv.run_ahead import run_ahead
+from lstmconv.schema import CanonicalModel, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function
 
 __all__ = ["stream_keras_to_torch"]
+
+
+@dataclass
+class _Prepared:
+    """One layer's torch parameters, converted, with the source half of its check done."""
+
+    meta: Layer  # the description, without arrays
+    params: dict[str, np.ndarray]
+    checking: SourceSide
 
 
 def _reserve(entries: list[KerasLayerEntry]) -> int:
@@ -61,47 +78,60 @@ def stream_keras_to_torch(
     """Convert a Keras file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
     source, destination = Path(source), Path(destination)
     _check_torch_destination(destination, force)
+    # filled by the background thread of ``prepared``; read here only once it has finished
     reports: list[LayerReport] = []
     skipped: list[str] = []
     refusals: list[LstmconvError] = []
+    converted: list[Layer] = []  # descriptions of the layers written (no arrays)
     written: list[str] = []
+
+    def prepared(info: KerasFileInfo, entries: list[KerasLayerEntry]) -> Iterator[_Prepared]:
+        """Read, convert and check each layer (run ahead of the writing, in a background thread)."""
+        layers = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
+        while True:
+            with reading_errors(source):  # parser errors are about the input; write errors stay OSErrors
+                item = next(layers, None)
+            if item is None:
+                return
+            if isinstance(item, str):
+                skipped.append(item)
+                continue
+            layer, reference = item
+            if any(layer.name == done.name for done in converted):
+                raise InputFormatError(f"two layers are named {layer.name!r}", file=source)
+            if not allow_nonfinite:
+                refuse_nonfinite_layer(layer, str(source))
+            if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
+                refusals.append(torch_refusal(layer.name, reasons))
+                continue
+            if refusals and not skip_unsupported:
+                continue  # going on only to name every refused layer
+            params = layer_from_canonical(layer)
+            one = LoadedModel(
+                model=CanonicalModel(layers=(layer,)),
+                references={layer.name: reference} if reference is not None else {},
+                source=str(source),
+            )
+            # the source half of the check runs here, while the source arrays are in memory; the target half
+            # runs in the writing thread, from the converted arrays alone
+            checking = check_source_side(one, layer, verify, known_finite=not allow_nonfinite)
+            meta = layer.meta()
+            converted.append(meta)  # the description only: the arrays go with the parameters
+            yield _Prepared(meta, params, checking)
+            del params, layer, reference, one
 
     def write(path: Path, info: KerasFileInfo, entries: list[KerasLayerEntry]) -> None:
         stream = SafetensorsStream(path, _reserve(entries))
         try:
-            converted: list[Layer] = []  # descriptions of the layers written (no arrays)
-            layers = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
-            while True:
-                with reading_errors(source):  # parser errors are about the input; write errors stay OSErrors
-                    item = next(layers, None)
-                if item is None:
-                    break
-                if isinstance(item, str):
-                    skipped.append(item)
-                    continue
-                layer, reference = item
-                if any(layer.name == done.name for done in converted):
-                    raise InputFormatError(f"two layers are named {layer.name!r}", file=source)
-                if not allow_nonfinite:
-                    refuse_nonfinite_layer(layer, str(source))
-                if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
-                    refusals.append(torch_refusal(layer.name, reasons))
-                    continue
-                if refusals and not skip_unsupported:
-                    continue  # going on only to name every refused layer
-                params = layer_from_canonical(layer)
-                one = LoadedModel(
-                    model=CanonicalModel(layers=(layer,)),
-                    references={layer.name: reference} if reference is not None else {},
-                    source=str(source),
-                )
-                target = torch_layer_function(layer, params) if isinstance(layer, (RecurrentLayer, DenseLayer)) else None
-                error, tol, check_notes = _check(one, layer, target, "the torch parameters", verify)
-                for key in sorted(params):
-                    stream.add(f"{layer.name}.{key}", params[key])
-                reports.append(torch_layer_report(layer, params, error, tol, check_notes))
-                converted.append(layer.meta())  # the description only: the arrays go with this iteration
-                del params, layer, reference, one
+            for layer in run_ahead(prepared(info, entries)):
+                for key in sorted(layer.params):
+                    stream.add(f"{layer.meta.name}.{key}", layer.params[key])
+                stream.flush_behind()
+                target = torch_layer_function(layer.meta, layer.params) if isinstance(layer.meta, (RecurrentMeta, DenseMeta)) else None
+                error, tol, check_notes = layer.checking.finish(target, "the torch parameters")
+                reports.append(torch_layer_report(layer.meta, layer.params, error, tol, check_notes))
+                del layer, target
+            # the background thread is finished: the lists it filled are complete
             if refusals and not skip_unsupported:
                 raise torch_refusals_error(refusals, source)
             if not refusals:  # a refused layer is a recurrent one: the file has some
@@ -124,6 +154,9 @@ def stream_keras_to_torch(
                 raise VerificationError("the written file does not list the tensors written", file=path)
 
     with contextlib.ExitStack() as stack:
+        # The check's products are memory-bound (batch 4); two BLAS threads per side would fight over two cores
+        # and the memory bus with the reading and writing threads (measured: the check ran 2.5x slower).
+        stack.enter_context(threadpool_limits(1, user_api="blas"))
         with reading_errors(source):
             info, entries, _wiring = stack.enter_context(open_keras(source, config))
         write_atomically(destination, lambda path: write(path, info, entries), check)

@@ -15,7 +15,7 @@ import numpy as np
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.schema import DenseMeta, RecurrentMeta
 
-__all__ = ["tolerance", "random_inputs", "max_difference", "check_layer"]
+__all__ = ["tolerance", "random_inputs", "max_difference", "check_layer", "source_output", "difference_from"]
 
 _BATCH, _STEPS = 4, 7
 
@@ -97,5 +97,20 @@ def check_layer(meta: RecurrentMeta | DenseMeta, source: ReferenceFn, target: Re
 
     NaN where both sides have NaN (weights allowed to be non-finite) counts as equal.
     """
+    return difference_from(meta, source_output(meta, source, seed), target, seed)
+
+
+def source_output(meta: RecurrentMeta | DenseMeta, source: ReferenceFn, seed: int = 0) -> LayerOutput:
+    """The first half of :func:`check_layer`: the source side's output on the check's inputs.
+
+    Split out so that a streaming conversion can run it before the source arrays are dropped and the target
+    side later, holding only the converted arrays.
+    """
     x, states = random_inputs(meta, seed)
-    return max_difference(source(x, states), target(x, states), relative_above_one=True)
+    return source(x, states)
+
+
+def difference_from(meta: RecurrentMeta | DenseMeta, expected: LayerOutput, target: ReferenceFn, seed: int = 0) -> float:
+    """The second half of :func:`check_layer`: how far ``target`` is from :func:`source_output`'s result."""
+    x, states = random_inputs(meta, seed)
+    return max_difference(expected, target(x, states), relative_above_one=True)

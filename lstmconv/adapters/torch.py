@@ -19,8 +19,10 @@ from lstmconv.gates import CELL_GATES, split_gates, stack_gates
 from lstmconv.schema import (
     CellActivations,
     DenseLayer,
+    DenseMeta,
     DirectionWeights,
     EmbeddingLayer,
+    EmbeddingMeta,
     GateWeights,
     Layer,
     RecurrentLayer,
@@ -131,9 +133,9 @@ def layer_from_canonical(layer: Layer) -> dict[str, np.ndarray]:
     return {}
 
 
-def torch_module_spec(layer: Layer) -> str | None:
+def torch_module_spec(layer: Layer | RecurrentMeta | DenseMeta | EmbeddingMeta) -> str | None:
     """The torch module that holds ``layer``'s parameters, as Python source (for reports and docs)."""
-    if isinstance(layer, RecurrentLayer):
+    if isinstance(layer, RecurrentMeta):
         cls = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[layer.cell]
         args = [f"{layer.input_size}", f"{layer.hidden_size}"]
         if layer.num_levels > 1:
@@ -148,9 +150,9 @@ def torch_module_spec(layer: Layer) -> str | None:
         if layer.cell == "rnn" and layer.activations.candidate.name == "relu":
             args.append("nonlinearity='relu'")
         return f"nn.{cls}({', '.join(args)})"
-    if isinstance(layer, DenseLayer):
+    if isinstance(layer, DenseMeta):
         return f"nn.Linear({layer.input_size}, {layer.units}{'' if layer.use_bias else ', bias=False'})"
-    if isinstance(layer, EmbeddingLayer):
+    if isinstance(layer, EmbeddingMeta):
         return f"nn.Embedding({layer.vocabulary_size}, {layer.embedding_size})"
     return None
 

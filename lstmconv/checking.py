@@ -1,0 +1,93 @@
+"""Run the numeric check of one converted layer and turn its outcome into a report row or an error.
+
+The check itself (inputs, tolerances, differences) is :mod:`lstmconv.verify`; this module decides whether a
+layer is checked at all (``--no-verify``, no reference for the source, non-finite weights allowed by
+``--allow-nonfinite``) and raises :class:`VerificationError` on a mismatch. It runs in two halves so that a
+streaming conversion can compute the source side while the source arrays are in memory and the target side
+later from the converted arrays alone (:func:`check_source_side`, :meth:`SourceSide.finish`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmconv.errors import VerificationError
+from lstmconv.loading import LoadedModel
+from lstmconv.reference.common import LayerOutput, ReferenceFn
+from lstmconv.schema import CanonicalModel, DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.verify import difference_from, source_output, tolerance
+
+__all__ = ["CheckOutcome", "SourceSide", "check_conversion", "check_source_side"]
+
+# (max difference, tolerance, notes); the numbers are None when the layer was not checked
+CheckOutcome = tuple[float | None, float | None, tuple[str, ...]]
+
+_NOT_FINITE = ("not checked numerically: the weights hold NaN or Inf",)
+
+
+@dataclass(frozen=True)
+class SourceSide:
+    """The first half of a layer's check: the source reference's output (None when the layer is not checked).
+
+    Holds the layer's description and the small output arrays only, never the weights.
+    """
+
+    source: str
+    meta: RecurrentMeta | DenseMeta | None
+    expected: LayerOutput | None
+    notes: tuple[str, ...] = ()
+
+    def finish(self, target: ReferenceFn | None, what: str) -> CheckOutcome:
+        """Run ``target`` on the same inputs and compare; ``what`` names it in the error ("the ONNX operators")."""
+        if self.meta is None or self.expected is None or target is None:
+            return None, None, self.notes
+        tol = tolerance(self.meta.dtype)
+        error = difference_from(self.meta, self.expected, target)
+        if not error <= tol:
+            raise VerificationError(
+                f"{what} do not compute the source layer's function",
+                file=self.source,
+                layer=self.meta.name,
+                expected=f"max difference <= {tol:g}",
+                actual=f"{error:.3g}",
+                hint="this is a bug in lstmconv; please report it with the file",
+            )
+        return error, tol, ()
+
+
+def check_source_side(loaded: LoadedModel, layer: Layer, verify: bool, *, known_finite: bool = False) -> SourceSide:
+    """Compute the source half of ``layer``'s check.
+
+    Layers with non-finite weights (allowed with --allow-nonfinite) are not checked and say so;
+    ``known_finite`` skips looking for them again when the caller has refused them already.
+    """
+    reference = loaded.references.get(layer.name)
+    if not verify or reference is None or not isinstance(layer, (RecurrentLayer, DenseLayer)):
+        return SourceSide(loaded.source, None, None)
+    if not known_finite and not _finite(layer):
+        return SourceSide(loaded.source, None, None, _NOT_FINITE)
+    meta = layer.meta()
+    return SourceSide(loaded.source, meta, source_output(meta, reference))
+
+
+def check_conversion(
+    loaded: LoadedModel,
+    layer: Layer,
+    target: ReferenceFn | None,
+    what: str,
+    verify: bool,
+    *,
+    known_finite: bool = False,
+) -> CheckOutcome:
+    """Both halves at once: (error, tolerance, notes). Raises VerificationError on a mismatch."""
+    if target is None:
+        return None, None, ()
+    return check_source_side(loaded, layer, verify, known_finite=known_finite).finish(target, what)
+
+
+def _finite(layer: Layer) -> bool:
+    from lstmconv.formats.canonical_file import canonical_tensors
+
+    return all(np.isfinite(a).all() for a in canonical_tensors(CanonicalModel(layers=(layer,))).values())

@@ -1,0 +1,69 @@
+"""Compute the next item of an iterator in a background thread while the caller handles the current one.
+
+Used by the streaming conversion: reading, converting and checking layer k+1 (NumPy, h5py and BLAS release the
+GIL) overlaps with writing layer k. At most two items exist at once, the one the caller holds and the one
+being computed, so memory stays bounded by two layers rather than the model.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import TypeVar
+
+__all__ = ["run_ahead"]
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+def run_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Yield ``items`` in order, each computed while the caller still handles the one before.
+
+    An exception raised by ``items`` is raised here, at the item where it happened. When the caller stops
+    early (an exception, ``break``, Ctrl-C), the background thread is told to stop and joined: it finishes the
+    item it is computing, never starts another, and nothing runs on after this generator is closed; then
+    ``items`` is closed.
+    """
+    handed: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=1)
+    may_compute = threading.Semaphore(1)  # the caller holds one item; one more may be computed
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while True:
+                may_compute.acquire()
+                if stop.is_set():
+                    return
+                item = next(items, _DONE)
+                handed.put((item, None))
+                if item is _DONE:
+                    return
+        except BaseException as error:  # handed to the caller's thread, which raises it
+            handed.put((_DONE, error))
+
+    worker = threading.Thread(target=produce, name="lstmconv-run-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = handed.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            may_compute.release()  # the next item is computed while the caller handles this one
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        may_compute.release()  # wake the worker if it waits for room, so that it sees ``stop``
+        while worker.is_alive():
+            try:  # make room if it is handing over an item nobody will take
+                handed.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
+        close = getattr(items, "close", None)
+        if close is not None:  # run the iterator's own clean-up, in this thread, now that the worker is gone
+            close()

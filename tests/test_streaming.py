@@ -1,0 +1,140 @@
+"""The streamed Keras -> torch path: same file and report as the in-memory path, and its building blocks
+(the run-ahead thread, the parallel transposition, the safetensors stream) under success and failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+import lstmconv
+from lstmconv.conversion import save_torch
+from lstmconv.copying import copy_into
+from lstmconv.errors import VerificationError
+from lstmconv.formats.safetensors_stream import SafetensorsStream
+from lstmconv.loading import load_file
+from lstmconv.run_ahead import run_ahead
+from lstmconv.streaming import stream_keras_to_torch
+from tests.conftest import DATA
+
+KERAS2 = sorted((DATA / "keras2").glob("*.h5"))
+
+
+def _tensors(path: Path) -> tuple[dict[str, bytes], dict[str, str] | None]:
+    with safe_open(str(path), framework="numpy") as handle:
+        return {key: handle.get_tensor(key).tobytes() for key in handle.keys()}, handle.metadata()  # noqa: SIM118
+
+
+@pytest.mark.parametrize("source", KERAS2, ids=lambda p: p.stem)
+def test_streamed_file_and_report_equal_the_in_memory_path(source: Path, tmp_path: Path) -> None:
+    streamed_path, whole_path = tmp_path / "streamed.safetensors", tmp_path / "whole.safetensors"
+    try:
+        whole = save_torch(load_file(source), whole_path, skip_unsupported=True)
+    except lstmconv.LstmconvError as refused:
+        with pytest.raises(type(refused)) as caught:
+            stream_keras_to_torch(source, streamed_path, skip_unsupported=True)
+        assert str(caught.value) == str(refused)
+        assert not streamed_path.exists()
+        return
+    streamed = stream_keras_to_torch(source, streamed_path, skip_unsupported=True)
+    assert _tensors(streamed_path) == _tensors(whole_path)
+    assert [(r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in streamed.layers] == [
+        (r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in whole.layers
+    ]
+    assert streamed.skipped == whole.skipped
+
+
+def test_run_ahead_keeps_order_and_holds_two_items_at_most() -> None:
+    finished = 0  # items the caller is done with
+    alive: list[int] = []
+
+    def items() -> Iterator[int]:
+        for index in range(12):
+            alive.append(index + 1 - finished)  # this one, and those the caller has not finished with
+            yield index
+
+    got = []
+    for item in run_ahead(items()):
+        time.sleep(0.01)  # a slow caller: a producer not held back would run ahead
+        got.append(item)
+        finished += 1
+    assert got == list(range(12))
+    assert max(alive) == 2
+
+
+def test_run_ahead_raises_the_producers_error_after_the_items_before_it() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("broken layer")
+
+    got = []
+    with pytest.raises(ValueError, match="broken layer"):
+        for item in run_ahead(items()):
+            got.append(item)
+    assert got == [1, 2]
+
+
+@pytest.mark.parametrize("stop", [ZeroDivisionError, KeyboardInterrupt])
+def test_run_ahead_stops_and_closes_the_producer_when_the_caller_fails(stop: type[BaseException]) -> None:
+    started: list[int] = []
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            for index in range(100):
+                started.append(index)
+                yield index
+        finally:
+            closed.set()
+
+    threads_before = threading.active_count()
+    with pytest.raises(stop):
+        for item in run_ahead(items()):
+            if item == 3:
+                raise stop()
+    assert closed.is_set()
+    assert max(started) <= 4  # the one being handled and at most one computed ahead
+    assert threading.active_count() == threads_before
+
+
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [((3000, 1111), np.float32), ((257, 4100), np.float64), ((4096, 2048), np.float32), ((100, 70), np.float16)],
+)
+def test_copy_into_equals_a_plain_copy(shape: tuple[int, int], dtype: type) -> None:
+    source = np.random.default_rng(0).standard_normal(shape[::-1]).astype(dtype).T  # a transposed view
+    target = np.empty(shape, dtype=dtype)
+    copy_into(target, source)
+    assert target.tobytes() == np.ascontiguousarray(source).tobytes()
+
+
+def test_stream_detects_a_tensor_that_does_not_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = SafetensorsStream(tmp_path / "x.safetensors", 1024)
+    original = stream.handle.write
+
+    def corrupting(data: memoryview) -> int:
+        return original(bytes(data)[:-1] + b"\x00")  # the last byte wrong
+
+    monkeypatch.setattr(stream.handle, "write", corrupting)
+    with pytest.raises(VerificationError, match="read back"):
+        stream.add("w", np.full((64, 64), 7, dtype=np.float32))
+    stream.abort()
+
+
+def test_stream_writes_what_safetensors_reads_with_background_flushes(tmp_path: Path) -> None:
+    path = tmp_path / "x.safetensors"
+    arrays = {f"t{k}": np.random.default_rng(k).standard_normal((300, 70 + k)).astype(np.float32) for k in range(6)}
+    stream = SafetensorsStream(path, 64)  # too small on purpose: the header must grow once
+    for key, array in arrays.items():
+        stream.add(key, array)
+        stream.flush_behind()
+    stream.finish({"note": "x"})
+    back, metadata = _tensors(path)
+    assert back == {key: array.tobytes() for key, array in arrays.items()}
+    assert metadata == {"note": "x"}
