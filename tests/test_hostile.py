@@ -130,7 +130,7 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
         raise error
 
     def one_tensor(self: SafetensorsStream, key: str, array: np.ndarray) -> None:
-        self.handle.write(b"partial")
+        self.file.handle.write(b"partial")
         raise error
 
     monkeypatch.setattr(conversion, "write_torch_file", whole_file)

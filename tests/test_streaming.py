@@ -116,12 +116,12 @@ def test_copy_into_equals_a_plain_copy(shape: tuple[int, int], dtype: type) -> N
 
 def test_stream_detects_a_tensor_that_does_not_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stream = SafetensorsStream(tmp_path / "x.safetensors", 1024)
-    original = stream.handle.write
+    original = stream.file.handle.write
 
     def corrupting(data: memoryview) -> int:
         return original(bytes(data)[:-1] + b"\x00")  # the last byte wrong
 
-    monkeypatch.setattr(stream.handle, "write", corrupting)
+    monkeypatch.setattr(stream.file.handle, "write", corrupting)
     with pytest.raises(VerificationError, match="read back"):
         stream.add("w", np.full((64, 64), 7, dtype=np.float32))
     stream.abort()
