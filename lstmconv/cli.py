@@ -151,7 +151,7 @@ def inspect(
     source_format: Annotated[Source | None, typer.Option("--from", help="Source format.")] = None,
 ) -> None:
     """List the layers lstmconv finds in SRC, without converting."""
-    from lstmconv.conversion import describe
+    from lstmconv.reporting import describe
     from lstmconv.loading import load_file
 
     loaded = _run(

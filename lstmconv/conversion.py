@@ -1,16 +1,9 @@
-"""``convert``: load a source, build the target's tensors, check them numerically, write atomically.
-
-The destination is written to a temporary file beside it and renamed into place only after the write and
-the read-back comparison succeed, so a failure never leaves a partial or changed destination.
-"""
+"""``convert``: load a source, build the target's tensors, check them numerically, write atomically
+(:mod:`lstmconv.writing`), and report each layer (:mod:`lstmconv.reporting`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +11,7 @@ import numpy as np
 from lstmconv.adapters.torch import layer_from_canonical, torch_layout_state, torch_module_spec, torch_refusals
 from lstmconv.checking import check_conversion
 from lstmconv.errors import (
-    InputFormatError,
     LstmconvError,
-    OutputExistsError,
     RefusedConversionError,
     UnsupportedFeatureError,
     VerificationError,
@@ -28,12 +19,14 @@ from lstmconv.errors import (
 from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
 from lstmconv.loading import LoadedModel, load_file
 from lstmconv.reference.common import ReferenceFn
+from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.schema import SCHEMA_VERSION, DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function, usage_notes
+from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
 
 __all__ = [
     "TARGETS",
-    "LayerReport",
+    "LayerReport",  # from lstmconv.reporting
     "ConversionReport",
     "convert",
     "save_torch",
@@ -41,62 +34,12 @@ __all__ = [
     "save_canonical",
     "save_keras",
     "to_torch_state_dict",
-    "describe",
     "torch_layer_report",
     "torch_metadata",
     "torch_refusals_error",
-    "write_atomically",
 ]
 
 TARGETS = ("torch", "keras", "onnx", "canonical")
-
-
-@dataclass(frozen=True)
-class LayerReport:
-    """What happened to one layer."""
-
-    name: str
-    kind: str
-    became: str
-    max_abs_error: float | None
-    tolerance: float | None
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ConversionReport:
-    """The outcome of a conversion, layer by layer."""
-
-    source: str
-    destination: str
-    target: str
-    layers: tuple[LayerReport, ...]
-    skipped: tuple[str, ...] = ()
-    verified: bool = True
-    written_tensors: int = 0
-    warnings: tuple[str, ...] = field(default_factory=tuple)
-
-
-def describe(layer: Layer | RecurrentMeta | DenseMeta) -> str:
-    """Short human description, e.g. 'LSTM 33->200, bidirectional (concat)'."""
-    if isinstance(layer, RecurrentMeta):
-        kind = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}[layer.cell]
-        text = f"{kind} {layer.input_size}->{layer.hidden_size}"
-        if layer.num_levels > 1:
-            text += f" x{layer.num_levels} levels"
-        if layer.bidirectional:
-            text += f", bidirectional ({layer.merge_mode})"
-        if layer.go_backwards:
-            text += ", go_backwards"
-        if layer.cell == "gru":
-            text += f", reset_after={layer.reset_after}"
-        acts = layer.activations
-        text += f", {acts.gate or ''}{'/' if acts.gate else ''}{acts.candidate}"
-        return text
-    if isinstance(layer, DenseMeta):
-        prefix = "TimeDistributed(Dense)" if layer.time_distributed else "Dense"
-        return f"{prefix} {layer.input_size}->{layer.units}, {layer.activation}"
-    return type(layer).__name__.removesuffix("Layer").removesuffix("Meta")
 
 
 def to_torch_state_dict(loaded: LoadedModel, *, skip_unsupported: bool = False) -> dict[str, np.ndarray]:
@@ -207,7 +150,7 @@ def convert(
         raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
     # The destination is checked before anything is read, so a wrong name fails at once.
     suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
-    _check_suffix(destination, suffixes[to], force)
+    check_suffix(destination, suffixes[to], force)
     if to == "torch" and destination.suffix == ".safetensors" and emit_module is None and _is_keras_file(source, source_format):
         from lstmconv.streaming import stream_keras_to_torch
 
@@ -258,7 +201,7 @@ def save_torch(
     _check_torch_destination(destination, force)
     module_path = Path(emit_module) if emit_module is not None else None
     if module_path is not None:
-        _check_suffix(module_path, (".py",), force)
+        check_suffix(module_path, (".py",), force)
     source = loaded.source
     custom: list[RecurrentLayer] = []
     tensors, per_layer, refused = _plan_torch(
@@ -325,48 +268,7 @@ def _is_keras_file(source: str | Path, source_format: str | None) -> bool:
 
 
 def _check_torch_destination(destination: Path, force: bool) -> None:
-    _check_suffix(destination, TORCH_SUFFIXES, force)
-
-
-KERAS_SUFFIXES = (".weights.h5", ".h5", ".keras")
-
-
-def _check_suffix(destination: Path, suffixes: tuple[str, ...], force: bool) -> None:
-    if not destination.name.endswith(suffixes):
-        raise InputFormatError(
-            f"this target writes {', '.join(suffixes)} files, not '{destination.suffix or 'no suffix'}'",
-            file=destination,
-            hint=f"name the output e.g. {destination.with_suffix(suffixes[0]).name}",
-        )
-    _check_destination(destination, force)
-
-
-def _check_destination(destination: Path, force: bool) -> None:
-    if destination.exists() and not force:
-        raise OutputExistsError("destination exists", file=destination, hint="pass --force to overwrite it")
-    if destination.is_dir():
-        raise OutputExistsError("destination is a directory", file=destination)
-    if not destination.parent.exists():
-        raise InputFormatError("destination folder does not exist", file=destination.parent)
-
-
-def write_atomically(destination: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
-    """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then rename it."""
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
-    )
-    os.close(handle)
-    temporary = Path(temporary_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file a normal file's mode
-    try:
-        write(temporary)
-        check(temporary)
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    check_suffix(destination, TORCH_SUFFIXES, force)
 
 
 def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: dict[str, np.ndarray]) -> None:
@@ -402,7 +304,7 @@ def save_onnx(
     from lstmconv.targets.onnx import build_onnx_model
 
     destination = Path(destination)
-    _check_suffix(destination, (".onnx",), force)
+    check_suffix(destination, (".onnx",), force)
     model = loaded.model
     refusals = [
         UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint="pass --skip-unsupported with --per-layer to convert the other layers")
@@ -473,7 +375,7 @@ def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool
     from lstmconv.reference.canonical import canonical_forward
 
     destination = Path(destination)
-    _check_suffix(destination, (".safetensors",), force)
+    check_suffix(destination, (".safetensors",), force)
     reports = []
     for layer in loaded.model.layers:
         target = functools.partial(canonical_forward, layer) if isinstance(layer, RecurrentLayer) else None
@@ -509,7 +411,7 @@ def save_keras(
     from lstmconv.targets.keras import plan_keras_layers
 
     destination = Path(destination)
-    _check_suffix(destination, KERAS_SUFFIXES, force)
+    check_suffix(destination, KERAS_SUFFIXES, force)
     archive = destination.suffix == ".keras"
     keras3 = archive or destination.name.endswith(".weights.h5")
     major = 3 if keras3 else 2

@@ -21,14 +21,11 @@ from threadpoolctl import threadpool_limits
 from lstmconv.adapters.torch import layer_from_canonical, torch_refusals
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.conversion import (
-    ConversionReport,
-    LayerReport,
     _check_torch_destination,
     torch_layer_report,
     torch_metadata,
     torch_refusal,
     torch_refusals_error,
-    write_atomically,
 )
 from lstmconv.errors import InputFormatError, LstmconvError, RefusedConversionError, VerificationError
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
@@ -43,8 +40,10 @@ from lstmconv.loading import (
     refuse_without_recurrent,
 )
 from lstmconv.run_ahead import run_ahead
+from lstmconv.reporting import ConversionReport, LayerReport
 from lstmconv.schema import CanonicalModel, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function
+from lstmconv.writing import write_atomically
 
 __all__ = ["stream_keras_to_torch"]
 
