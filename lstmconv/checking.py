@@ -57,19 +57,20 @@ class SourceSide:
         return error, tol, ()
 
 
-def check_source_side(loaded: LoadedModel, layer: Layer, verify: bool, *, known_finite: bool = False) -> SourceSide:
-    """Compute the source half of ``layer``'s check.
+def check_source_side(
+    source: str, layer: Layer, reference: ReferenceFn | None, verify: bool, *, known_finite: bool = False
+) -> SourceSide:
+    """Compute the source half of ``layer``'s check (``reference``: the source layout's function of it).
 
     Layers with non-finite weights (allowed with --allow-nonfinite) are not checked and say so;
     ``known_finite`` skips looking for them again when the caller has refused them already.
     """
-    reference = loaded.references.get(layer.name)
     if not verify or reference is None or not isinstance(layer, (RecurrentLayer, DenseLayer)):
-        return SourceSide(loaded.source, None, None)
+        return SourceSide(source, None, None)
     if not known_finite and not _finite(layer):
-        return SourceSide(loaded.source, None, None, _NOT_FINITE)
+        return SourceSide(source, None, None, _NOT_FINITE)
     meta = layer.meta()
-    return SourceSide(loaded.source, meta, source_output(meta, reference))
+    return SourceSide(source, meta, source_output(meta, reference))
 
 
 def check_conversion(
@@ -84,7 +85,8 @@ def check_conversion(
     """Both halves at once: (error, tolerance, notes). Raises VerificationError on a mismatch."""
     if target is None:
         return None, None, ()
-    return check_source_side(loaded, layer, verify, known_finite=known_finite).finish(target, what)
+    reference = loaded.references.get(layer.name)
+    return check_source_side(loaded.source, layer, reference, verify, known_finite=known_finite).finish(target, what)
 
 
 def _finite(layer: Layer) -> bool:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from lstmconv.errors import (
 )
 from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
 from lstmconv.loading import LoadedModel, load_file
+from lstmconv.onnx_saving import save_onnx
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.schema import SCHEMA_VERSION, DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
@@ -163,6 +163,19 @@ def convert(
             skip_unsupported=skip_unsupported,
             allow_nonfinite=allow_nonfinite,
         )
+    if to == "onnx" and _is_keras_file(source, source_format):
+        from lstmconv.streaming import stream_keras_to_onnx
+
+        return stream_keras_to_onnx(
+            source,
+            destination,
+            config=config,
+            per_layer=per_layer,
+            verify=verify,
+            force=force,
+            skip_unsupported=skip_unsupported,
+            allow_nonfinite=allow_nonfinite,
+        )
     loaded = load_file(
         source,
         config=config,
@@ -261,7 +274,7 @@ def save_torch(
 
 
 def _is_keras_file(source: str | Path, source_format: str | None) -> bool:
-    """Keras sources are converted to torch layer by layer (lstmconv.streaming)."""
+    """Keras sources are converted to torch and ONNX layer by layer (lstmconv.streaming)."""
     from lstmconv.loading import detect_format
 
     return (source_format or detect_format(Path(source))) == "keras"
@@ -284,87 +297,6 @@ def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: d
         same = back.dtype == value.dtype and back.shape == value.shape
         if not same or np.ascontiguousarray(back).tobytes() != np.ascontiguousarray(value).tobytes():
             raise VerificationError("tensor read back differs from what was written", file=destination, tensor=key)
-
-
-def save_onnx(
-    loaded: LoadedModel,
-    destination: str | Path,
-    *,
-    per_layer: bool = False,
-    verify: bool = True,
-    force: bool = False,
-    skip_unsupported: bool = False,
-) -> ConversionReport:
-    """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked."""
-    import onnx
-
-    from lstmconv import __version__
-    from lstmconv.adapters.onnx import onnx_refusals
-    from lstmconv.schema import CanonicalModel
-    from lstmconv.targets.onnx import build_onnx_model
-
-    destination = Path(destination)
-    check_suffix(destination, (".onnx",), force)
-    model = loaded.model
-    refusals = [
-        UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint="pass --skip-unsupported with --per-layer to convert the other layers")
-        for layer in model.recurrent_layers()
-        if (reasons := onnx_refusals(layer))
-    ]
-    whole = not per_layer and model.wiring is not None
-    if whole and model.wiring is not None and model.wiring.unsupported:
-        refusals += [UnsupportedFeatureError(reason, hint="pass --per-layer to convert layer by layer") for reason in model.wiring.unsupported]
-    left_out = [f"{r.layer}: {r.message}" for r in refusals]
-    if refusals and (whole or not skip_unsupported):
-        raise RefusedConversionError(
-            f"{'the whole model' if whole else f'{len(refusals)} layer(s)'} cannot be expressed with ONNX operators "
-            "exactly; nothing was written",
-            refusals=refusals,
-            file=loaded.source,
-        )
-    refused_names = {r.layer for r in refusals}
-    kept = CanonicalModel(
-        layers=tuple(layer for layer in model.layers if layer.name not in refused_names),
-        skipped=model.skipped,
-        wiring=model.wiring if whole else None,
-    )
-    build = build_onnx_model(kept, per_layer=not whole, producer_version=__version__)
-    reports = []
-    for layer in kept.layers:
-        error, tol, check_notes = check_conversion(loaded, layer, build.functions.get(layer.name), "the ONNX operators", verify)
-        if isinstance(layer, (RecurrentLayer, DenseLayer)) or layer.name in build.functions:
-            notes = (*layer.source.inferred, *layer.source.notes, *check_notes) if isinstance(layer, RecurrentLayer) else check_notes
-            became = "fused " + layer.cell.upper() if isinstance(layer, RecurrentLayer) else "MatMul + Add"
-            reports.append(LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes)))
-
-    def check_written(path: Path) -> None:
-        onnx.checker.check_model(str(path), full_check=True)  # reads the file itself; freed before the next step
-        written = onnx.load(str(path))
-        back = {t.name: t for t in written.graph.initializer}
-        if set(back) != set(build.checksums):
-            raise VerificationError("the written model does not hold the intended weights", file=destination)
-        for name, checksum in build.checksums.items():
-            if zlib.crc32(back[name].raw_data) != checksum:
-                raise VerificationError("weight read back differs from what was written", file=destination, tensor=name)
-
-    written_count = len(build.initializers)
-    proto = build.to_model()  # checks done: the weights move into the protobuf, the arrays are released
-
-    def write(path: Path) -> None:
-        nonlocal proto
-        onnx.save(proto, str(path))
-        proto = None  # type: ignore[assignment]  # the read-back check needs only the checksums
-
-    write_atomically(destination, write, check_written)
-    return ConversionReport(
-        source=str(loaded.source),
-        destination=str(destination),
-        target="onnx" + (" (whole model)" if build.whole_model else " (per layer)"),
-        layers=tuple(reports),
-        skipped=(*model.skipped, *left_out),
-        verified=verify,
-        written_tensors=written_count,
-    )
 
 
 def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool = True, force: bool = False) -> ConversionReport:

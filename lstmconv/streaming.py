@@ -1,10 +1,11 @@
-"""Keras file -> torch ``.safetensors``, one layer at a time.
+"""Keras file -> torch ``.safetensors`` or ONNX, one layer at a time.
 
 A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
 largest layer rather than the model (``benchmarks/bench.py large`` measures it). Reading, converting and
 checking the next layer runs in a background thread while the current one is written (about two layers
-in memory). Behaviour and file bytes are those of :func:`lstmconv.conversion.save_torch`; this is only the
-order of the work.
+in memory). For torch, behaviour and file bytes are those of :func:`lstmconv.conversion.save_torch`; this is
+only the order of the work. ONNX is always written layer by layer (:mod:`lstmconv.onnx_saving`); here the
+layers are also read one at a time.
 """
 
 from __future__ import annotations
@@ -33,19 +34,20 @@ from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.formats.torch_files import METADATA_KEY
 from lstmconv.loading import (
-    LoadedModel,
     iter_keras_layers,
     reading_errors,
     refuse_nonfinite_layer,
     refuse_without_recurrent,
 )
+from lstmconv.onnx_saving import write_onnx
+from lstmconv.reference.common import ReferenceFn
 from lstmconv.run_ahead import run_ahead
 from lstmconv.reporting import ConversionReport, LayerReport
-from lstmconv.schema import CanonicalModel, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function
-from lstmconv.writing import write_atomically
+from lstmconv.writing import check_suffix, write_atomically
 
-__all__ = ["stream_keras_to_torch"]
+__all__ = ["stream_keras_to_torch", "stream_keras_to_onnx"]
 
 
 @dataclass
@@ -62,6 +64,68 @@ def _reserve(entries: list[KerasLayerEntry]) -> int:
     names = sum(len(entry.name) for entry in entries)
     tensors = sum(len(entry.array_names) for entry in entries)
     return 8192 + 24 * 1024 * len(entries) + 4 * names + 600 * (tensors + 8 * len(entries))
+
+
+def _keras_layers(
+    source: Path,
+    info: KerasFileInfo,
+    entries: list[KerasLayerEntry],
+    skipped: list[str],
+    skip_unsupported: bool,
+    allow_nonfinite: bool,
+) -> Iterator[tuple[Layer, ReferenceFn | None]]:
+    """Each layer of a Keras file with its source reference, read one at a time; what is left out goes to
+    ``skipped``. Non-finite weights are refused here unless allowed."""
+    layers = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
+    names: set[str] = set()
+    while True:
+        with reading_errors(source):  # parser errors are about the input; write errors stay OSErrors
+            item = next(layers, None)
+        if item is None:
+            return
+        if isinstance(item, str):
+            skipped.append(item)
+            continue
+        layer, reference = item
+        if layer.name in names:
+            raise InputFormatError(f"two layers are named {layer.name!r}", file=source)
+        names.add(layer.name)
+        if not allow_nonfinite:
+            refuse_nonfinite_layer(layer, str(source))
+        yield layer, reference
+        del layer, reference, item
+
+
+def stream_keras_to_onnx(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    config: str | Path | None = None,
+    per_layer: bool = False,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+    allow_nonfinite: bool = False,
+) -> ConversionReport:
+    """Convert a Keras file to ONNX layer by layer (:func:`lstmconv.onnx_saving.write_onnx`)."""
+    source = Path(source)
+    check_suffix(Path(destination), (".onnx",), force)  # before anything is read
+    skipped: list[str] = []
+    with contextlib.ExitStack() as stack:
+        with reading_errors(source):
+            info, entries, wiring = stack.enter_context(open_keras(source, config))
+        return write_onnx(
+            _keras_layers(source, info, entries, skipped, skip_unsupported, allow_nonfinite),
+            wiring,
+            source=str(source),
+            destination=destination,
+            skipped=skipped,
+            per_layer=per_layer,
+            verify=verify,
+            force=force,
+            skip_unsupported=skip_unsupported,
+            known_finite=not allow_nonfinite,
+        )
 
 
 def stream_keras_to_torch(
@@ -85,39 +149,21 @@ def stream_keras_to_torch(
     written: list[str] = []
 
     def prepared(info: KerasFileInfo, entries: list[KerasLayerEntry]) -> Iterator[_Prepared]:
-        """Read, convert and check each layer (run ahead of the writing, in a background thread)."""
-        layers = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
-        while True:
-            with reading_errors(source):  # parser errors are about the input; write errors stay OSErrors
-                item = next(layers, None)
-            if item is None:
-                return
-            if isinstance(item, str):
-                skipped.append(item)
-                continue
-            layer, reference = item
-            if any(layer.name == done.name for done in converted):
-                raise InputFormatError(f"two layers are named {layer.name!r}", file=source)
-            if not allow_nonfinite:
-                refuse_nonfinite_layer(layer, str(source))
+        """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
+        for layer, reference in _keras_layers(source, info, entries, skipped, skip_unsupported, allow_nonfinite):
             if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
                 refusals.append(torch_refusal(layer.name, reasons))
                 continue
             if refusals and not skip_unsupported:
                 continue  # going on only to name every refused layer
             params = layer_from_canonical(layer)
-            one = LoadedModel(
-                model=CanonicalModel(layers=(layer,)),
-                references={layer.name: reference} if reference is not None else {},
-                source=str(source),
-            )
             # the source half of the check runs here, while the source arrays are in memory; the target half
             # runs in the writing thread, from the converted arrays alone
-            checking = check_source_side(one, layer, verify, known_finite=not allow_nonfinite)
+            checking = check_source_side(str(source), layer, reference, verify, known_finite=not allow_nonfinite)
             meta = layer.meta()
             converted.append(meta)  # the description only: the arrays go with the parameters
             yield _Prepared(meta, params, checking)
-            del params, layer, reference, one
+            del params, layer, reference
 
     def write(path: Path, info: KerasFileInfo, entries: list[KerasLayerEntry]) -> None:
         stream = SafetensorsStream(path, _reserve(entries))

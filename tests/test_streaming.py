@@ -1,5 +1,6 @@
-"""The streamed Keras -> torch path: same file and report as the in-memory path, and its building blocks
-(the run-ahead thread, the parallel transposition, the safetensors stream) under success and failure."""
+"""The streamed Keras -> torch and -> ONNX paths: same file and report as the in-memory paths, and their
+building blocks (the run-ahead thread, the parallel transposition, the safetensors and ONNX streams) under
+success and failure."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import lstmconv
 from lstmconv.conversion import save_torch
 from lstmconv.copying import copy_into
 from lstmconv.errors import VerificationError
+from lstmconv.formats.onnx_stream import OnnxStream, count_graph_fields
 from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.loading import load_file
+from lstmconv.onnx_saving import save_onnx
 from lstmconv.run_ahead import run_ahead
-from lstmconv.streaming import stream_keras_to_torch
+from lstmconv.streaming import stream_keras_to_onnx, stream_keras_to_torch
 from tests.conftest import DATA
 
 KERAS2 = sorted((DATA / "keras2").glob("*.h5"))
@@ -138,3 +141,65 @@ def test_stream_writes_what_safetensors_reads_with_background_flushes(tmp_path: 
     back, metadata = _tensors(path)
     assert back == {key: array.tobytes() for key, array in arrays.items()}
     assert metadata == {"note": "x"}
+
+
+@pytest.mark.parametrize("source", KERAS2, ids=lambda p: p.stem)
+def test_streamed_onnx_equals_the_in_memory_path_and_passes_the_checker_from_the_file(source: Path, tmp_path: Path) -> None:
+    import onnx
+
+    streamed_path, whole_path = tmp_path / "streamed.onnx", tmp_path / "whole.onnx"
+    try:
+        whole = save_onnx(load_file(source), whole_path, per_layer=True, skip_unsupported=True)
+    except lstmconv.LstmconvError as refused:
+        with pytest.raises(type(refused)) as caught:
+            stream_keras_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
+        assert str(caught.value) == str(refused)
+        assert not streamed_path.exists()
+        return
+    streamed = stream_keras_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
+    assert streamed_path.read_bytes() == whole_path.read_bytes()
+    assert streamed.layers == whole.layers
+    onnx.checker.check_model(str(streamed_path), full_check=True)  # the real file, weights and all
+    model = onnx.load(str(streamed_path))
+    used = {name for node in model.graph.node for name in node.input}
+    assert {t.name for t in model.graph.initializer} <= used
+
+
+def test_onnx_stream_writes_little_endian_raw_data_that_onnx_reads(tmp_path: Path) -> None:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    arrays = {"big_endian": np.arange(600, dtype=">f4").reshape(20, 30), "ints": np.arange(300, dtype=np.int64)}
+    stream = OnnxStream(tmp_path / "m.onnx")
+    for name, array in arrays.items():
+        stream.add(name, array)
+    node = helper.make_node("Identity", ["big_endian"], ["y"])
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [20, 30])])
+    stream.finish(helper.make_model(graph))
+    assert count_graph_fields(tmp_path / "m.onnx") == 3
+    back = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
+    assert set(back) == set(arrays)
+    for name, array in arrays.items():
+        assert np.array_equal(back[name], array) and back[name].dtype == array.dtype.newbyteorder("=")
+
+
+def test_a_cut_onnx_stream_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    stream = OnnxStream(path)
+    stream.add("w", np.ones((64, 64), dtype=np.float32))
+    stream.abort()
+    assert count_graph_fields(path) == 1
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(VerificationError, match="past the end"):
+        count_graph_fields(path)
+
+
+def test_a_model_beyond_the_protobuf_limit_is_refused_and_nothing_is_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmconv.formats.onnx_stream as onnx_stream
+
+    monkeypatch.setattr(onnx_stream, "PROTOBUF_LIMIT", 2_000)
+    out = tmp_path / "big.onnx"
+    with pytest.raises(lstmconv.errors.UnsupportedFeatureError, match="2 GiB") as caught:
+        lstmconv.convert(DATA / "keras2" / "stacked_lstm.h5", out, to="onnx")
+    assert "safetensors" in (caught.value.hint or "")
+    assert list(tmp_path.iterdir()) == []

@@ -19,8 +19,7 @@ output is flipped into Keras' processing order.
 from __future__ import annotations
 
 import math
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,58 +33,20 @@ from lstmconv.onnx_layout import OnnxRecurrentNode, activation_attributes
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype
 from lstmconv.schema import (
     ActivationLayer,
-    CanonicalModel,
     ConcatenateLayer,
     DenseLayer,
     DropoutLayer,
     EmbeddingLayer,
     Layer,
     RecurrentLayer,
+    Wiring,
 )
 from lstmconv.targets.onnx_function import onnx_layer_function
 
-__all__ = ["OPSET", "OnnxBuild", "build_onnx_model"]
+__all__ = ["OPSET", "Emitted", "OnnxPlan"]
 
 OPSET = 17
 _INT_MIN = -(2**63)
-
-
-@dataclass
-class OnnxBuild:
-    """A planned model: graph parts, the weight arrays, and per-layer check functions.
-
-    Run the checks first, then :meth:`to_model`: it drops the check functions and moves each array into the
-    protobuf one at a time, keeping a CRC-32 of its bytes for the read-back check, so the weights are held
-    about once, not three times.
-    """
-
-    nodes: list[onnx.NodeProto]
-    inputs: list[onnx.ValueInfoProto]
-    outputs: list[onnx.ValueInfoProto]
-    initializers: dict[str, np.ndarray]
-    producer_version: str
-    functions: dict[str, ReferenceFn] = field(default_factory=dict)
-    whole_model: bool = False
-    checksums: dict[str, int] = field(default_factory=dict)
-
-    def to_model(self) -> onnx.ModelProto:
-        """The ModelProto (weights moved into it; the arrays and check functions are released)."""
-        self.functions.clear()
-        tensors = []
-        while self.initializers:
-            name, array = self.initializers.popitem()
-            tensors.append(numpy_helper.from_array(array, name))
-            self.checksums[name] = zlib.crc32(memoryview(array).cast("B"))
-            del array
-        graph = helper.make_graph(self.nodes, "lstmconv", self.inputs, self.outputs, tensors[::-1])
-        proto = helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
-            producer_name="lstmconv",
-            producer_version=self.producer_version,
-        )
-        proto.ir_version = 8
-        return proto
 
 
 class _Graph:
@@ -129,63 +90,131 @@ class _Graph:
         return self.op(op, inputs, hint, rank, **attrs)[0]
 
 
-def build_onnx_model(model: CanonicalModel, *, per_layer: bool, producer_version: str) -> OnnxBuild:
-    """Plan the ONNX model for ``model`` (whole model when its wiring allows and ``per_layer`` is False)."""
-    graph = _Graph()
-    functions: dict[str, ReferenceFn] = {}
-    inputs: list[onnx.ValueInfoProto] = []
-    outputs: list[onnx.ValueInfoProto] = []
-    whole = not per_layer and model.wiring is not None
-    if whole:
-        assert model.wiring is not None
-        _whole_model(graph, model, inputs, outputs, functions)
-    else:
-        for layer in model.layers:
-            _per_layer(graph, layer, inputs, outputs, functions)
-    if not outputs:
-        raise UnsupportedFeatureError("nothing to write: no recurrent, Dense or Embedding layer")
-    return OnnxBuild(graph.nodes, inputs, outputs, graph.initializers, producer_version, functions, whole)
+@dataclass
+class Emitted:
+    """One layer as it went into the graph: its check function and its large arrays, to be written now."""
+
+    layer: Layer
+    function: ReferenceFn | None
+    arrays: dict[str, np.ndarray]
+
+
+class OnnxPlan:
+    """Build the graph one layer at a time, handing out each layer's large arrays as soon as they are made.
+
+    With ``wiring`` (a whole model) layers are emitted in the wiring's order; a layer that arrives before the
+    layers it reads from waits for them. Without it every layer is its own subgraph. Arrays of at most
+    ``inline_bytes`` (axes, shapes, scalars) stay in the graph; larger ones are returned by :meth:`add` for the
+    caller to write and drop, so the plan never holds the weights.
+    """
+
+    def __init__(self, wiring: Wiring | None, producer_version: str, inline_bytes: int = 1024) -> None:
+        self.graph = _Graph()
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self.wiring = wiring
+        self.producer_version = producer_version
+        self.inline_bytes = inline_bytes
+        self.large: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}  # handed out: name -> (dtype, shape)
+        self._values: dict[str, str] = {}  # wiring name -> graph value
+        self._waiting: dict[str, Layer] = {}
+        self._next = 0  # position in the wiring's order
+        if wiring is not None:
+            self._model_inputs(wiring)
+
+    @property
+    def whole_model(self) -> bool:
+        return self.wiring is not None
+
+    def add(self, layer: Layer) -> list[Emitted]:
+        """Put ``layer`` into the graph (with any layer that was waiting for it); what went in, in order."""
+        if self.wiring is None:
+            return [self._emit_alone(layer)]
+        if layer.name not in self.wiring.inbound:
+            return [Emitted(layer, None, {})]  # not part of the model's function: nothing to write
+        self._waiting[layer.name] = layer
+        emitted = []
+        order = list(self.wiring.inbound)
+        while self._next < len(order) and order[self._next] in self._waiting:
+            emitted.append(self._emit_wired(self._waiting.pop(order[self._next])))
+            self._next += 1
+        return emitted
+
+    def finish(self) -> onnx.ModelProto:
+        """The model without the large arrays handed out (the caller wrote those)."""
+        if self.wiring is not None:
+            order = list(self.wiring.inbound)
+            if self._next < len(order):
+                raise UnsupportedFeatureError("layer in the model's wiring has no canonical form", layer=order[self._next])
+            self._model_outputs(self.wiring)
+        if not self.outputs:
+            raise UnsupportedFeatureError("nothing to write: no recurrent, Dense or Embedding layer")
+        return self._model(self.graph.initializers)
+
+    def checkable(self, rest: onnx.ModelProto) -> onnx.ModelProto:
+        """``rest`` with the large arrays declared as typed inputs, for ``onnx.checker`` without the weights."""
+        model = onnx.ModelProto()
+        model.CopyFrom(rest)
+        for name, (dtype, shape) in self.large.items():
+            model.graph.input.append(_value_info(name, dtype.name, list(shape)))
+        return model
+
+    def _model(self, initializers: dict[str, np.ndarray]) -> onnx.ModelProto:
+        tensors = [numpy_helper.from_array(array, name) for name, array in initializers.items()]
+        graph = helper.make_graph(self.graph.nodes, "lstmconv", self.inputs, self.outputs, tensors)
+        proto = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET)],
+            producer_name="lstmconv",
+            producer_version=self.producer_version,
+        )
+        proto.ir_version = 8
+        return proto
+
+    def _hand_out(self, layer: Layer, function: ReferenceFn | None) -> Emitted:
+        arrays = {}
+        for name in [n for n, a in self.graph.initializers.items() if a.nbytes > self.inline_bytes]:
+            arrays[name] = array = self.graph.initializers.pop(name)
+            self.large[name] = (array.dtype, array.shape)
+        return Emitted(layer, function, arrays)
+
+    def _emit_alone(self, layer: Layer) -> Emitted:
+        functions: dict[str, ReferenceFn] = {}
+        _per_layer(self.graph, layer, self.inputs, self.outputs, functions)
+        return self._hand_out(layer, functions.get(layer.name))
+
+    def _emit_wired(self, layer: Layer) -> Emitted:
+        assert self.wiring is not None
+        try:
+            incoming = [self._values[s] for s in self.wiring.inbound[layer.name]]
+        except KeyError as missing:
+            raise UnsupportedFeatureError(f"input {missing} of this layer is not available", layer=layer.name) from None
+        functions: dict[str, ReferenceFn] = {}
+        self._values[layer.name] = _emit(self.graph, layer, incoming, functions, full_sequence=False)
+        return self._hand_out(layer, functions.get(layer.name))
+
+    def _model_inputs(self, wiring: Wiring) -> None:
+        for model_input in wiring.inputs:
+            name = "input" if len(wiring.inputs) == 1 else f"input_{model_input.name}"
+            dims: list[int | str] = ["batch"] + [d if d is not None else f"{name}_d{k + 1}" for k, d in enumerate(model_input.shape)]
+            dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
+            self.inputs.append(_value_info(name, dtype, dims))
+            self.graph.rank[name] = len(dims)
+            self.graph._used.add(name)
+            self._values[model_input.name] = name
+
+    def _model_outputs(self, wiring: Wiring) -> None:
+        for output in wiring.outputs:
+            name = "output" if len(wiring.outputs) == 1 else output
+            value = self._values[output]
+            self.graph.nodes.append(helper.make_node("Identity", [value], [name], name=self.graph.fresh(f"{name}_Identity")))
+            rank = self.graph.rank[value]
+            self.outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
 
 
 def _value_info(name: str, dtype: str, dims: list[int | str]) -> onnx.ValueInfoProto:
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     return helper.make_tensor_value_info(name, elem, dims)
-
-
-def _whole_model(
-    graph: _Graph,
-    model: CanonicalModel,
-    inputs: list[onnx.ValueInfoProto],
-    outputs: list[onnx.ValueInfoProto],
-    functions: dict[str, ReferenceFn],
-) -> None:
-    wiring = model.wiring
-    assert wiring is not None
-    values: dict[str, str] = {}
-    for model_input in wiring.inputs:
-        name = "input" if len(wiring.inputs) == 1 else f"input_{model_input.name}"
-        dims: list[int | str] = ["batch"] + [d if d is not None else f"{name}_d{k + 1}" for k, d in enumerate(model_input.shape)]
-        dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
-        inputs.append(_value_info(name, dtype, dims))
-        graph.rank[name] = len(dims)
-        graph._used.add(name)
-        values[model_input.name] = name
-    by_name = {layer.name: layer for layer in model.layers}
-    for layer_name, sources in wiring.inbound.items():
-        layer = by_name.get(layer_name)
-        if layer is None:
-            raise UnsupportedFeatureError("layer in the model's wiring has no canonical form", layer=layer_name)
-        try:
-            incoming = [values[s] for s in sources]
-        except KeyError as missing:
-            raise UnsupportedFeatureError(f"input {missing} of this layer is not available", layer=layer_name) from None
-        values[layer_name] = _emit(graph, layer, incoming, functions, full_sequence=False)
-    for output in wiring.outputs:
-        name = "output" if len(wiring.outputs) == 1 else output
-        value = values[output]
-        graph.nodes.append(helper.make_node("Identity", [value], [name], name=graph.fresh(f"{name}_Identity")))
-        rank = graph.rank[value]
-        outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
 
 
 def _per_layer(
@@ -227,7 +256,7 @@ def _emit(graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str,
         y = graph.one("MatMul", [incoming[0], graph.const(f"{layer.name}.kernel", kernel)], f"{layer.name}_matmul", graph.rank[incoming[0]])
         if layer.bias is not None:
             y = graph.one("Add", [y, graph.const(f"{layer.name}.bias", layer.bias)], f"{layer.name}_bias", graph.rank[y])
-        functions[layer.name] = _dense_function(layer, kernel)
+        functions[layer.name] = _dense_function(layer.activation, kernel, layer.bias)
         return _emit_activation(graph, layer.activation, y, layer.name)
     if isinstance(layer, EmbeddingLayer):
         table = graph.const(f"{layer.name}.embeddings", layer.weight)
@@ -245,7 +274,7 @@ def _emit(graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str,
 
 def _emit_recurrent(graph: _Graph, layer: RecurrentLayer, x: str, functions: dict[str, ReferenceFn], *, full_sequence: bool) -> str:
     nodes = nodes_from_canonical(layer)
-    functions[layer.name] = onnx_layer_function(layer, nodes)
+    functions[layer.name] = onnx_layer_function(layer.meta(), nodes)  # the description: no source arrays kept
     name = layer.name
     sequence = graph.one("Transpose", [x], f"{name}_time_major", 3, perm=[1, 0, 2])
     Y = Y_h = ""
@@ -400,12 +429,11 @@ def _emit_activation(graph: _Graph, activation: Activation, x: str, hint: str) -
     raise UnsupportedFeatureError(f"activation {activation} has no ONNX mapping in lstmconv", layer=hint)
 
 
-def _dense_function(layer: DenseLayer, kernel: np.ndarray) -> ReferenceFn:
+def _dense_function(activation: Activation, kernel: np.ndarray, bias: np.ndarray | None) -> ReferenceFn:
     def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
         y = np.asarray(x) @ kernel.astype(compute_dtype(x), copy=False)
-        if layer.bias is not None:
-            y = y + layer.bias
-        return LayerOutput(y=apply(layer.activation, y), states=[])
+        if bias is not None:
+            y = y + bias
+        return LayerOutput(y=apply(activation, y), states=[])
 
     return run
-

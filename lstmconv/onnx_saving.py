@@ -1,0 +1,173 @@
+"""Write an ONNX model layer by layer: plan the layer's nodes, check it, write its weights, drop them.
+
+Whatever the source, layers go through :class:`~lstmconv.targets.onnx.OnnxPlan` one at a time; the arrays
+each layer produces are written to the file at once (:class:`~lstmconv.formats.onnx_stream.OnnxStream`) and
+released, so the writer holds about one layer beside what the source holds (for a Keras file read layer by
+layer, about two layers in all). Planning the next layer runs in a background thread while the current one
+is written, as in :mod:`lstmconv.streaming`. The graph itself (nodes, inputs, outputs, small constants) is
+written last, after ``onnx.checker`` has checked it with the weights declared by type and shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from lstmconv.checking import SourceSide, check_source_side
+from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError, VerificationError
+from lstmconv.loading import LoadedModel, refuse_without_recurrent
+from lstmconv.reference.common import ReferenceFn
+from lstmconv.reporting import ConversionReport, LayerReport, describe
+from lstmconv.run_ahead import run_ahead
+from lstmconv.schema import Layer, RecurrentLayer, RecurrentMeta, Wiring
+from lstmconv.writing import check_suffix, write_atomically
+
+__all__ = ["save_onnx", "write_onnx"]
+
+
+@dataclass
+class _Planned:
+    """One layer in the graph: its description, the arrays to write, the check's two halves."""
+
+    meta: Layer
+    arrays: dict[str, np.ndarray]
+    function: ReferenceFn | None
+    checking: SourceSide
+    notes: tuple[str, ...]
+
+
+def save_onnx(
+    loaded: LoadedModel,
+    destination: str | Path,
+    *,
+    per_layer: bool = False,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+) -> ConversionReport:
+    """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked."""
+    model = loaded.model
+    return write_onnx(
+        ((layer, loaded.references.get(layer.name)) for layer in model.layers),
+        model.wiring,
+        source=loaded.source,
+        destination=destination,
+        skipped=list(model.skipped),
+        per_layer=per_layer,
+        verify=verify,
+        force=force,
+        skip_unsupported=skip_unsupported,
+        known_finite=False,
+    )
+
+
+def write_onnx(
+    layers: Iterable[tuple[Layer, ReferenceFn | None]],
+    wiring: Wiring | None,
+    *,
+    source: str,
+    destination: str | Path,
+    skipped: list[str],
+    per_layer: bool = False,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+    known_finite: bool = False,
+) -> ConversionReport:
+    """Write ``layers`` (each with its source reference) as one ONNX model; see the module docstring.
+
+    ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
+    ``known_finite``: the caller refused non-finite weights already.
+    """
+    import onnx
+
+    from lstmconv import __version__
+    from lstmconv.adapters.onnx import onnx_refusals
+    from lstmconv.formats.onnx_stream import OnnxStream
+    from lstmconv.targets.onnx import OnnxPlan
+
+    destination = Path(destination)
+    check_suffix(destination, (".onnx",), force)
+    whole = not per_layer and wiring is not None
+    plan = OnnxPlan(wiring if whole else None, __version__)
+    # filled by the background thread of ``planned``; read here only once it has finished
+    refusals: list[LstmconvError] = []
+    if whole and wiring is not None:
+        refusals += [UnsupportedFeatureError(reason, hint="pass --per-layer to convert layer by layer") for reason in wiring.unsupported]
+    seen: list[Layer] = []  # descriptions of every layer read
+    reports: list[LayerReport] = []
+    written: list[str] = []
+
+    def planned() -> Iterator[_Planned]:
+        references: dict[str, ReferenceFn | None] = {}
+        for layer, reference in layers:
+            seen.append(layer.meta())
+            if isinstance(layer, RecurrentLayer) and (reasons := onnx_refusals(layer)):
+                hint = "pass --skip-unsupported with --per-layer to convert the other layers"
+                refusals.append(UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint=hint))
+                continue
+            if refusals and (whole or not skip_unsupported):
+                continue  # going on only to name every refused layer
+            references[layer.name] = reference
+            for emitted in plan.add(layer):
+                done = emitted.layer
+                checking = check_source_side(source, done, references.pop(done.name, None), verify, known_finite=known_finite)
+                notes = (*done.source.inferred, *done.source.notes) if isinstance(done, RecurrentLayer) else ()
+                yield _Planned(done.meta(), emitted.arrays, emitted.function, checking, notes)
+                del emitted, done
+            del layer, reference
+
+    def write(path: Path) -> None:
+        stream = OnnxStream(path)
+        try:
+            for item in run_ahead(planned()):
+                for name, array in item.arrays.items():
+                    stream.add(name, array)
+                stream.flush_behind()
+                error, tol, check_notes = item.checking.finish(item.function, "the ONNX operators")
+                if isinstance(item.meta, RecurrentMeta) or item.function is not None:
+                    became = "fused " + item.meta.cell.upper() if isinstance(item.meta, RecurrentMeta) else "MatMul + Add"
+                    reports.append(LayerReport(item.meta.name, describe(item.meta), became, error, tol, (*item.notes, *check_notes)))
+                del item
+            # the background thread is finished: the lists it filled are complete
+            if refusals and (whole or not skip_unsupported):
+                what = "the whole model" if whole else f"{len(refusals)} layer(s)"
+                raise RefusedConversionError(
+                    f"{what} cannot be expressed with ONNX operators exactly; nothing was written", refusals=refusals, file=source
+                )
+            if not refusals:
+                refuse_without_recurrent(seen, skipped, source)
+            rest = plan.finish()
+            onnx.checker.check_model(plan.checkable(rest), full_check=True)
+            stream.finish(rest)
+            written.extend([*stream.written, *(t.name for t in rest.graph.initializer)])
+        finally:
+            stream.abort()
+
+    def check(path: Path) -> None:
+        """Every piece was read back as written; here the pieces must make one model: the file splits
+        exactly into ModelProto fields, one graph field per streamed tensor plus the graph itself."""
+        from lstmconv.formats.onnx_stream import count_graph_fields
+
+        if count_graph_fields(path) != len(plan.large) + 1:
+            raise VerificationError("the written file does not hold the model meant", file=path)
+
+    with contextlib.ExitStack() as stack:
+        # The check's products are memory-bound (batch 4); two BLAS threads per side would fight over two cores
+        # and the memory bus with the planning and writing threads.
+        stack.enter_context(threadpool_limits(1, user_api="blas"))
+        write_atomically(destination, write, check)
+    return ConversionReport(
+        source=source,
+        destination=str(destination),
+        target="onnx" + (" (whole model)" if whole else " (per layer)"),
+        layers=tuple(reports),
+        skipped=(*skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
+        verified=verify,
+        written_tensors=len(written),
+    )
