@@ -103,15 +103,20 @@ def split_gates(
     return blocks
 
 
-def stack_gates(gates: Mapping[str, np.ndarray], layout: str, cell: str, *, axis: int) -> np.ndarray:
-    """Stack named gate blocks along ``axis`` in ``layout``'s order (one new array)."""
+def stack_gates(
+    gates: Mapping[str, np.ndarray], layout: str, cell: str, *, axis: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Stack named gate blocks along ``axis`` in ``layout``'s order, into ``out`` if given (else one new array)."""
     order = _order(layout, cell)
     blocks = [gates[gate] for gate in order]
     # Write straight into a C-ordered result: blocks are often transposed views, and letting concatenate pick
     # their (Fortran) order would cost a second full copy when the result is serialised.
     shape = list(blocks[0].shape)
     shape[axis] = sum(block.shape[axis] for block in blocks)
-    out = np.empty(shape, dtype=np.result_type(*blocks), order="C")
+    if out is None:
+        out = np.empty(shape, dtype=np.result_type(*blocks), order="C")
+    elif list(out.shape) != shape:
+        raise ShapeMismatchError(f"gates stack to {tuple(shape)}, not into an array of {out.shape}")
     index: list[slice] = [slice(None)] * out.ndim
     start = 0
     for block in blocks:

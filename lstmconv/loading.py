@@ -359,6 +359,7 @@ def iter_keras_layers(
             continue
         if built is not None:
             yield built.layer, built.reference
+        del built  # not held while the next layer is read
 
 
 def _build_model(

@@ -41,6 +41,7 @@ def run_ahead(items: Iterator[T]) -> Iterator[T]:
                 handed.put((item, None))
                 if item is _DONE:
                     return
+                del item  # the caller holds it now; keeping it here would keep it alive one item longer
         except BaseException as error:  # handed to the caller's thread, which raises it
             handed.put((_DONE, error))
 
@@ -55,6 +56,7 @@ def run_ahead(items: Iterator[T]) -> Iterator[T]:
                 return
             may_compute.release()  # the next item is computed while the caller handles this one
             yield item  # type: ignore[misc]
+            del item  # the caller is done with it: do not hold it while the next one is computed
     finally:
         stop.set()
         may_compute.release()  # wake the worker if it waits for room, so that it sees ``stop``

@@ -135,8 +135,8 @@ def nodes_from_canonical(layer: RecurrentLayer) -> list[OnnxRecurrentNode]:
                 clip=layer.cell_clip,
                 input_forget=layer.input_forget,
                 linear_before_reset=bool(layer.reset_after),
-                W=np.stack([_stack(layer, s, "w_input") for s in sides]),
-                R=np.stack([_stack(layer, s, "w_recurrent") for s in sides]),
+                W=_stack_directions(layer, sides, "w_input"),
+                R=_stack_directions(layer, sides, "w_recurrent"),
                 B=np.stack([_biases(layer, s) for s in sides]) if layer.use_bias else None,
                 P=_peepholes(layer, sides),
             )
@@ -144,8 +144,15 @@ def nodes_from_canonical(layer: RecurrentLayer) -> list[OnnxRecurrentNode]:
     return nodes
 
 
-def _stack(layer: RecurrentLayer, direction: DirectionWeights, field: str) -> np.ndarray:
-    return stack_gates({g: getattr(p, field) for g, p in direction.gates.items()}, "onnx", layer.cell, axis=0)
+def _stack_directions(layer: RecurrentLayer, sides: list[DirectionWeights], field: str) -> np.ndarray:
+    """``[directions, gates*hidden, in]``, each direction's gates stacked straight into its slot (no copy)."""
+    blocks = [{g: getattr(p, field) for g, p in side.gates.items()} for side in sides]
+    first = next(iter(blocks[0].values()))
+    rows = sum(block.shape[0] for block in blocks[0].values())
+    out = np.empty((len(sides), rows, *first.shape[1:]), dtype=first.dtype)
+    for slot, gates in zip(out, blocks):
+        stack_gates(gates, "onnx", layer.cell, axis=0, out=slot)
+    return out
 
 
 def _biases(layer: RecurrentLayer, direction: DirectionWeights) -> np.ndarray:

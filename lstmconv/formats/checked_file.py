@@ -55,18 +55,19 @@ class CheckedFile:
             raise VerificationError("bytes read back differ from what was written", file=self.path, tensor=tensor)
 
     def _reads_back(self, view: memoryview, start: int) -> bool:
-        if len(view) == 0:
-            return True
-        base = start - start % mmap.ALLOCATIONGRANULARITY
+        """Compare through read-only maps of the file, one window at a time (mapped pages count as memory)."""
         written = np.frombuffer(view, dtype=np.uint8)
-        with mmap.mmap(self.handle.fileno(), start - base + len(view), access=mmap.ACCESS_READ, offset=base) as mapped:
-            on_disk = np.frombuffer(mapped, dtype=np.uint8, count=len(view), offset=start - base)
-            same = all(
-                np.array_equal(on_disk[i : i + _COMPARE_CHUNK], written[i : i + _COMPARE_CHUNK])
-                for i in range(0, len(view), _COMPARE_CHUNK)
-            )
-            del on_disk  # the map cannot close while an array looks into it
-        return same
+        for offset in range(0, len(view), _COMPARE_CHUNK):
+            part = written[offset : offset + _COMPARE_CHUNK]
+            at = start + offset
+            base = at - at % mmap.ALLOCATIONGRANULARITY
+            with mmap.mmap(self.handle.fileno(), at - base + len(part), access=mmap.ACCESS_READ, offset=base) as mapped:
+                on_disk = np.frombuffer(mapped, dtype=np.uint8, count=len(part), offset=at - base)
+                same = np.array_equal(on_disk, part)
+                del on_disk  # the map cannot close while an array looks into it
+            if not same:
+                return False
+        return True
 
     def read(self, offset: int, size: int) -> bytes:
         """``size`` bytes from ``offset`` (for moving data inside the file)."""
