@@ -23,7 +23,7 @@ import numpy as np
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
 from lstmconv.keras_layout import KerasCellArrays, KerasRecurrentArrays
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, merge_directions, unroll
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, merge_directions, project, unroll
 from lstmconv.schema import RecurrentMeta
 
 __all__ = ["keras_forward"]
@@ -81,7 +81,7 @@ def _keras_cell(meta: RecurrentMeta, a: dict[str, np.ndarray], x: np.ndarray) ->
     bias = a.get("bias")
     gate_act, act = _activations(meta)
     cell_output = meta.activations.cell_output
-    projected = x @ kernel
+    projected = project(x, kernel)
     if meta.cell == "gru" and meta.reset_after:
         input_bias, recurrent_bias = (bias[0], bias[1]) if bias is not None else (0.0, 0.0)
         projected = projected + input_bias
@@ -137,7 +137,7 @@ def _keras1_cell(meta: RecurrentMeta, a: dict[str, np.ndarray], x: np.ndarray) -
     cell_output = meta.activations.cell_output
     letters = "ifco" if meta.cell == "lstm" else "zrh"
     # Project the input for every gate at once: (batch, time, gates, H), gates in `letters` order.
-    projected = np.stack([x @ a[f"W_{g}"] + a.get(f"b_{g}", 0.0) for g in letters], axis=2)
+    projected = np.stack([project(x, a[f"W_{g}"]) + a.get(f"b_{g}", 0.0) for g in letters], axis=2)
 
     if meta.cell == "lstm":
         assert cell_output is not None
@@ -175,7 +175,7 @@ def _cudnn_cell(meta: RecurrentMeta, a: dict[str, np.ndarray], x: np.ndarray) ->
     b_in = split_gates(input_bias, "keras", cell, axis=0)
     b_rec = split_gates(recurrent_bias, "keras", cell, axis=0)
     gates = list(kernel_blocks)
-    projected = np.stack([x @ w_in[g].T + b_in[g] for g in gates], axis=2)
+    projected = np.stack([project(x, w_in[g].T) + b_in[g] for g in gates], axis=2)
     sigmoid, tanh = Activation(name="sigmoid"), Activation(name="tanh")
 
     def recurrent_part(h: np.ndarray) -> dict[str, np.ndarray]:

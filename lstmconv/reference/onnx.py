@@ -24,7 +24,7 @@ import numpy as np
 
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
-from lstmconv.reference.common import compute_dtype
+from lstmconv.reference.common import compute_dtype, project
 from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode
 
 __all__ = ["onnx_forward"]
@@ -58,16 +58,19 @@ def onnx_forward(
         h = np.zeros((batch, hidden), dtype=dtype) if initial_h is None else np.asarray(initial_h[d], dtype=dtype)
         c = np.zeros((batch, hidden), dtype=dtype) if initial_c is None else np.asarray(initial_c[d], dtype=dtype)
         step = _step_function(node, d, acts, dtype)
-        projected = X @ np.asarray(node.W[d], dtype=dtype).T
-        for b in range(batch):
-            h_b, c_b = h[b : b + 1], c[b : b + 1]
-            order = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
+        projected = project(X, np.asarray(node.W[d], dtype=dtype).T)
+        # Rows of equal length run together (one matrix product per step for the whole group; with no
+        # sequence_lens that is the whole batch); a reverse direction starts at each row's own last step.
+        for length in np.unique(lengths):
+            rows: slice | np.ndarray = slice(None) if np.all(lengths == length) else np.flatnonzero(lengths == length)
+            h_rows, c_rows = h[rows], c[rows]
+            order = range(length - 1, -1, -1) if reverse else range(length)
             for t in order:
-                h_b, c_b = step(projected[t, b : b + 1], h_b, c_b)
-                Y[t, d, b] = h_b[0]
-            Y_h[d, b] = h_b[0]
+                h_rows, c_rows = step(projected[t, rows], h_rows, c_rows)
+                Y[t, d, rows] = h_rows
+            Y_h[d, rows] = h_rows
             if Y_c is not None:
-                Y_c[d, b] = c_b[0]
+                Y_c[d, rows] = c_rows
     if node.layout == 1:
         return Y.transpose(2, 0, 1, 3), Y_h.transpose(1, 0, 2), None if Y_c is None else Y_c.transpose(1, 0, 2)
     return Y, Y_h, Y_c

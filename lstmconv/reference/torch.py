@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lstmconv.gates import split_gates
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, unroll
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, project, unroll
 
 __all__ = ["torch_forward"]
 
@@ -79,7 +79,7 @@ def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearit
     w_hr_t = None if w_hr is None else w_hr.T
     b_ih = p["bias_ih"] if p["bias_ih"] is not None else 0.0
     b_hh = p["bias_hh"] if p["bias_hh"] is not None else 0.0
-    projected = x @ w_ih.T + b_ih
+    projected = project(x, w_ih.T) + b_ih
 
     def sigmoid(v: np.ndarray) -> np.ndarray:
         return 0.5 + 0.5 * np.tanh(0.5 * v)  # = 1 / (1 + exp(-v)), one transcendental, never overflows

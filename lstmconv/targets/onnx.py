@@ -30,7 +30,7 @@ from lstmconv.activations import Activation, apply
 from lstmconv.adapters.onnx import nodes_from_canonical
 from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.onnx_layout import OnnxRecurrentNode, activation_attributes
-from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype, project
 from lstmconv.schema import (
     ActivationLayer,
     ConcatenateLayer,
@@ -431,7 +431,7 @@ def _emit_activation(graph: _Graph, activation: Activation, x: str, hint: str) -
 
 def _dense_function(activation: Activation, kernel: np.ndarray, bias: np.ndarray | None) -> ReferenceFn:
     def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-        y = np.asarray(x) @ kernel.astype(compute_dtype(x), copy=False)
+        y = project(np.asarray(x), kernel.astype(compute_dtype(x), copy=False))
         if bias is not None:
             y = y + bias
         return LayerOutput(y=apply(activation, y), states=[])

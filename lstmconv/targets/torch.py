@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmconv.activations import apply
-from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype, merge_directions
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype, merge_directions, project
 from lstmconv.reference.torch import torch_forward
 from lstmconv.schema import DenseMeta, RecurrentMeta
 
@@ -30,7 +30,7 @@ def torch_layer_function(meta: RecurrentMeta | DenseMeta, params: dict[str, np.n
         bias = params.get("bias")
 
         def linear(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-            y = np.asarray(x) @ weight.astype(compute_dtype(x), copy=False).T
+            y = project(np.asarray(x), weight.astype(compute_dtype(x), copy=False).T)
             if bias is not None:
                 y = y + bias
             return LayerOutput(y=apply(meta.activation, y), states=[])
