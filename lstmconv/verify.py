@@ -3,9 +3,11 @@
 Both sides are reference cells in their own framework's layout (e.g. the Keras reference on the arrays
 as the Keras file stores them, the torch reference on the state dict about to be written), run on the same
 random input (7 time steps) from the same initial states: half the batch starts from random states, half
-from zeros. The arithmetic runs at the weights' precision (float64 weights in float64, anything else in
-float32: widening a large layer's weights would cost more than the check itself), and the largest absolute
-difference over the output sequence and every final state is compared with a tolerance for that precision.
+from zeros. The arithmetic runs in float64 (``../shared/DESIGN.md``) except for layers whose weights take
+more than 32 MiB as float64: those run at their own precision, float32 for float32 weights, because widened
+copies of a large layer would cost more memory and time than the rest of the conversion (the streaming
+paths hold about three layers). The largest difference over the output sequence and every final state is
+compared with a tolerance for the weights' dtype.
 """
 
 from __future__ import annotations
@@ -15,21 +17,41 @@ import numpy as np
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.schema import DenseMeta, RecurrentMeta
 
-__all__ = ["tolerance", "random_inputs", "max_difference", "check_layer", "source_output", "difference_from"]
+__all__ = ["tolerance", "check_dtype", "random_inputs", "max_difference", "check_layer", "source_output", "difference_from"]
 
 _BATCH, _STEPS = 4, 7
+_WIDEN_BYTES = 32 << 20  # float64 weights up to this size: the check runs in float64
 
 
 def tolerance(dtype: str) -> float:
-    """Largest accepted difference for weights of ``dtype`` (float32 arithmetic unless float64)."""
+    """Largest accepted difference for weights of ``dtype`` (loose enough for float32 arithmetic on large layers)."""
     return {"float16": 1e-3, "bfloat16": 1e-3, "float32": 1e-5}.get(dtype, 1e-10)
+
+
+def check_dtype(meta: RecurrentMeta | DenseMeta) -> type:
+    """The precision the check runs in for ``meta`` (see the module docstring); the references follow the input's."""
+    if meta.dtype == "float64" or 8 * _weight_count(meta) <= _WIDEN_BYTES:
+        return np.float64
+    return np.float32
+
+
+def _weight_count(meta: RecurrentMeta | DenseMeta) -> int:
+    if isinstance(meta, DenseMeta):
+        return meta.input_size * meta.units
+    directions = 2 if meta.bidirectional else 1
+    per_gate = {"lstm": 4, "gru": 3, "rnn": 1}[meta.cell] * meta.hidden_size
+    count = 0
+    for level in range(meta.num_levels):
+        width = meta.input_size if level == 0 else directions * meta.output_size
+        count += directions * per_gate * (width + meta.output_size)
+    return count
 
 
 def random_inputs(meta: RecurrentMeta | DenseMeta, seed: int = 0) -> tuple[np.ndarray, LayerStates | None]:
     """A random batch for ``meta`` and, for recurrent layers, initial states: random for the first half of
     the batch, zero for the second."""
     rng = np.random.default_rng(seed)
-    dtype = np.float64 if meta.dtype == "float64" else np.float32
+    dtype = check_dtype(meta)
     x = rng.standard_normal((_BATCH, _STEPS, meta.input_size)).astype(dtype)
     if isinstance(meta, DenseMeta):
         return x, None
