@@ -211,7 +211,7 @@ def save_torch(
     from lstmconv.targets.torch_emit import MODULE_CLASS, emitted_function, module_source
 
     destination = Path(destination)
-    _check_torch_destination(destination, force)
+    check_torch_destination(destination, force)
     module_path = Path(emit_module) if emit_module is not None else None
     if module_path is not None:
         check_suffix(module_path, (".py",), force)
@@ -280,7 +280,7 @@ def _is_keras_file(source: str | Path, source_format: str | None) -> bool:
     return (source_format or detect_format(Path(source))) == "keras"
 
 
-def _check_torch_destination(destination: Path, force: bool) -> None:
+def check_torch_destination(destination: Path, force: bool) -> None:
     check_suffix(destination, TORCH_SUFFIXES, force)
 
 

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from lstmconv.adapters.torch import layer_from_canonical, torch_refusals
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.conversion import (
-    _check_torch_destination,
+    check_torch_destination,
     torch_layer_report,
     torch_metadata,
     torch_refusal,
@@ -140,7 +140,7 @@ def stream_keras_to_torch(
 ) -> ConversionReport:
     """Convert a Keras file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
     source, destination = Path(source), Path(destination)
-    _check_torch_destination(destination, force)
+    check_torch_destination(destination, force)
     # filled by the background thread of ``prepared``; read here only once it has finished
     reports: list[LayerReport] = []
     skipped: list[str] = []
