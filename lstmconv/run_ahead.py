@@ -2,7 +2,7 @@
 
 Used by the streaming conversion: reading, converting and checking layer k+1 (NumPy, h5py and BLAS release the
 GIL) overlaps with writing layer k. At most two items exist at once, the one the caller holds and the one
-being computed, so memory stays bounded by two layers rather than the model.
+being computed, so memory stays bounded by a few layers rather than the model.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
 largest layer rather than the model (``benchmarks/bench.py large`` measures it). Reading, converting and
-checking the next layer runs in a background thread while the current one is written (about two layers
+checking the next layer runs in a background thread while the current one is written (about three layers
 in memory). For torch, behaviour and file bytes are those of :func:`lstmconv.conversion.save_torch`; this is
 only the order of the work. ONNX is always written layer by layer (:mod:`lstmconv.onnx_saving`); here the
 layers are also read one at a time.
