@@ -121,8 +121,9 @@ def test_truncated_files_give_one_clear_error(suffix: str, fraction: float, tmp_
 
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
-    """Make both torch writers fail after writing something: the in-memory one and the layer-by-layer one."""
+    """Make the writers fail after writing something: torch in memory, torch and ONNX layer by layer."""
     import lstmconv.conversion as conversion
+    from lstmconv.formats.onnx_stream import OnnxStream
     from lstmconv.formats.safetensors_stream import SafetensorsStream
 
     def whole_file(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
@@ -133,21 +134,28 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
         self.file.handle.write(b"partial")
         raise error
 
+    def one_initializer(self: OnnxStream, *args: object) -> None:
+        self.file.handle.write(b"partial")
+        raise error
+
     monkeypatch.setattr(conversion, "write_torch_file", whole_file)
     monkeypatch.setattr(SafetensorsStream, "add", one_tensor)
+    monkeypatch.setattr(OnnxStream, "add", one_initializer)
+    monkeypatch.setattr(OnnxStream, "finish", one_initializer)  # a small model has every tensor in the graph
 
 
-def test_disk_full_leaves_no_file_and_keeps_existing_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("target, name", [("torch", "out.safetensors"), ("onnx", "out.onnx")])
+def test_disk_full_leaves_no_file_and_keeps_existing_output(target: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fail_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
-    out = tmp_path / "out.safetensors"
+    out = tmp_path / name
     with pytest.raises(OSError, match="No space left"):
-        lstmconv.convert(SOURCE, out, to="torch")
+        lstmconv.convert(SOURCE, out, to=target)
     assert list(tmp_path.iterdir()) == []
     out.write_bytes(b"previous result")
     with pytest.raises(OSError):
-        lstmconv.convert(SOURCE, out, to="torch", force=True)
+        lstmconv.convert(SOURCE, out, to=target, force=True)
     assert out.read_bytes() == b"previous result"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
 def test_disk_full_through_the_cli_is_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,12 +168,14 @@ def test_disk_full_through_the_cli_is_exit_2(tmp_path: Path, monkeypatch: pytest
     assert result.exit_code == 2 and "No space left" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".onnx"])
 def test_interruption_during_write_leaves_nothing(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fail_writes(monkeypatch, KeyboardInterrupt())
+    threads = threading.active_count()
     with pytest.raises(KeyboardInterrupt):
-        lstmconv.convert(SOURCE, tmp_path / f"out{suffix}", to="torch")
+        lstmconv.convert(SOURCE, tmp_path / f"out{suffix}", to="onnx" if suffix == ".onnx" else "torch")
     assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() == threads  # the run-ahead and flush threads are gone too
 
 
 def test_concurrent_conversions_into_one_folder_do_not_collide(tmp_path: Path) -> None:
