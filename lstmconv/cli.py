@@ -152,14 +152,11 @@ def inspect(
 ) -> None:
     """List the layers lstmconv finds in SRC, without converting."""
     from lstmconv.reporting import describe
-    from lstmconv.loading import load_file
 
-    loaded = _run(
-        lambda: load_file(src, config=config, source_format=source_format.value if source_format else None)
-    )
-    layers = [layer.meta().model_dump(mode="json") for layer in loaded.model.layers]
+    described, skipped = _run(lambda: _describe(src, config, source_format.value if source_format else None))
     if as_json:
-        print(json.dumps({"file": str(src), "layers": layers, "left_out": list(loaded.model.skipped)}, indent=2))
+        layers = [layer.model_dump(mode="json") for layer in described]
+        print(json.dumps({"file": str(src), "layers": layers, "left_out": list(skipped)}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -168,14 +165,26 @@ def inspect(
     table = Table(title=str(src), title_justify="left")
     for column in ("layer", "kind", "source layout", "version"):
         table.add_column(column)
-    for layer in loaded.model.layers:
+    for layer in described:
         table.add_row(layer.name, describe(layer), layer.source.layout, layer.source.version or "-")
     console.print(table)
-    for layer in loaded.model.layers:
+    for layer in described:
         for fact in layer.source.inferred:
             console.print(f"  inferred: {layer.name}: {fact}")
-    for item in loaded.model.skipped:
+    for item in skipped:
         console.print(f"[yellow]  left out:[/] {item}")
+
+
+def _describe(src: Path, config: Path | None, source_format: str | None) -> tuple[list[Any], list[str]]:
+    """Layer descriptions and left-out layers; a Keras file is read one layer at a time (bounded memory)."""
+    from lstmconv.loading import detect_format, load_file
+
+    if (source_format or detect_format(src)) == "keras":
+        from lstmconv.streaming import describe_keras_file
+
+        return describe_keras_file(src, config=config)
+    loaded = load_file(src, config=config, source_format=source_format)
+    return [layer.meta() for layer in loaded.model.layers], list(loaded.model.skipped)
 
 
 @app.command()

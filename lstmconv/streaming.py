@@ -47,7 +47,7 @@ from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function
 from lstmconv.writing import check_suffix, write_atomically
 
-__all__ = ["stream_keras_to_torch", "stream_keras_to_onnx"]
+__all__ = ["stream_keras_to_torch", "stream_keras_to_onnx", "describe_keras_file"]
 
 
 @dataclass
@@ -94,6 +94,24 @@ def _keras_layers(
             refuse_nonfinite_layer(layer, str(source))
         yield layer, reference
         del layer, reference, item
+
+
+def describe_keras_file(source: str | Path, *, config: str | Path | None = None) -> tuple[list[Layer], list[str]]:
+    """The descriptions of a Keras file's layers and what is left out, reading one layer at a time (for
+    ``lstmconv inspect``: memory stays at one layer whatever the file size). Refuses what ``load_file`` refuses."""
+    source = Path(source)
+    skipped: list[str] = []
+    described: list[Layer] = []
+    with contextlib.ExitStack() as stack:
+        with reading_errors(source):
+            info, entries, _wiring = stack.enter_context(open_keras(source, config))
+        for layer, _reference in _keras_layers(source, info, entries, skipped, False, False):
+            described.append(layer.meta())
+            del layer, _reference
+    if not described:
+        raise InputFormatError("no layer lstmconv can convert was found", file=source, hint="; ".join(skipped) or None)
+    refuse_without_recurrent(described, skipped, source)
+    return described, skipped
 
 
 def stream_keras_to_onnx(

@@ -203,3 +203,13 @@ def test_a_model_beyond_the_protobuf_limit_is_refused_and_nothing_is_left(tmp_pa
         lstmconv.convert(DATA / "keras2" / "stacked_lstm.h5", out, to="onnx")
     assert "safetensors" in (caught.value.hint or "")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", KERAS2, ids=lambda p: p.stem)
+def test_inspect_reads_keras_files_layer_by_layer_with_the_same_result(source: Path) -> None:
+    from lstmconv.streaming import describe_keras_file
+
+    loaded = load_file(source)
+    described, skipped = describe_keras_file(source)
+    assert described == [layer.meta() for layer in loaded.model.layers]
+    assert skipped == list(loaded.model.skipped)
