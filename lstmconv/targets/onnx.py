@@ -122,10 +122,6 @@ class OnnxPlan:
         if wiring is not None:
             self._model_inputs(wiring)
 
-    @property
-    def whole_model(self) -> bool:
-        return self.wiring is not None
-
     def add(self, layer: Layer) -> list[Emitted]:
         """Put ``layer`` into the graph (with any layer that was waiting for it); what went in, in order."""
         if self.wiring is None:
