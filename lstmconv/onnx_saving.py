@@ -3,8 +3,8 @@
 Whatever the source, layers go through :class:`~lstmconv.targets.onnx.OnnxPlan` one at a time; the arrays
 each layer produces are written to the file at once (:class:`~lstmconv.formats.onnx_stream.OnnxStream`) and
 released, so the writer holds about two layers' converted arrays beside what the source holds (for a Keras
-file read layer by layer, about three layers in all). Planning the next layer runs in a background thread while the current one
-is written, as in :mod:`lstmconv.streaming`. The graph itself (nodes, inputs, outputs, small constants) is
+file read layer by layer, about three layers in all). Planning the next layer runs in a background thread
+while the current one is written, as in :mod:`lstmconv.streaming`. The graph itself (nodes, inputs, outputs, small constants) is
 written last, after ``onnx.checker`` has checked it with the weights declared by type and shape.
 """
 
@@ -98,7 +98,8 @@ def write_onnx(
     # filled by the background thread of ``planned``; read here only once it has finished
     refusals: list[LstmconvError] = []
     if whole and wiring is not None:
-        refusals += [UnsupportedFeatureError(reason, hint="pass --per-layer to convert layer by layer") for reason in wiring.unsupported]
+        hint = "pass --per-layer to convert layer by layer"
+        refusals += [UnsupportedFeatureError(reason, hint=hint) for reason in wiring.unsupported]
     seen: list[Layer] = []  # descriptions of every layer read
     reports: list[LayerReport] = []
     written: list[str] = []
@@ -116,29 +117,36 @@ def write_onnx(
             references[layer.name] = reference
             for emitted in plan.add(layer):
                 done = emitted.layer
-                checking = check_source_side(source, done, references.pop(done.name, None), verify, known_finite=known_finite)
+                done_reference = references.pop(done.name, None)
+                checking = check_source_side(source, done, done_reference, verify, known_finite=known_finite)
                 notes = (*done.source.inferred, *done.source.notes) if isinstance(done, RecurrentLayer) else ()
                 yield _Planned(done.meta(), emitted.arrays, emitted.function, checking, notes)
-                del emitted, done
+                del emitted, done, done_reference
             del layer, reference
 
     def write(path: Path) -> None:
         stream = OnnxStream(path)
         try:
-            for item in run_ahead(planned()):
-                for name, array in item.arrays.items():
-                    stream.add(name, array)
-                stream.flush_behind()
-                error, tol, check_notes = item.checking.finish(item.function, "the ONNX operators")
-                if isinstance(item.meta, RecurrentMeta) or item.function is not None:
-                    became = "fused " + item.meta.cell.upper() if isinstance(item.meta, RecurrentMeta) else "MatMul + Add"
-                    reports.append(LayerReport(item.meta.name, describe(item.meta), became, error, tol, (*item.notes, *check_notes)))
-                del item
+            # closing(): the background thread is stopped and joined however this block ends
+            with contextlib.closing(run_ahead(planned())) as items:
+                for item in items:
+                    for name, array in item.arrays.items():
+                        stream.add(name, array)
+                    stream.flush_behind()
+                    error, tol, check_notes = item.checking.finish(item.function, "the ONNX operators")
+                    meta = item.meta
+                    if isinstance(meta, RecurrentMeta) or item.function is not None:
+                        became = "fused " + meta.cell.upper() if isinstance(meta, RecurrentMeta) else "MatMul + Add"
+                        notes = (*item.notes, *check_notes)
+                        reports.append(LayerReport(meta.name, describe(meta), became, error, tol, notes))
+                    del item
             # the background thread is finished: the lists it filled are complete
             if refusals and (whole or not skip_unsupported):
                 what = "the whole model" if whole else f"{len(refusals)} layer(s)"
                 raise RefusedConversionError(
-                    f"{what} cannot be expressed with ONNX operators exactly; nothing was written", refusals=refusals, file=source
+                    f"{what} cannot be expressed with ONNX operators exactly; nothing was written",
+                    refusals=refusals,
+                    file=source,
                 )
             if not refusals:
                 refuse_without_recurrent(seen, skipped, source)

@@ -186,14 +186,17 @@ def stream_keras_to_torch(
     def write(path: Path, info: KerasFileInfo, entries: list[KerasLayerEntry]) -> None:
         stream = SafetensorsStream(path, _reserve(entries))
         try:
-            for layer in run_ahead(prepared(info, entries)):
-                for key in sorted(layer.params):
-                    stream.add(f"{layer.meta.name}.{key}", layer.params[key])
-                stream.flush_behind()
-                target = torch_layer_function(layer.meta, layer.params) if isinstance(layer.meta, (RecurrentMeta, DenseMeta)) else None
-                error, tol, check_notes = layer.checking.finish(target, "the torch parameters")
-                reports.append(torch_layer_report(layer.meta, layer.params, error, tol, check_notes))
-                del layer, target
+            # closing(): the background thread is stopped and joined however this block ends
+            with contextlib.closing(run_ahead(prepared(info, entries))) as layers:
+                for layer in layers:
+                    for key in sorted(layer.params):
+                        stream.add(f"{layer.meta.name}.{key}", layer.params[key])
+                    stream.flush_behind()
+                    computes = isinstance(layer.meta, (RecurrentMeta, DenseMeta))
+                    target = torch_layer_function(layer.meta, layer.params) if computes else None
+                    error, tol, check_notes = layer.checking.finish(target, "the torch parameters")
+                    reports.append(torch_layer_report(layer.meta, layer.params, error, tol, check_notes))
+                    del layer, target
             # the background thread is finished: the lists it filled are complete
             if refusals and not skip_unsupported:
                 raise torch_refusals_error(refusals, source)
@@ -201,7 +204,9 @@ def stream_keras_to_torch(
                 refuse_without_recurrent(converted, skipped, source)
             if not stream.entries:
                 hint = "; ".join(skipped) or None
-                raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint)
+                raise RefusedConversionError(
+                    "no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint
+                )
             metadata = torch_metadata(converted, source, "keras", {})
             stream.finish({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
             written.extend(stream.entries)

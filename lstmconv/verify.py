@@ -5,8 +5,9 @@ as the Keras file stores them, the torch reference on the state dict about to be
 random input from the same initial states: half the batch starts from random states, half from zeros.
 Four time steps, each with its own random input, are enough to tell every time-order mistake (input or
 output reversed, a backward direction misaligned) from the right answer, and every other mapping mistake
-shows at the first step; more steps would cost more (each reads every recurrent matrix again), not find more. The arithmetic runs in float64 (``../shared/DESIGN.md``) except for layers whose weights take
-more than 32 MiB as float64: those run at their own precision, float32 for float32 weights, because widened
+shows at the first step; more steps would cost more (each reads every recurrent matrix again), not find
+more. The arithmetic runs in float64 (``../shared/DESIGN.md``) except for layers whose weights take more
+than 32 MiB as float64: those run at their own precision, float32 for float32 weights, because widened
 copies of a large layer would cost more memory and time than the rest of the conversion (the streaming
 paths hold about three layers). The largest difference over the output sequence and every final state is
 compared with a tolerance for the weights' dtype.

@@ -81,7 +81,8 @@ class OnnxStream:
                 f"the model does not fit in one .onnx file: protobuf caps a model at 2 GiB and {what} would end at "
                 f"{(self.file.position + size) / 2**30:.2f} GiB",
                 file=self.path,
-                hint="convert to torch or canonical .safetensors (no size limit); lstmconv does not write ONNX external data",
+                hint="convert to torch or canonical .safetensors (no size limit); "
+                "lstmconv does not write ONNX external data",
             )
 
     def abort(self) -> None:
