@@ -113,6 +113,12 @@ def load_file(
     return loaded
 
 
+def native_order(array: np.ndarray) -> np.ndarray:
+    """``array`` in the machine's byte order (a copy only when it is not): writers copy raw bytes."""
+    native = array.dtype.newbyteorder("=")
+    return array if array.dtype == native else array.astype(native)
+
+
 def refuse_without_recurrent(layers: Sequence[object], skipped: Sequence[str], path: str | Path) -> None:
     """lstmconv moves recurrent layers: a file without one is refused rather than half-converted."""
     from lstmconv.schema import RecurrentMeta
@@ -199,7 +205,7 @@ def load_state_dict(state_dict: Mapping[str, Any], *, nonlinearity: str | None =
         if hasattr(value, "detach"):  # a torch tensor; torch itself is never imported here
             value = value.detach().cpu()
             value = value.float().numpy() if str(value.dtype) == "torch.bfloat16" else value.numpy()
-        arrays[str(key)] = np.asarray(value)
+        arrays[str(key)] = native_order(np.asarray(value))
     return _torch_model(arrays, None, [], "<state_dict>", nonlinearity=nonlinearity)
 
 
@@ -332,7 +338,7 @@ def load_keras_weights(
     ``config`` is ``layer.get_config()`` (``None``: infer from shapes with the defaults of ``keras_version``).
     ``keras_version`` decides what ``hard_sigmoid`` means ('2.x': 0.2x+0.5; '3.x': x/6+0.5).
     """
-    arrays = [np.asarray(w) for w in weights]
+    arrays = [native_order(np.asarray(w)) for w in weights]
     layer_name = name or (config or {}).get("name") or class_name.lower()
     entry = KerasLayerEntry(
         name=layer_name,

@@ -241,3 +241,55 @@ def test_hdf5_file_that_makes_the_library_loop_is_refused_in_bounded_time(name: 
     with pytest.raises(InputFormatError, match="did not finish reading this file's structure"):
         lstmconv.load(path)
     assert time.monotonic() - started < 30
+
+
+def _big_endian_copy(source: Path, target: Path) -> None:
+    """``source`` with every float dataset rewritten big-endian (HDF5 records the byte order)."""
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as handle:
+        names: list[str] = []
+        handle.visititems(lambda name, node: names.append(name) if isinstance(node, h5py.Dataset) else None)
+        for name in names:
+            node = handle[name]
+            if node.dtype.kind == "f":
+                data, parent, key = node[()], node.parent, name.rsplit("/", 1)[-1]
+                del parent[key]
+                parent.create_dataset(key, data=data.astype(data.dtype.newbyteorder(">")))
+        assert handle[names[0]].dtype.byteorder == ">"
+
+
+@pytest.mark.parametrize("target, suffix", [("torch", ".safetensors"), ("torch", ".pt"), ("onnx", ".onnx"), ("canonical", ".safetensors"), ("keras", ".weights.h5")])
+def test_big_endian_weights_convert_to_the_same_values(target: str, suffix: str, tmp_path: Path) -> None:
+    """Writers copy raw bytes; a big-endian source must not come out byte-swapped (it did for Dense weights)."""
+    big = tmp_path / "big.h5"
+    _big_endian_copy(SINE, big)
+    lstmconv.convert(big, tmp_path / f"from_big{suffix}", to=target)
+    lstmconv.convert(SINE, tmp_path / f"from_little{suffix}", to=target)
+    from_big, from_little = (lstmconv.load(tmp_path / f"from_{side}{suffix}") for side in ("big", "little"))
+    from lstmconv.formats.canonical_file import canonical_tensors
+
+    big_tensors, little_tensors = canonical_tensors(from_big.model), canonical_tensors(from_little.model)
+    assert big_tensors.keys() == little_tensors.keys()
+    for key, array in little_tensors.items():
+        assert np.array_equal(big_tensors[key], array), key
+    if suffix == ".safetensors" and target == "torch":  # the file itself, read by the safetensors library
+        from safetensors.numpy import load_file
+
+        big_file, little_file = load_file(tmp_path / "from_big.safetensors"), load_file(tmp_path / "from_little.safetensors")
+        assert all(np.array_equal(big_file[key], array) for key, array in little_file.items())
+
+
+def test_big_endian_arrays_in_memory_are_written_in_the_right_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    state = {
+        "rnn.weight_ih_l0": rng.standard_normal((12, 3)).astype(">f4"),
+        "rnn.weight_hh_l0": rng.standard_normal((12, 3)).astype(">f4"),
+        "rnn.bias_ih_l0": rng.standard_normal(12).astype(">f4"),
+        "rnn.bias_hh_l0": rng.standard_normal(12).astype(">f4"),
+    }
+    loaded = lstmconv.load_state_dict(state)
+    lstmconv.save_torch(loaded, tmp_path / "w.safetensors")
+    from safetensors.numpy import load_file
+
+    back = load_file(tmp_path / "w.safetensors")
+    assert all(np.array_equal(back[key], array) for key, array in state.items())

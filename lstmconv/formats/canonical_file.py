@@ -70,7 +70,8 @@ def write_canonical(path: Path, model: CanonicalModel) -> dict[str, np.ndarray]:
     """Write ``model`` to ``path``; returns the tensors written (for the read-back check)."""
     from safetensors.numpy import save_file
 
-    tensors = {k: np.ascontiguousarray(v) for k, v in canonical_tensors(model).items()}
+    # safetensors stores little-endian bytes whatever the array's order
+    tensors = {k: np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) for k, v in canonical_tensors(model).items()}
     metadata = model.metadata().model_dump_json()
     save_file(tensors, str(path), metadata={CANONICAL_KEY: metadata, "format": "lstmconv-canonical"})
     return tensors

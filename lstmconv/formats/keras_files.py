@@ -247,7 +247,10 @@ def read_dataset(path: Path, group: h5py.Group, name: str, layer: str) -> np.nda
             actual=tuple(node.shape),
         )
     try:
-        return node[()]
+        native = node.dtype.newbyteorder("=")
+        # HDF5 converts a big-endian dataset while reading (no second copy): every array lstmconv holds is
+        # in the machine's order, so writers that copy raw bytes (safetensors, ONNX raw_data) stay right.
+        return node[()] if node.dtype == native else node.astype(native)[()]
     except (OSError, TypeError, ValueError, RuntimeError) as error:
         raise InputFormatError(f"cannot read dataset: {error}", file=path, layer=layer, tensor=name) from None
 

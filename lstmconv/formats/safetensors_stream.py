@@ -41,6 +41,7 @@ class SafetensorsStream:
         """Write ``array`` under ``key`` (read back as written)."""
         if key in self.entries:
             raise ValueError(f"duplicate tensor {key}")
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))  # safetensors is little-endian
         self.file.append(array, tensor=key)
         self.entries[key] = {
             "dtype": _DTYPES[array.dtype.name],

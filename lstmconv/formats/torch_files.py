@@ -26,11 +26,11 @@ def write_torch_file(path: Path, tensors: Mapping[str, np.ndarray], metadata: di
     if path.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+        contiguous = {k: np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) for k, v in tensors.items()}
         save_file(contiguous, str(path), metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
         return
     torch = _import_torch(path)
-    state = {k: torch.from_numpy(np.ascontiguousarray(v).copy()) for k, v in tensors.items()}
+    state = {k: torch.from_numpy(np.array(v, dtype=v.dtype.newbyteorder("="), order="C")) for k, v in tensors.items()}
     torch.save(state, str(path))
 
 

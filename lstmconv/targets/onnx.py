@@ -67,7 +67,7 @@ class _Graph:
 
     def const(self, hint: str, array: np.ndarray) -> str:
         name = self.fresh(hint)
-        self.initializers[name] = np.ascontiguousarray(array)
+        self.initializers[name] = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
         return name
 
     def scalar(self, hint: str, value: float) -> str:
