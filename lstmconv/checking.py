@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from lstmconv.errors import VerificationError
-from lstmconv.loading import LoadedModel
+from lstmconv.loading import LoadedModel, nonfinite_tensor
 from lstmconv.reference.common import LayerOutput, ReferenceFn
-from lstmconv.schema import CanonicalModel, DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.schema import DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.verify import difference_from, source_output, tolerance
 
 __all__ = ["CheckOutcome", "SourceSide", "check_conversion", "check_source_side"]
@@ -67,7 +65,7 @@ def check_source_side(
     """
     if not verify or reference is None or not isinstance(layer, (RecurrentLayer, DenseLayer)):
         return SourceSide(source, None, None)
-    if not known_finite and not _finite(layer):
+    if not known_finite and nonfinite_tensor(layer) is not None:
         return SourceSide(source, None, None, _NOT_FINITE)
     meta = layer.meta()
     return SourceSide(source, meta, source_output(meta, reference))
@@ -88,8 +86,3 @@ def check_conversion(
     reference = loaded.references.get(layer.name)
     return check_source_side(loaded.source, layer, reference, verify, known_finite=known_finite).finish(target, what)
 
-
-def _finite(layer: Layer) -> bool:
-    from lstmconv.formats.canonical_file import canonical_tensors
-
-    return all(np.isfinite(a).all() for a in canonical_tensors(CanonicalModel(layers=(layer,))).values())

@@ -155,22 +155,37 @@ def _refuse_nonfinite(loaded: LoadedModel) -> None:
         refuse_nonfinite_layer(layer, loaded.source)
 
 
-def refuse_nonfinite_layer(layer: Layer, source: str) -> None:
-    """Raise when ``layer``'s weights hold NaN or Inf."""
+def nonfinite_tensor(layer: Layer) -> tuple[str, np.ndarray] | None:
+    """The first of ``layer``'s tensors (canonical key, array) holding NaN or Inf, or None."""
     from lstmconv.formats.canonical_file import canonical_tensors
 
     for key, array in canonical_tensors(CanonicalModel(layers=(layer,))).items():
-        finite = np.isfinite(array)
-        if not finite.all():
-            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-            layer_name, _, tensor = key.partition("/")
-            raise InputFormatError(
-                f"weights hold {nan} NaN and {inf} infinite values",
-                file=source,
-                layer=layer_name,
-                tensor=tensor,
-                hint="pass --allow-nonfinite to convert them anyway (the numeric check is then skipped for this layer)",
-            )
+        if not np.isfinite(array).all():
+            return key, array
+    return None
+
+
+def refuse_nonfinite_layer(layer: Layer, source: str) -> None:
+    """Raise when ``layer``'s weights hold NaN or Inf."""
+    found = nonfinite_tensor(layer)
+    if found is None:
+        return
+    key, array = found
+    nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+    layer_name, _, tensor = key.partition("/")
+    raise InputFormatError(
+        f"weights hold {nan} NaN and {inf} infinite values",
+        file=source,
+        layer=layer_name,
+        tensor=tensor,
+        hint="pass --allow-nonfinite to convert them anyway (the numeric check is then skipped for this layer)",
+    )
+
+
+def refuse_nothing_read(layers: Sequence[object], skipped: Sequence[str], path: str | Path) -> None:
+    """Refuse a file in which no layer could be read (what was left out is the hint)."""
+    if not layers:
+        raise InputFormatError("no layer lstmconv can convert was found", file=path, hint="; ".join(skipped) or None)
 
 
 def _load(path: Path, config: str | Path | None, source_format: str | None, skip_unsupported: bool) -> LoadedModel:
@@ -382,10 +397,7 @@ def _build_model(
         layers.append(layer)
         if reference is not None:
             references[layer.name] = reference
-    if not layers:
-        raise InputFormatError(
-            "no layer lstmconv can convert was found", file=info.path, hint="; ".join(skipped) or None
-        )
+    refuse_nothing_read(layers, skipped, info.path)
     try:
         model = CanonicalModel(layers=tuple(layers), skipped=tuple(skipped), wiring=wiring)
     except LstmconvError as error:

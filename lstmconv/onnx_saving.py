@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError, VerificationError
@@ -165,11 +164,7 @@ def write_onnx(
         if count_graph_fields(path) != len(plan.large) + 1:
             raise VerificationError("the written file does not hold the model meant", file=path)
 
-    with contextlib.ExitStack() as stack:
-        # The check's products are memory-bound (batch 4); two BLAS threads per side would fight over two cores
-        # and the memory bus with the planning and writing threads.
-        stack.enter_context(threadpool_limits(1, user_api="blas"))
-        write_atomically(destination, write, check)
+    write_atomically(destination, write, check)
     return ConversionReport(
         source=source,
         destination=str(destination),

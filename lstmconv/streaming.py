@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from lstmconv.adapters.torch import layer_from_canonical, torch_refusals
 from lstmconv.checking import SourceSide, check_source_side
@@ -37,13 +36,14 @@ from lstmconv.loading import (
     iter_keras_layers,
     reading_errors,
     refuse_nonfinite_layer,
+    refuse_nothing_read,
     refuse_without_recurrent,
 )
 from lstmconv.onnx_saving import write_onnx
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.run_ahead import run_ahead
 from lstmconv.reporting import ConversionReport, LayerReport
-from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta, Wiring
 from lstmconv.targets.torch import torch_layer_function
 from lstmconv.writing import check_suffix, write_atomically
 
@@ -64,6 +64,15 @@ def _reserve(entries: list[KerasLayerEntry]) -> int:
     names = sum(len(entry.name) for entry in entries)
     tensors = sum(len(entry.array_names) for entry in entries)
     return 8192 + 24 * 1024 * len(entries) + 4 * names + 600 * (tensors + 8 * len(entries))
+
+
+@contextlib.contextmanager
+def _open_keras(source: Path, config: str | Path | None) -> Iterator[tuple[KerasFileInfo, list[KerasLayerEntry], Wiring | None]]:
+    """``open_keras``, with a parser's error on a damaged file reported as the input's (an InputFormatError)."""
+    with contextlib.ExitStack() as stack:
+        with reading_errors(source):
+            opened = stack.enter_context(open_keras(source, config))
+        yield opened
 
 
 def _keras_layers(
@@ -102,14 +111,11 @@ def describe_keras_file(source: str | Path, *, config: str | Path | None = None)
     source = Path(source)
     skipped: list[str] = []
     described: list[Layer] = []
-    with contextlib.ExitStack() as stack:
-        with reading_errors(source):
-            info, entries, _wiring = stack.enter_context(open_keras(source, config))
+    with _open_keras(source, config) as (info, entries, _wiring):
         for layer, _reference in _keras_layers(source, info, entries, skipped, False, False):
             described.append(layer.meta())
             del layer, _reference
-    if not described:
-        raise InputFormatError("no layer lstmconv can convert was found", file=source, hint="; ".join(skipped) or None)
+    refuse_nothing_read(described, skipped, source)
     refuse_without_recurrent(described, skipped, source)
     return described, skipped
 
@@ -129,9 +135,7 @@ def stream_keras_to_onnx(
     source = Path(source)
     check_suffix(Path(destination), (".onnx",), force)  # before anything is read
     skipped: list[str] = []
-    with contextlib.ExitStack() as stack:
-        with reading_errors(source):
-            info, entries, wiring = stack.enter_context(open_keras(source, config))
+    with _open_keras(source, config) as (info, entries, wiring):
         return write_onnx(
             _keras_layers(source, info, entries, skipped, skip_unsupported, allow_nonfinite),
             wiring,
@@ -221,12 +225,7 @@ def stream_keras_to_torch(
             if set(handle.keys()) != set(written):  # noqa: SIM118 - not a dict
                 raise VerificationError("the written file does not list the tensors written", file=path)
 
-    with contextlib.ExitStack() as stack:
-        # The check's products are memory-bound (batch 4); two BLAS threads per side would fight over two cores
-        # and the memory bus with the reading and writing threads (measured: the check ran 2.5x slower).
-        stack.enter_context(threadpool_limits(1, user_api="blas"))
-        with reading_errors(source):
-            info, entries, _wiring = stack.enter_context(open_keras(source, config))
+    with _open_keras(source, config) as (info, entries, _wiring):
         write_atomically(destination, lambda path: write(path, info, entries), check)
     return ConversionReport(
         source=str(source),

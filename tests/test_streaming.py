@@ -213,3 +213,16 @@ def test_inspect_reads_keras_files_layer_by_layer_with_the_same_result(source: P
     described, skipped = describe_keras_file(source)
     assert described == [layer.meta() for layer in loaded.model.layers]
     assert skipped == list(loaded.model.skipped)
+
+
+def test_run_ahead_uses_one_blas_thread_and_restores_the_setting() -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before  # numpy's BLAS is loaded: the check below is not vacuous
+    inside = [blas_threads() for _ in run_ahead(iter(range(2)))]
+    assert all(threads == [1] * len(before) for threads in inside)
+    assert blas_threads() == before
