@@ -4,8 +4,9 @@ Whatever the source, layers go through :class:`~lstmconv.targets.onnx.OnnxPlan` 
 each layer produces are written to the file at once (:class:`~lstmconv.formats.onnx_stream.OnnxStream`) and
 released, so the writer holds about two layers' converted arrays beside what the source holds (for a Keras
 file read layer by layer, about three layers in all). Planning the next layer runs in a background thread
-while the current one is written, as in :mod:`lstmconv.streaming`. The graph itself (nodes, inputs, outputs, small constants) is
-written last, after ``onnx.checker`` has checked it with the weights declared by type and shape.
+while the current one is written, as in :mod:`lstmconv.streaming`. The graph itself (nodes, inputs, outputs,
+small constants) is written last, after ``onnx.checker`` has checked it with the weights declared by type
+and shape.
 """
 
 from __future__ import annotations

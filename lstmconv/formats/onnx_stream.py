@@ -46,7 +46,7 @@ class OnnxStream:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.file = CheckedFile(path)
-        self.written: dict[str, tuple[int, tuple[int, ...]]] = {}  # name -> (ONNX element type, dims)
+        self.written: list[str] = []  # initializer names, in file order
 
     def add(self, name: str, array: np.ndarray) -> None:
         """Write ``array`` as the initializer ``name`` (raw little-endian data, read back as written)."""
@@ -62,7 +62,7 @@ class OnnxStream:
         self._refuse_beyond_limit(len(framing) + data.nbytes, name)
         self.file.append(framing, tensor=name)
         self.file.append(data, tensor=name)
-        self.written[name] = (element, tuple(data.shape))
+        self.written.append(name)
 
     def flush_behind(self) -> None:
         """Start flushing the tensors written so far to disk in the background."""
