@@ -23,7 +23,7 @@ from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFe
 from lstmconv.loading import LoadedModel, refuse_without_recurrent
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.run_ahead import run_ahead
+from lstmconv.run_ahead import one_blas_thread_for, run_ahead
 from lstmconv.schema import Layer, RecurrentLayer, RecurrentMeta, Wiring
 from lstmconv.writing import check_suffix, write_atomically
 
@@ -128,7 +128,7 @@ def write_onnx(
         stream = OnnxStream(path)
         try:
             # closing(): the background thread is stopped and joined however this block ends
-            with contextlib.closing(run_ahead(planned())) as items:
+            with contextlib.closing(run_ahead(planned(), one_blas_thread=one_blas_thread_for(source))) as items:
                 for item in items:
                     for name, array in item.arrays.items():
                         stream.add(name, array)

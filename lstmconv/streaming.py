@@ -41,7 +41,7 @@ from lstmconv.loading import (
 )
 from lstmconv.onnx_saving import write_onnx
 from lstmconv.reference.common import ReferenceFn
-from lstmconv.run_ahead import run_ahead
+from lstmconv.run_ahead import one_blas_thread_for, run_ahead
 from lstmconv.reporting import ConversionReport, LayerReport
 from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta, Wiring
 from lstmconv.targets.torch import torch_layer_function
@@ -191,7 +191,7 @@ def stream_keras_to_torch(
         stream = SafetensorsStream(path, _reserve(entries))
         try:
             # closing(): the background thread is stopped and joined however this block ends
-            with contextlib.closing(run_ahead(prepared(info, entries))) as layers:
+            with contextlib.closing(run_ahead(prepared(info, entries), one_blas_thread=one_blas_thread_for(source))) as layers:
                 for layer in layers:
                     for key in sorted(layer.params):
                         stream.add(f"{layer.meta.name}.{key}", layer.params[key])

@@ -154,3 +154,30 @@ def test_verify_bad_input_exits_2(tmp_path: Path) -> None:
     (tmp_path / "x.h5").write_bytes(b"junk")
     result = _run("verify", SINE, tmp_path / "x.h5")
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_console_entry_collects_garbage_while_converting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` pauses the garbage collector during start-up only (lstmconv/cli.py): a conversion runs with it on,
+    so cycles holding large arrays are still freed, and it is on again when ``main`` returns."""
+    import gc
+
+    import lstmconv.cli
+    import lstmconv.conversion
+    from lstmconv.errors import InputFormatError
+
+    seen: list[bool] = []
+
+    def convert(*args: object, **kwargs: object) -> None:
+        seen.append(gc.isenabled())
+        raise InputFormatError("stop here", file=tmp_path / "in.h5")
+
+    monkeypatch.setattr(lstmconv.conversion, "convert", convert)
+    monkeypatch.setattr(sys, "argv", ["lstmconv", "convert", str(tmp_path / "in.h5"), str(tmp_path / "out.safetensors")])
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            lstmconv.cli.main()
+    finally:
+        gc.unfreeze()  # main freezes what is alive at its end (for the interpreter's exit); this process goes on
+    assert stopped.value.code == 2
+    assert seen == [True]
+    assert gc.isenabled()

@@ -226,3 +226,25 @@ def test_run_ahead_uses_one_blas_thread_and_restores_the_setting() -> None:
     inside = [blas_threads() for _ in run_ahead(iter(range(2)))]
     assert all(threads == [1] * len(before) for threads in inside)
     assert blas_threads() == before
+
+
+def test_blas_is_limited_only_for_sources_big_enough_to_gain(tmp_path: Path) -> None:
+    from lstmconv.run_ahead import one_blas_thread_for
+
+    small, big = tmp_path / "small.h5", tmp_path / "big.h5"
+    small.write_bytes(b"\0" * 1024)
+    with big.open("wb") as handle:
+        handle.truncate(64 * 2**20)
+    assert not one_blas_thread_for(small)
+    assert one_blas_thread_for(big)
+    assert one_blas_thread_for("<state dict>")  # not a file: limited, to be safe
+
+
+def test_run_ahead_can_leave_blas_alone() -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert [blas_threads() for _ in run_ahead(iter(range(2)), one_blas_thread=False)] == [before, before]
