@@ -132,7 +132,7 @@ def write_onnx(
                 for item in items:
                     for name, array in item.arrays.items():
                         stream.add(name, array)
-                    stream.flush_behind()
+                        stream.flush_behind()  # per tensor: the disk works while the next one is written
                     error, tol, check_notes = item.checking.finish(item.function, "the ONNX operators")
                     meta = item.meta
                     if isinstance(meta, RecurrentMeta) or item.function is not None:

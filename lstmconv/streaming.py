@@ -195,7 +195,7 @@ def stream_keras_to_torch(
                 for layer in layers:
                     for key in sorted(layer.params):
                         stream.add(f"{layer.meta.name}.{key}", layer.params[key])
-                    stream.flush_behind()
+                        stream.flush_behind()  # per tensor: the disk works while the next one is written
                     computes = isinstance(layer.meta, (RecurrentMeta, DenseMeta))
                     target = torch_layer_function(layer.meta, layer.params) if computes else None
                     error, tol, check_notes = layer.checking.finish(target, "the torch parameters")
