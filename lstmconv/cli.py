@@ -178,13 +178,12 @@ def inspect(
 
 
 def _describe(src: Path, config: Path | None, source_format: str | None) -> tuple[list[Any], list[str]]:
-    """Layer descriptions and left-out layers; a Keras file is read one layer at a time (bounded memory)."""
-    from lstmconv.loading import detect_format, load_file
+    """Layer descriptions and left-out layers; Keras and ONNX files are read one layer at a time (bounded memory)."""
+    from lstmconv.loading import load_file
+    from lstmconv.streaming import describe_file, streams
 
-    if (source_format or detect_format(src)) == "keras":
-        from lstmconv.streaming import describe_keras_file
-
-        return describe_keras_file(src, config=config)
+    if streams(src, source_format):
+        return describe_file(src, config=config, source_format=source_format)
     loaded = load_file(src, config=config, source_format=source_format)
     return [layer.meta() for layer in loaded.model.layers], list(loaded.model.skipped)
 

@@ -151,30 +151,21 @@ def convert(
     # The destination is checked before anything is read, so a wrong name fails at once.
     suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
     check_suffix(destination, suffixes[to], force)
-    if to == "torch" and destination.suffix == ".safetensors" and emit_module is None and _is_keras_file(source, source_format):
-        from lstmconv.streaming import stream_keras_to_torch
+    # Keras and ONNX sources to .safetensors or ONNX are read, converted and written one layer at a time
+    from lstmconv.streaming import streams
 
-        return stream_keras_to_torch(
-            source,
-            destination,
-            config=config,
-            verify=verify,
-            force=force,
-            skip_unsupported=skip_unsupported,
-            allow_nonfinite=allow_nonfinite,
-        )
-    if to == "onnx" and _is_keras_file(source, source_format):
-        from lstmconv.streaming import stream_keras_to_onnx
+    streamed_target = (to == "torch" and destination.suffix == ".safetensors" and emit_module is None) or to == "onnx"
+    if streamed_target and streams(source, source_format):
+        from lstmconv.streaming import stream_to_onnx, stream_to_torch
 
-        return stream_keras_to_onnx(
-            source,
-            destination,
-            config=config,
-            per_layer=per_layer,
-            verify=verify,
-            force=force,
-            skip_unsupported=skip_unsupported,
-            allow_nonfinite=allow_nonfinite,
+        if to == "onnx":
+            return stream_to_onnx(
+                source, destination, config=config, source_format=source_format, per_layer=per_layer, verify=verify,
+                force=force, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite,
+            )
+        return stream_to_torch(
+            source, destination, config=config, source_format=source_format, verify=verify, force=force,
+            skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite,
         )
     loaded = load_file(
         source,
@@ -271,13 +262,6 @@ def save_torch(
         verified=verify,
         written_tensors=len(tensors),
     )
-
-
-def _is_keras_file(source: str | Path, source_format: str | None) -> bool:
-    """Keras sources are converted to torch and ONNX layer by layer (lstmconv.streaming)."""
-    from lstmconv.loading import detect_format
-
-    return (source_format or detect_format(Path(source))) == "keras"
 
 
 def check_torch_destination(destination: Path, force: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import contextlib
 import dataclasses
@@ -24,6 +24,9 @@ from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.schema import CanonicalModel, Layer, SourceInfo, Wiring
 
+if TYPE_CHECKING:
+    from lstmconv.formats.onnx_files import OnnxFile
+
 __all__ = [
     "LoadedModel",
     "SOURCE_FORMATS",
@@ -32,6 +35,7 @@ __all__ = [
     "load_keras_weights",
     "load_state_dict",
     "iter_keras_layers",
+    "iter_onnx_layers",
     "refuse_nonfinite_layer",
     "refuse_without_recurrent",
     "reading_errors",
@@ -313,24 +317,13 @@ def _load_canonical(path: Path) -> LoadedModel:
 
 
 def _load_onnx(path: Path) -> LoadedModel:
-    from lstmconv.adapters.onnx import node_to_canonical
     from lstmconv.formats.onnx_files import read_onnx
-    from lstmconv.targets.onnx_function import onnx_layer_function
 
-    onnx_file = read_onnx(path)
     layers: list[Layer] = []
     references: dict[str, ReferenceFn] = {}
-    for entry in onnx_file.nodes:
-        source = SourceInfo(
-            framework="onnx", layout=f"onnx-opset{onnx_file.opset}", version=onnx_file.producer or None, notes=entry.notes
-        )
-        try:
-            layer = node_to_canonical(entry.node, source)
-        except LstmconvError as error:
-            raise error.with_context(file=path) from None
+    for layer, reference in iter_onnx_layers(read_onnx(path)):
         layers.append(layer)
-        # The node's own function; layout only changes how X/Y are arranged, so check in layout 0.
-        references[layer.name] = onnx_layer_function(layer, [dataclasses.replace(entry.node, layout=0)])
+        references[layer.name] = reference
     return LoadedModel(
         model=CanonicalModel(layers=tuple(layers)),
         references=references,
@@ -338,6 +331,25 @@ def _load_onnx(path: Path) -> LoadedModel:
         source_format="onnx",
         layout="onnx",
     )
+
+
+def iter_onnx_layers(onnx_file: OnnxFile) -> Iterator[tuple[Layer, ReferenceFn]]:
+    """Build the file's recurrent layers one at a time, each reading only its own weights from the file."""
+    from lstmconv.adapters.onnx import node_to_canonical
+    from lstmconv.targets.onnx_function import onnx_layer_function
+
+    for entry in onnx_file.nodes:
+        source = SourceInfo(
+            framework="onnx", layout=f"onnx-opset{onnx_file.opset}", version=onnx_file.producer or None, notes=entry.notes
+        )
+        node = entry.node
+        try:
+            layer = node_to_canonical(node, source)
+        except LstmconvError as error:
+            raise error.with_context(file=onnx_file.path) from None
+        # The node's own function; layout only changes how X/Y are arranged, so check in layout 0.
+        yield layer, onnx_layer_function(layer, [dataclasses.replace(node, layout=0)])
+        del layer, node  # not held while the next layer is read
 
 
 def load_keras_weights(

@@ -1,11 +1,13 @@
-"""Keras file -> torch ``.safetensors`` or ONNX, one layer at a time.
+"""Keras or ONNX file -> torch ``.safetensors`` or ONNX, one layer at a time.
 
 A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
 largest layer rather than the model (``benchmarks/bench.py large`` measures it). Reading, converting and
 checking the next layer runs in a background thread while the current one is written (about three layers
 in memory). For torch, behaviour and file bytes are those of :func:`lstmconv.conversion.save_torch`; this is
 only the order of the work. ONNX is always written layer by layer (:mod:`lstmconv.onnx_saving`); here the
-layers are also read one at a time.
+layers are also read one at a time. Keras files are read with h5py one layer's datasets at a time; ONNX
+files are parsed without their large tensors (:mod:`lstmconv.formats.onnx_skeleton`), each node reading its
+own weights when its layer is built. Torch and canonical files are read whole (``load_file``).
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from lstmconv.conversion import (
     torch_refusals_error,
 )
 from lstmconv.errors import InputFormatError, LstmconvError, RefusedConversionError, VerificationError
-from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.formats.torch_files import METADATA_KEY
 from lstmconv.loading import (
+    detect_format,
     iter_keras_layers,
+    iter_onnx_layers,
     reading_errors,
     refuse_nonfinite_layer,
     refuse_nothing_read,
@@ -47,7 +50,7 @@ from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta, Wir
 from lstmconv.targets.torch import torch_layer_function
 from lstmconv.writing import check_suffix, write_atomically
 
-__all__ = ["stream_keras_to_torch", "stream_keras_to_onnx", "describe_keras_file"]
+__all__ = ["stream_to_torch", "stream_to_onnx", "describe_file", "open_layers", "streams", "LayerSource", "STREAMED_FORMATS"]
 
 
 @dataclass
@@ -59,37 +62,75 @@ class _Prepared:
     checking: SourceSide
 
 
-def _reserve(entries: list[KerasLayerEntry]) -> int:
-    """Generous room for the header: every tensor name, shape and offset, and each layer's description."""
-    names = sum(len(entry.name) for entry in entries)
-    tensors = sum(len(entry.array_names) for entry in entries)
-    return 8192 + 24 * 1024 * len(entries) + 4 * names + 600 * (tensors + 8 * len(entries))
+@dataclass
+class LayerSource:
+    """A source file's layers, read one at a time (see :func:`open_layers`)."""
+
+    path: Path
+    source_format: str  # one of STREAMED_FORMATS
+    layers: Iterator[tuple[Layer, ReferenceFn | None]]
+    skipped: list[str]  # what is left out, with why; grows while ``layers`` is consumed
+    wiring: Wiring | None
+    reserve: int  # room for the header of a .safetensors holding these layers
+
+
+STREAMED_FORMATS = ("keras", "onnx")
+
+
+def streams(source: str | Path, source_format: str | None) -> bool:
+    """Whether ``source`` is read one layer at a time (Keras and ONNX files; torch and canonical files are
+    read whole)."""
+    return (source_format or detect_format(Path(source))) in STREAMED_FORMATS
 
 
 @contextlib.contextmanager
-def _open_keras(source: Path, config: str | Path | None) -> Iterator[tuple[KerasFileInfo, list[KerasLayerEntry], Wiring | None]]:
-    """``open_keras``, with a parser's error on a damaged file reported as the input's (an InputFormatError)."""
-    with contextlib.ExitStack() as stack:
+def open_layers(
+    source: Path, *, config: str | Path | None, source_format: str | None, skip_unsupported: bool, allow_nonfinite: bool
+) -> Iterator[LayerSource]:
+    """Open a Keras or ONNX file for reading layer by layer. What ``load_file`` refuses is refused here too:
+    a damaged file (InputFormatError), two layers of one name, non-finite weights unless allowed."""
+    fmt = source_format or detect_format(source)
+    skipped: list[str] = []
+    if fmt == "keras":
+        with contextlib.ExitStack() as stack:
+            with reading_errors(source):
+                info, entries, wiring = stack.enter_context(open_keras(source, config))
+            items = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
+            reserve = _reserve([entry.name for entry in entries], sum(len(entry.array_names) for entry in entries))
+            yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, wiring, reserve)
+        return
+    if fmt == "onnx":
+        from lstmconv.formats.onnx_files import read_onnx
+
         with reading_errors(source):
-            opened = stack.enter_context(open_keras(source, config))
-        yield opened
+            onnx_file = read_onnx(source)
+        names = [entry.name for entry in onnx_file.nodes]
+        items = iter_onnx_layers(onnx_file)
+        # torch writes 4 tensors per direction and level: the node's levels are not known before its weights are read
+        reserve = _reserve(names, 8 * len(names))
+        yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, None, reserve)
+        return
+    raise ValueError(f"{fmt} files are not read layer by layer")  # callers ask streams() first
 
 
-def _keras_layers(
+def _reserve(names: list[str], tensors: int) -> int:
+    """Generous room for the header: every tensor name, shape and offset, and each layer's description (the
+    writer moves the data up once if it was not enough)."""
+    return 8192 + 24 * 1024 * len(names) + 4 * sum(map(len, names)) + 600 * (tensors + 8 * len(names))
+
+
+def _checked_layers(
     source: Path,
-    info: KerasFileInfo,
-    entries: list[KerasLayerEntry],
+    items: Iterator[tuple[Layer, ReferenceFn | None] | str],
     skipped: list[str],
-    skip_unsupported: bool,
     allow_nonfinite: bool,
 ) -> Iterator[tuple[Layer, ReferenceFn | None]]:
-    """Each layer of a Keras file with its source reference, read one at a time; what is left out goes to
-    ``skipped``. Non-finite weights are refused here unless allowed."""
-    layers = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
+    """``items`` (layers with their source references, or the text of a left-out layer, which goes to
+    ``skipped``), with parser errors reported as the input's, and names and weights checked."""
     names: set[str] = set()
     while True:
         with reading_errors(source):  # parser errors are about the input; write errors stay OSErrors
-            item = next(layers, None)
+            item = next(items, None)
         if item is None:
             return
         if isinstance(item, str):
@@ -105,43 +146,47 @@ def _keras_layers(
         del layer, reference, item
 
 
-def describe_keras_file(source: str | Path, *, config: str | Path | None = None) -> tuple[list[Layer], list[str]]:
-    """The descriptions of a Keras file's layers and what is left out, reading one layer at a time (for
-    ``lstmconv inspect``: memory stays at one layer whatever the file size). Refuses what ``load_file`` refuses."""
+def describe_file(
+    source: str | Path, *, config: str | Path | None = None, source_format: str | None = None
+) -> tuple[list[Layer], list[str]]:
+    """The descriptions of a Keras or ONNX file's layers and what is left out, reading one layer at a time
+    (for ``lstmconv inspect``: memory stays at one layer whatever the file size). Refuses what ``load_file``
+    refuses."""
     source = Path(source)
-    skipped: list[str] = []
     described: list[Layer] = []
-    with _open_keras(source, config) as (info, entries, _wiring):
-        for layer, _reference in _keras_layers(source, info, entries, skipped, False, False):
+    with open_layers(source, config=config, source_format=source_format, skip_unsupported=False, allow_nonfinite=False) as opened:
+        for layer, _reference in opened.layers:
             described.append(layer.meta())
             del layer, _reference
-    refuse_nothing_read(described, skipped, source)
-    refuse_without_recurrent(described, skipped, source)
-    return described, skipped
+    refuse_nothing_read(described, opened.skipped, source)
+    refuse_without_recurrent(described, opened.skipped, source)
+    return described, opened.skipped
 
 
-def stream_keras_to_onnx(
+def stream_to_onnx(
     source: str | Path,
     destination: str | Path,
     *,
     config: str | Path | None = None,
+    source_format: str | None = None,
     per_layer: bool = False,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a Keras file to ONNX layer by layer (:func:`lstmconv.onnx_saving.write_onnx`)."""
+    """Convert a Keras or ONNX file to ONNX layer by layer (:func:`lstmconv.onnx_saving.write_onnx`)."""
     source = Path(source)
     check_suffix(Path(destination), (".onnx",), force)  # before anything is read
-    skipped: list[str] = []
-    with _open_keras(source, config) as (info, entries, wiring):
+    with open_layers(
+        source, config=config, source_format=source_format, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite
+    ) as opened:
         return write_onnx(
-            _keras_layers(source, info, entries, skipped, skip_unsupported, allow_nonfinite),
-            wiring,
+            opened.layers,
+            opened.wiring,
             source=str(source),
             destination=destination,
-            skipped=skipped,
+            skipped=opened.skipped,
             per_layer=per_layer,
             verify=verify,
             force=force,
@@ -150,29 +195,29 @@ def stream_keras_to_onnx(
         )
 
 
-def stream_keras_to_torch(
+def stream_to_torch(
     source: str | Path,
     destination: str | Path,
     *,
     config: str | Path | None = None,
+    source_format: str | None = None,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a Keras file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
+    """Convert a Keras or ONNX file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
     source, destination = Path(source), Path(destination)
     check_torch_destination(destination, force)
     # filled by the background thread of ``prepared``; read here only once it has finished
     reports: list[LayerReport] = []
-    skipped: list[str] = []
     refusals: list[LstmconvError] = []
     converted: list[Layer] = []  # descriptions of the layers written (no arrays)
     written: list[str] = []
 
-    def prepared(info: KerasFileInfo, entries: list[KerasLayerEntry]) -> Iterator[_Prepared]:
+    def prepared(opened: LayerSource) -> Iterator[_Prepared]:
         """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
-        for layer, reference in _keras_layers(source, info, entries, skipped, skip_unsupported, allow_nonfinite):
+        for layer, reference in opened.layers:
             if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
                 refusals.append(torch_refusal(layer.name, reasons))
                 continue
@@ -187,11 +232,11 @@ def stream_keras_to_torch(
             yield _Prepared(meta, params, checking)
             del params, layer, reference
 
-    def write(path: Path, info: KerasFileInfo, entries: list[KerasLayerEntry]) -> None:
-        stream = SafetensorsStream(path, _reserve(entries))
+    def write(path: Path, opened: LayerSource) -> None:
+        stream = SafetensorsStream(path, opened.reserve)
         try:
             # closing(): the background thread is stopped and joined however this block ends
-            with contextlib.closing(run_ahead(prepared(info, entries), one_blas_thread=one_blas_thread_for(source))) as layers:
+            with contextlib.closing(run_ahead(prepared(opened), one_blas_thread=one_blas_thread_for(source))) as layers:
                 for layer in layers:
                     for key in sorted(layer.params):
                         stream.add(f"{layer.meta.name}.{key}", layer.params[key])
@@ -205,13 +250,13 @@ def stream_keras_to_torch(
             if refusals and not skip_unsupported:
                 raise torch_refusals_error(refusals, source)
             if not refusals:  # a refused layer is a recurrent one: the file has some
-                refuse_without_recurrent(converted, skipped, source)
+                refuse_without_recurrent(converted, opened.skipped, source)
             if not stream.entries:
-                hint = "; ".join(skipped) or None
+                hint = "; ".join(opened.skipped) or None
                 raise RefusedConversionError(
                     "no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint
                 )
-            metadata = torch_metadata(converted, source, "keras", {})
+            metadata = torch_metadata(converted, source, opened.source_format, {})
             stream.finish({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
             written.extend(stream.entries)
         finally:
@@ -225,14 +270,16 @@ def stream_keras_to_torch(
             if set(handle.keys()) != set(written):  # noqa: SIM118 - not a dict
                 raise VerificationError("the written file does not list the tensors written", file=path)
 
-    with _open_keras(source, config) as (info, entries, _wiring):
-        write_atomically(destination, lambda path: write(path, info, entries), check)
+    with open_layers(
+        source, config=config, source_format=source_format, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite
+    ) as opened:
+        write_atomically(destination, lambda path: write(path, opened), check)
     return ConversionReport(
         source=str(source),
         destination=str(destination),
         target="torch",
         layers=tuple(reports),
-        skipped=(*skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
+        skipped=(*opened.skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
         verified=verify,
         written_tensors=len(written),
     )

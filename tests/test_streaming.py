@@ -22,7 +22,7 @@ from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.loading import load_file
 from lstmconv.onnx_saving import save_onnx
 from lstmconv.run_ahead import run_ahead
-from lstmconv.streaming import stream_keras_to_onnx, stream_keras_to_torch
+from lstmconv.streaming import stream_to_onnx, stream_to_torch
 from tests.conftest import DATA
 
 KERAS2 = sorted((DATA / "keras2").glob("*.h5"))
@@ -40,11 +40,11 @@ def test_streamed_file_and_report_equal_the_in_memory_path(source: Path, tmp_pat
         whole = save_torch(load_file(source), whole_path, skip_unsupported=True)
     except lstmconv.LstmconvError as refused:
         with pytest.raises(type(refused)) as caught:
-            stream_keras_to_torch(source, streamed_path, skip_unsupported=True)
+            stream_to_torch(source, streamed_path, skip_unsupported=True)
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_keras_to_torch(source, streamed_path, skip_unsupported=True)
+    streamed = stream_to_torch(source, streamed_path, skip_unsupported=True)
     assert _tensors(streamed_path) == _tensors(whole_path)
     assert [(r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in streamed.layers] == [
         (r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in whole.layers
@@ -152,11 +152,11 @@ def test_streamed_onnx_equals_the_in_memory_path_and_passes_the_checker_from_the
         whole = save_onnx(load_file(source), whole_path, per_layer=True, skip_unsupported=True)
     except lstmconv.LstmconvError as refused:
         with pytest.raises(type(refused)) as caught:
-            stream_keras_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
+            stream_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_keras_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
+    streamed = stream_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
     assert streamed_path.read_bytes() == whole_path.read_bytes()
     assert streamed.layers == whole.layers
     onnx.checker.check_model(str(streamed_path), full_check=True)  # the real file, weights and all
@@ -207,10 +207,10 @@ def test_a_model_beyond_the_protobuf_limit_is_refused_and_nothing_is_left(tmp_pa
 
 @pytest.mark.parametrize("source", KERAS2, ids=lambda p: p.stem)
 def test_inspect_reads_keras_files_layer_by_layer_with_the_same_result(source: Path) -> None:
-    from lstmconv.streaming import describe_keras_file
+    from lstmconv.streaming import describe_file
 
     loaded = load_file(source)
-    described, skipped = describe_keras_file(source)
+    described, skipped = describe_file(source)
     assert described == [layer.meta() for layer in loaded.model.layers]
     assert skipped == list(loaded.model.skipped)
 

@@ -5,12 +5,19 @@ Weights may be initializers, ``Constant`` nodes, or small constant subgraphs (``
 and nodes may sit inside ``If``/``Loop``/``Scan`` bodies, which see the enclosing graphs' constants. A weight
 that truly depends on a runtime input is refused with its name. External-data tensors are read only from
 inside the model's folder.
+
+The file is parsed without its large tensors (:mod:`lstmconv.formats.onnx_skeleton`) and a node's weights
+are read from the file when its layer is built (:attr:`OnnxNodeEntry.node`), so a model is never held whole:
+converting one layer at a time holds one layer's weights.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,7 @@ import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
+from lstmconv.formats.onnx_skeleton import read_skeleton
 from lstmconv.onnx_layout import ACTIVATION_COUNT, ONNX_ACTIVATIONS, OnnxRecurrentNode, is_known_activation, parse_activations
 
 __all__ = ["OnnxNodeEntry", "OnnxFile", "read_onnx", "key_safe"]
@@ -33,8 +41,13 @@ class OnnxNodeEntry:
     """A recurrent node ready for conversion, with what the report should say about it."""
 
     name: str  # key-safe layer name
-    node: OnnxRecurrentNode
+    load: Callable[[], OnnxRecurrentNode] = field(repr=False)
     notes: tuple[str, ...] = ()
+
+    @property
+    def node(self) -> OnnxRecurrentNode:
+        """The node with its weights, read from the file now (not kept: the caller holds them while it needs them)."""
+        return self.load()
 
 
 @dataclass(frozen=True)
@@ -56,10 +69,7 @@ def key_safe(name: str) -> str:
 def read_onnx(path: str | Path) -> OnnxFile:
     """Parse ``path`` and return its recurrent nodes with constant weights."""
     path = Path(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as error:  # protobuf DecodeError and friends: the file is not an ONNX model
-        raise InputFormatError(f"cannot parse as an ONNX model: {type(error).__name__}: {error}", file=path) from None
+    model = read_skeleton(path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset == 0:
         raise InputFormatError("the model imports no ai.onnx opset", file=path)
@@ -69,12 +79,13 @@ def read_onnx(path: str | Path) -> OnnxFile:
         raise InputFormatError("no LSTM, GRU or RNN node in this model", file=path, hint="a Loop-unrolled RNN cannot be read")
     names: dict[str, int] = {}
     entries = []
-    for node, weights, notes in reader.found:
+    for node, load_weights, notes in reader.found:
         base = key_safe(node.name) if node.name else node.op_type.lower()
         count = names.get(base, 0)
         names[base] = count + 1
         name = base if count == 0 else f"{base}_{count}"
-        entries.append(OnnxNodeEntry(name=name, node=_node(path, node, weights, name, opset), notes=tuple(notes)))
+        load = functools.partial(_load_node, path, node, load_weights, name, opset)
+        entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes)))
     return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
 
 
@@ -83,27 +94,71 @@ class _Reader:
         self.path = path
         self.base = path.resolve().parent
         self.opset = opset
-        self.found: list[tuple[onnx.NodeProto, dict[str, np.ndarray | None], list[str]]] = []
+        # each recurrent node, a function reading its W/R/B/P from the file, and notes for the report
+        self.found: list[tuple[onnx.NodeProto, Callable[[], dict[str, np.ndarray | None]], list[str]]] = []
 
     def tensor(self, proto: onnx.TensorProto) -> np.ndarray:
         if external_data_helper.uses_external_data(proto):
-            info = {entry.key: entry.value for entry in proto.external_data}
-            location = info.get("location", "")
-            target = (self.base / location).resolve()
-            if Path(location).is_absolute() or not target.is_relative_to(self.base):
-                raise InputFormatError(
-                    "external data path leaves the model's folder; refused",
-                    file=self.path,
-                    tensor=proto.name,
-                    actual=location,
-                )
-            if not target.is_file():
-                raise InputFormatError("external data file not found", file=self.path, tensor=proto.name, actual=location)
-            external_data_helper.load_external_data_for_tensor(proto, str(self.base))
+            return self.external_tensor(proto)
         try:
             return numpy_helper.to_array(proto)
         except Exception as error:
             raise InputFormatError(f"cannot decode tensor: {error}", file=self.path, tensor=proto.name) from None
+
+    def external_tensor(self, proto: onnx.TensorProto) -> np.ndarray:
+        """A tensor whose bytes are elsewhere in a file (the model's own large tensors, see read_skeleton, or
+        ONNX external data beside the model), read straight into the array."""
+        info = {entry.key: entry.value for entry in proto.external_data}
+        location = info.get("location", "")
+        target = (self.base / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(self.base):
+            raise InputFormatError(
+                "external data path leaves the model's folder; refused", file=self.path, tensor=proto.name, actual=location
+            )
+        if not target.is_file():
+            raise InputFormatError("external data file not found", file=self.path, tensor=proto.name, actual=location)
+        size = target.stat().st_size
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info["length"]) if "length" in info else size - offset
+        except ValueError:
+            raise InputFormatError("external data offset or length is not a number", file=self.path, tensor=proto.name) from None
+        if offset < 0 or length < 0 or offset + length > size:
+            raise InputFormatError(
+                "external data lies beyond the end of its file", file=self.path, tensor=proto.name,
+                expected=f"bytes {offset}..{offset + length}", actual=f"{size} bytes",
+            )
+        plain = _PLAIN_TYPES.get(proto.data_type)
+        if plain is None:  # bfloat16, float8, 4-bit, strings: onnx decodes them from a copy with the bytes inline
+            inline = onnx.TensorProto()
+            inline.CopyFrom(proto)
+            del inline.external_data[:]
+            inline.data_location = onnx.TensorProto.DEFAULT
+            inline.raw_data = bytes(self._read(target, proto.name, np.empty(length, np.uint8), offset))
+            return self.tensor(inline)
+        shape = tuple(proto.dims)
+        if math.prod(shape) * plain.itemsize != length:
+            raise InputFormatError(
+                "external data length does not match the tensor's shape", file=self.path, tensor=proto.name,
+                expected=math.prod(shape) * plain.itemsize, actual=length,
+            )
+        array = self._read(target, proto.name, np.empty(shape, dtype=plain), offset)
+        return array if plain.isnative else array.astype(plain.newbyteorder("="))
+
+    def _read(self, target: Path, tensor: str, array: np.ndarray, offset: int) -> np.ndarray:
+        """Fill ``array`` with the bytes of ``target`` from ``offset`` on (no intermediate copy)."""
+        view = memoryview(array.reshape(-1)).cast("B")
+        done = 0
+        try:
+            with target.open("rb") as handle:
+                while done < len(view):  # a read may return less than asked for
+                    read = os.preadv(handle.fileno(), [view[done:]], offset + done)
+                    if read <= 0:
+                        raise InputFormatError("external data ends early", file=self.path, tensor=tensor)
+                    done += read
+        except OSError as error:
+            raise InputFormatError(f"cannot read tensor data: {error.strerror or error}", file=self.path, tensor=tensor) from None
+        return array
 
     def walk(self, graph: onnx.GraphProto, outer: dict[str, np.ndarray]) -> None:
         scope = dict(outer)  # a subgraph sees the enclosing graphs' constants
@@ -122,10 +177,10 @@ class _Reader:
                         self.walk(sub, scope)
 
     def value(self, scope: dict[str, Any], name: str) -> np.ndarray | None:
+        """The constant ``name`` (None if it is computed at run time). An initializer is read from the file each
+        time and not kept, so reading the model holds no weights."""
         found = scope.get(name)
-        if isinstance(found, _Lazy):
-            found = scope[name] = found.load()
-        return found
+        return found.load() if isinstance(found, _Lazy) else found
 
     def fold(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
         if node.op_type not in _FOLDERS:
@@ -144,21 +199,16 @@ class _Reader:
     def record(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
         names = list(node.input) + [""] * (8 - len(node.input))
         label = node.name or node.op_type
-        weights: dict[str, np.ndarray | None] = {}
-        for slot, name in zip(("W", "R", "B", "P"), (names[1], names[2], names[3], names[7])):
-            if not name:
-                weights[slot] = None
-                continue
-            value = self.value(scope, name)
-            if value is None:
+        slots = dict(zip(("W", "R", "B", "P"), (names[1], names[2], names[3], names[7])))
+        for slot, name in slots.items():
+            if name and scope.get(name) is None:
                 raise UnsupportedFeatureError(
                     f"input {slot} ('{name}') is computed at run time, not a constant; lstmconv converts "
                     "weights that are fixed in the file",
                     file=self.path,
                     layer=label,
                 )
-            weights[slot] = value
-        if weights["W"] is None or weights["R"] is None:
+        if not slots["W"] or not slots["R"]:
             raise InputFormatError("node has no W or R input", file=self.path, layer=label)
         notes = []
         if names[4]:
@@ -176,17 +226,34 @@ class _Reader:
                     file=self.path,
                     layer=label,
                 )
-        self.found.append((node, weights, notes))
+        load = functools.partial(lambda names: {slot: self.value(scope, n) if n else None for slot, n in names.items()}, slots)
+        self.found.append((node, load, notes))
 
 
 class _Lazy:
-    """An initializer decoded on first use (large unused initializers are never read)."""
+    """An initializer, decoded when used (large unused initializers are never read)."""
 
     def __init__(self, reader: _Reader, proto: onnx.TensorProto) -> None:
         self.reader, self.proto = reader, proto
 
     def load(self) -> np.ndarray:
         return self.reader.tensor(self.proto)
+
+
+_PLAIN_TYPES = {  # element types stored as plain little-endian numbers
+    code: np.dtype(helper.tensor_dtype_to_np_dtype(code)).newbyteorder("<")
+    for code in (
+        onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8,
+        onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16, onnx.TensorProto.INT32,
+        onnx.TensorProto.UINT32, onnx.TensorProto.INT64, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL,
+    )
+}
+
+
+def _load_node(
+    path: Path, node: onnx.NodeProto, load_weights: Callable[[], dict[str, np.ndarray | None]], name: str, opset: int
+) -> OnnxRecurrentNode:
+    return _node(path, node, load_weights(), name, opset)
 
 
 def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None], name: str, opset: int) -> OnnxRecurrentNode:

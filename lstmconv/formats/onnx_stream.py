@@ -29,6 +29,7 @@ from onnx import TensorProto, helper
 
 from lstmconv.errors import UnsupportedFeatureError, VerificationError
 from lstmconv.formats.checked_file import CheckedFile
+from lstmconv.formats.protobuf_wire import WIRE_LEN, WireFormatError, fields, key, varint
 
 __all__ = ["OnnxStream", "PROTOBUF_LIMIT", "count_graph_fields"]
 
@@ -55,10 +56,10 @@ class OnnxStream:
         data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         element = helper.np_dtype_to_tensor_dtype(data.dtype)
         header = TensorProto(name=name, dims=data.shape, data_type=element).SerializeToString()
-        tensor = header + _key(_TENSOR_RAW_DATA) + _varint(data.nbytes)
+        tensor = header + key(_TENSOR_RAW_DATA) + varint(data.nbytes)
         tensor_size = len(tensor) + data.nbytes
-        initializer = _key(_GRAPH_INITIALIZER) + _varint(tensor_size)
-        framing = _key(_MODEL_GRAPH) + _varint(len(initializer) + tensor_size) + initializer + tensor
+        initializer = key(_GRAPH_INITIALIZER) + varint(tensor_size)
+        framing = key(_MODEL_GRAPH) + varint(len(initializer) + tensor_size) + initializer + tensor
         self._refuse_beyond_limit(len(framing) + data.nbytes, name)
         self.file.append(framing, tensor=name)
         self.file.append(data, tensor=name)
@@ -94,49 +95,7 @@ def count_graph_fields(path: Path) -> int:
     """How many ``ModelProto.graph`` fields ``path`` holds, walking its top-level fields without reading their
     contents; raises VerificationError unless the fields tile the file exactly."""
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        position, graphs = 0, 0
-        while position < len(data):
-            key, position = _read_varint(data, position)
-            field, wire = key >> 3, key & 7
-            if wire == 0:
-                _, position = _read_varint(data, position)
-            elif wire == 2:
-                size, position = _read_varint(data, position)
-                position += size
-            elif wire in (1, 5):
-                position += 8 if wire == 1 else 4
-            else:
-                raise VerificationError(f"unexpected protobuf wire type {wire} at byte {position}", file=path)
-            graphs += field == _MODEL_GRAPH and wire == 2
-        if position != len(data):
-            raise VerificationError("the last protobuf field runs past the end of the file", file=path)
-    return graphs
-
-
-def _read_varint(data: mmap.mmap, position: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if position >= len(data) or shift > 63:
-            raise VerificationError("a protobuf varint runs past the end of the file or is too long")
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-        shift += 7
-
-
-def _key(field: int) -> bytes:
-    """The key of a length-delimited field (wire type 2)."""
-    return _varint(field << 3 | 2)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
+        try:
+            return sum(field.number == _MODEL_GRAPH and field.wire == WIRE_LEN for field in fields(data, 0, len(data)))
+        except WireFormatError as error:
+            raise VerificationError(f"the written file is not one protobuf message: {error}", file=path) from None
