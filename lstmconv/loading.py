@@ -6,7 +6,7 @@ overrides the detection.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ __all__ = [
     "load_state_dict",
     "iter_keras_layers",
     "iter_onnx_layers",
+    "iter_torch_layers",
     "refuse_nonfinite_layer",
     "refuse_without_recurrent",
     "reading_errors",
@@ -229,30 +230,66 @@ def load_state_dict(state_dict: Mapping[str, Any], *, nonlinearity: str | None =
 
 
 def _torch_model(
-    tensors: dict[str, np.ndarray],
+    tensors: Mapping[str, np.ndarray],
     metadata: dict[str, Any] | None,
     notes: list[str],
     path: Path | str,
     *,
     nonlinearity: str | None = None,
 ) -> LoadedModel:
+    layers: list[Layer] = []
+    references: dict[str, ReferenceFn] = {}
+    skipped: list[str] = []
+    for item in iter_torch_layers(tensors, metadata, notes, path, nonlinearity=nonlinearity):
+        if isinstance(item, str):
+            skipped.append(item)
+            continue
+        layer, reference = item
+        layers.append(layer)
+        references[layer.name] = reference
+    return LoadedModel(
+        model=CanonicalModel(layers=tuple(layers), skipped=tuple(skipped)),
+        references=references,
+        source=str(path),
+        source_format="torch",
+        layout="torch",
+    )
+
+
+def iter_torch_layers(
+    tensors: Mapping[str, np.ndarray],
+    metadata: dict[str, Any] | None,
+    notes: list[str],
+    path: Path | str,
+    *,
+    nonlinearity: str | None = None,
+    load: Callable[[str], np.ndarray] | None = None,
+) -> Iterator[tuple[Layer, ReferenceFn] | str]:
+    """Build a state dict's torch.nn modules as layers, one at a time; a str is a key left out (yielded first).
+
+    With ``load``, ``tensors`` holds stand-ins of the right shapes (see ``open_safetensors_state``) and each
+    module's parameters are read with ``load(key)`` when its layer is built.
+    """
     from lstmconv.adapters.torch import find_torch_modules, recurrent_to_canonical
     from lstmconv.schema import DenseLayer, DenseMeta, RecurrentLayer, RecurrentMeta
     from lstmconv.targets.torch import torch_layer_function
 
     described = {m["name"]: m for m in (metadata or {}).get("layers", [])}  # written by lstmconv: exact facts
     custom = (metadata or {}).get("custom_modules", {})
-    modules, leftover = find_torch_modules(tensors)
-    layers: list[Layer] = []
-    references: dict[str, ReferenceFn] = {}
+    modules, leftover = find_torch_modules(dict(tensors))
+    if not modules:
+        raise InputFormatError("no nn.LSTM/GRU/RNN or nn.Linear parameters found", file=path, hint=", ".join(leftover[:8]) or None)
+    yield from (f"{key}: not an nn.LSTM/GRU/RNN/Linear parameter" for key in leftover)
     for module in modules:
+        if load is not None:
+            module.params = {param: load(key) for param, key in module.keys.items()}
         stated = described.get(module.prefix)
         source = SourceInfo(framework="torch", layout="torch", notes=tuple(notes))
         try:
             if module.kind == "recurrent":
-                nonlinearity = None
+                module_nonlinearity = nonlinearity  # the caller's word for nn.RNN, unless lstmconv recorded it
                 if stated is not None and stated.get("cell") == "rnn":
-                    nonlinearity = stated["activations"]["candidate"]["name"]
+                    module_nonlinearity = stated["activations"]["candidate"]["name"]
                 if module.prefix in custom:
                     module.params = {k: v for k, v in module.params.items() if not k.startswith("peephole")}
                     raise UnsupportedFeatureError(
@@ -261,7 +298,7 @@ def _torch_model(
                         file=path,
                         layer=module.prefix,
                     )
-                layer: Layer = recurrent_to_canonical(module, source, nonlinearity=nonlinearity)
+                layer: Layer = recurrent_to_canonical(module, source, nonlinearity=module_nonlinearity)
                 if stated is not None:
                     facts = RecurrentMeta.model_validate({**stated, "source": layer.source.model_dump()})
                     described_fields = {k: v for k, v in dict(layer).items() if k != "levels"}
@@ -284,15 +321,10 @@ def _torch_model(
                 )
         except LstmconvError as error:
             raise error.with_context(file=path, layer=module.prefix) from None
-        layers.append(layer)
         assert isinstance(layer, (RecurrentLayer, DenseLayer))
-        references[layer.name] = torch_layer_function(layer, module.params)
-    if not layers:
-        raise InputFormatError("no nn.LSTM/GRU/RNN or nn.Linear parameters found", file=path, hint=", ".join(leftover[:8]) or None)
-    skipped = tuple(f"{key}: not an nn.LSTM/GRU/RNN/Linear parameter" for key in leftover)
-    return LoadedModel(
-        model=CanonicalModel(layers=tuple(layers), skipped=skipped), references=references, source=str(path), source_format="torch", layout="torch"
-    )
+        yield layer, torch_layer_function(layer, module.params)
+        module.params = {}  # read again if asked for: not held while the next module is built
+        del layer
 
 
 def _load_canonical(path: Path) -> LoadedModel:

@@ -93,3 +93,20 @@ def test_in_memory_state_dict_converts_like_a_file(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = module(torch.from_numpy(x))[0].numpy()
     assert_close(y, expected, "in-memory state dict -> ONNX")
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+def test_in_memory_rnn_state_dict_takes_the_nonlinearity_it_is_given(nonlinearity: str, tmp_path: Path) -> None:
+    """A state dict does not record nn.RNN's nonlinearity; the caller's word must be used (it was dropped once)."""
+    torch.manual_seed(0)
+    module = torch.nn.RNN(3, 4, nonlinearity=nonlinearity, batch_first=True)
+    loaded = lstmconv.load_state_dict(module.state_dict(), nonlinearity=nonlinearity)
+    (layer,) = loaded.model.recurrent_layers()
+    assert layer.activations.candidate.name == nonlinearity
+    lstmconv.save_onnx(loaded, tmp_path / "r.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32) * 3  # negative pre-activations too
+    session = onnxruntime.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
+    y = session.run([f"{layer.name}.y"], {f"{layer.name}.x": x})[0]
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x))[0].numpy()
+    assert_close(y, expected, f"nn.RNN({nonlinearity}) state dict -> ONNX")

@@ -164,6 +164,7 @@ class TorchModule:
     prefix: str
     kind: str  # 'recurrent' | 'linear'
     params: dict[str, np.ndarray] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # parameter -> its key in the state dict
 
 
 def find_torch_modules(state: dict[str, np.ndarray]) -> tuple[list[TorchModule], list[str]]:
@@ -175,13 +176,14 @@ def find_torch_modules(state: dict[str, np.ndarray]) -> tuple[list[TorchModule],
         if match:
             prefix = match.group("prefix") or "rnn"
             module = modules.setdefault(prefix, TorchModule(prefix, "recurrent"))
-            module.params[key[len(match.group("prefix")) + 1 :] if match.group("prefix") else key] = value
+            param = key[len(match.group("prefix")) + 1 :] if match.group("prefix") else key
+            module.params[param], module.keys[param] = value, key
             continue
         prefix, _, leaf = key.rpartition(".")
         if leaf in ("weight", "bias") and prefix:
             module = modules.setdefault(prefix, TorchModule(prefix, "linear"))
             if module.kind == "linear":
-                module.params[leaf] = value
+                module.params[leaf], module.keys[leaf] = value, key
                 continue
         leftover.append(key)
     found = []
