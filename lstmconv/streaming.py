@@ -1,4 +1,4 @@
-"""Keras or ONNX file -> torch ``.safetensors`` or ONNX, one layer at a time.
+"""Keras, ONNX or torch ``.safetensors`` file -> torch ``.safetensors`` or ONNX, one layer at a time.
 
 A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
 largest layer rather than the model (``benchmarks/bench.py large`` measures it). Reading, converting and
@@ -7,7 +7,8 @@ in memory). For torch, behaviour and file bytes are those of :func:`lstmconv.con
 only the order of the work. ONNX is always written layer by layer (:mod:`lstmconv.onnx_saving`); here the
 layers are also read one at a time. Keras files are read with h5py one layer's datasets at a time; ONNX
 files are parsed without their large tensors (:mod:`lstmconv.formats.onnx_skeleton`), each node reading its
-own weights when its layer is built. Torch and canonical files are read whole (``load_file``).
+own weights when its layer is built; torch ``.safetensors`` files one module's tensors at a time. Torch
+``.pt`` pickles and canonical files are read whole (``load_file``).
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from lstmconv.conversion import (
 from lstmconv.errors import InputFormatError, LstmconvError, RefusedConversionError, VerificationError
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.safetensors_stream import SafetensorsStream
-from lstmconv.formats.torch_files import METADATA_KEY
+from lstmconv.formats.torch_files import METADATA_KEY, open_safetensors_state
 from lstmconv.loading import (
     detect_format,
     iter_keras_layers,
     iter_onnx_layers,
+    iter_torch_layers,
     reading_errors,
     refuse_nonfinite_layer,
     refuse_nothing_read,
@@ -50,7 +52,7 @@ from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta, Wir
 from lstmconv.targets.torch import torch_layer_function
 from lstmconv.writing import check_suffix, write_atomically
 
-__all__ = ["stream_to_torch", "stream_to_onnx", "describe_file", "open_layers", "streams", "LayerSource", "STREAMED_FORMATS"]
+__all__ = ["stream_to_torch", "stream_to_onnx", "describe_file", "open_layers", "streams", "LayerSource"]
 
 
 @dataclass
@@ -67,27 +69,25 @@ class LayerSource:
     """A source file's layers, read one at a time (see :func:`open_layers`)."""
 
     path: Path
-    source_format: str  # one of STREAMED_FORMATS
+    source_format: str  # 'keras', 'onnx' or 'torch'
     layers: Iterator[tuple[Layer, ReferenceFn | None]]
     skipped: list[str]  # what is left out, with why; grows while ``layers`` is consumed
     wiring: Wiring | None
     reserve: int  # room for the header of a .safetensors holding these layers
 
 
-STREAMED_FORMATS = ("keras", "onnx")
-
-
 def streams(source: str | Path, source_format: str | None) -> bool:
-    """Whether ``source`` is read one layer at a time (Keras and ONNX files; torch and canonical files are
-    read whole)."""
-    return (source_format or detect_format(Path(source))) in STREAMED_FORMATS
+    """Whether ``source`` is read one layer at a time: Keras, ONNX and torch ``.safetensors`` files (a torch
+    ``.pt`` pickle and lstmconv's canonical file are read whole)."""
+    fmt = source_format or detect_format(Path(source))
+    return fmt in ("keras", "onnx") or (fmt == "torch" and Path(source).suffix == ".safetensors")
 
 
 @contextlib.contextmanager
 def open_layers(
     source: Path, *, config: str | Path | None, source_format: str | None, skip_unsupported: bool, allow_nonfinite: bool
 ) -> Iterator[LayerSource]:
-    """Open a Keras or ONNX file for reading layer by layer. What ``load_file`` refuses is refused here too:
+    """Open a Keras, ONNX or torch ``.safetensors`` file for reading layer by layer. What ``load_file`` refuses is refused here too:
     a damaged file (InputFormatError), two layers of one name, non-finite weights unless allowed."""
     fmt = source_format or detect_format(source)
     skipped: list[str] = []
@@ -109,6 +109,13 @@ def open_layers(
         # torch writes 4 tensors per direction and level: the node's levels are not known before its weights are read
         reserve = _reserve(names, 8 * len(names))
         yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, None, reserve)
+        return
+    if fmt == "torch" and source.suffix == ".safetensors":
+        with open_safetensors_state(source) as (stand_ins, metadata, load):
+            modules = sorted({key.rpartition(".")[0] for key in stand_ins})
+            torch_items = iter_torch_layers(stand_ins, metadata, [], source, load=load)
+            checked = _checked_layers(source, torch_items, skipped, allow_nonfinite)
+            yield LayerSource(source, fmt, checked, skipped, None, _reserve(modules, len(stand_ins)))
         return
     raise ValueError(f"{fmt} files are not read layer by layer")  # callers ask streams() first
 
@@ -149,9 +156,9 @@ def _checked_layers(
 def describe_file(
     source: str | Path, *, config: str | Path | None = None, source_format: str | None = None
 ) -> tuple[list[Layer], list[str]]:
-    """The descriptions of a Keras or ONNX file's layers and what is left out, reading one layer at a time
-    (for ``lstmconv inspect``: memory stays at one layer whatever the file size). Refuses what ``load_file``
-    refuses."""
+    """The descriptions of a file's layers and what is left out, reading one layer at a time (for ``lstmconv
+    inspect``: memory stays at one layer whatever the file size; formats as in :func:`streams`). Refuses what
+    ``load_file`` refuses."""
     source = Path(source)
     described: list[Layer] = []
     with open_layers(source, config=config, source_format=source_format, skip_unsupported=False, allow_nonfinite=False) as opened:
@@ -175,7 +182,7 @@ def stream_to_onnx(
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a Keras or ONNX file to ONNX layer by layer (:func:`lstmconv.onnx_saving.write_onnx`)."""
+    """Convert a Keras, ONNX or torch .safetensors file to ONNX layer by layer (:func:`lstmconv.onnx_saving.write_onnx`)."""
     source = Path(source)
     check_suffix(Path(destination), (".onnx",), force)  # before anything is read
     with open_layers(
@@ -206,7 +213,7 @@ def stream_to_torch(
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a Keras or ONNX file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
+    """Convert a Keras, ONNX or torch .safetensors file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
     source, destination = Path(source), Path(destination)
     check_torch_destination(destination, force)
     # filled by the background thread of ``prepared``; read here only once it has finished

@@ -4,6 +4,7 @@ success and failure."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -248,3 +249,80 @@ def test_run_ahead_can_leave_blas_alone() -> None:
 
     before = blas_threads()
     assert [blas_threads() for _ in run_ahead(iter(range(2)), one_blas_thread=False)] == [before, before]
+
+
+def _torch_safetensors_sources(folder: Path) -> list[Path]:
+    """State dicts as torch writes them (no lstmconv metadata) and files lstmconv wrote (with it)."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    modules = {
+        "lstm_bidirectional_2": torch.nn.Sequential(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)),
+        "gru_and_linear": torch.nn.ModuleDict({"gru": torch.nn.GRU(4, 6), "head": torch.nn.Linear(6, 2)}),
+        "lstm_projection": torch.nn.ModuleDict({"lstm": torch.nn.LSTM(3, 6, proj_size=2)}),
+    }
+    paths = []
+    for name, module in modules.items():
+        path = folder / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+        paths.append(path)
+    for keras in KERAS2[:6]:
+        path = folder / f"lstmconv_{keras.stem}.safetensors"
+        try:
+            lstmconv.convert(keras, path, skip_unsupported=True)
+        except lstmconv.LstmconvError:
+            continue
+        paths.append(path)
+    return paths
+
+
+def test_torch_safetensors_sources_stream_like_the_in_memory_paths(tmp_path: Path) -> None:
+    sources = _torch_safetensors_sources(tmp_path)
+    assert len(sources) >= 6
+    for source in sources:
+        whole_torch, streamed_torch = tmp_path / "whole.safetensors", tmp_path / "streamed.safetensors"
+        whole_onnx, streamed_onnx = tmp_path / "whole.onnx", tmp_path / "streamed.onnx"
+        for save, stream, whole_path, streamed_path in (
+            (save_torch, stream_to_torch, whole_torch, streamed_torch),
+            (save_onnx, stream_to_onnx, whole_onnx, streamed_onnx),
+        ):
+            try:
+                whole = save(load_file(source), whole_path, force=True, skip_unsupported=True)
+            except lstmconv.LstmconvError as refused:
+                with pytest.raises(type(refused)) as caught:
+                    stream(source, streamed_path, force=True, skip_unsupported=True)
+                assert str(caught.value) == str(refused), source.name
+                continue
+            streamed = stream(source, streamed_path, force=True, skip_unsupported=True)
+            if streamed_path.suffix == ".onnx":
+                assert streamed_path.read_bytes() == whole_path.read_bytes(), source.name
+            else:  # the streamed header has more padding (reserved before the layers are known)
+                assert _tensors(streamed_path) == _tensors(whole_path), source.name
+            assert streamed.layers == whole.layers, source.name
+            assert streamed.skipped == whole.skipped, source.name
+            streamed_path.unlink()
+
+
+def test_a_torch_safetensors_source_is_read_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmconv.formats import torch_files
+
+    (source,) = [p for p in _torch_safetensors_sources(tmp_path) if p.stem == "gru_and_linear"]
+    loaded: list[str] = []
+    real = torch_files.open_safetensors_state
+
+    @contextlib.contextmanager
+    def counting(path: Path):  # type: ignore[no-untyped-def]
+        with real(path) as (stand_ins, metadata, load):
+            assert all(array.base is not None and array.base.size == 1 for array in stand_ins.values())  # no data read
+            yield stand_ins, metadata, lambda key: (loaded.append(key), load(key))[1]
+
+    monkeypatch.setattr("lstmconv.streaming.open_safetensors_state", counting)
+    from lstmconv.streaming import open_layers
+
+    with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+        assert loaded == []
+        first, _ = next(opened.layers)
+        assert sorted(loaded) == sorted(f"{first.name}.{k}" for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
+        second, _ = next(opened.layers)
+        assert sorted(loaded[4:]) == [f"{second.name}.bias", f"{second.name}.weight"]

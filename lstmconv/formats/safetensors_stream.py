@@ -18,9 +18,9 @@ import numpy as np
 
 from lstmconv.formats.checked_file import CheckedFile
 
-__all__ = ["SafetensorsStream"]
+__all__ = ["SafetensorsStream", "SAFETENSORS_DTYPES"]
 
-_DTYPES = {
+SAFETENSORS_DTYPES = {  # NumPy dtype name -> the safetensors header's dtype
     "float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32",
     "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
 }
@@ -44,7 +44,7 @@ class SafetensorsStream:
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))  # safetensors is little-endian
         self.file.append(array, tensor=key)
         self.entries[key] = {
-            "dtype": _DTYPES[array.dtype.name],
+            "dtype": SAFETENSORS_DTYPES[array.dtype.name],
             "shape": list(array.shape),
             "data_offsets": [self.offset, self.offset + array.nbytes],
         }

@@ -7,15 +7,19 @@ be rebuilt from the file alone. Writing ``.safetensors`` never imports torch; ``
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+import struct
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
+from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
-__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "read_state_dict", "METADATA_KEY"]
+__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "read_state_dict", "open_safetensors_state", "METADATA_KEY"]
 
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
 METADATA_KEY = "lstmconv"
@@ -37,19 +41,71 @@ def write_torch_file(path: Path, tensors: Mapping[str, np.ndarray], metadata: di
 def read_torch_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object] | None]:
     """Read a file written by :func:`write_torch_file` (tensors as NumPy, and the lstmconv metadata)."""
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="numpy") as handle:
-                header = handle.metadata() or {}
-                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - not a dict
-        except (SafetensorError, OSError) as error:
-            raise InputFormatError(f"cannot read safetensors file: {error}", file=path) from None
-        raw = header.get(METADATA_KEY)
-        return tensors, (json.loads(raw) if raw else None)
+        with open_safetensors_state(path) as (stand_ins, metadata, load):
+            return {key: load(key) for key in stand_ins}, metadata
     torch = _import_torch(path)
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     return {k: v.numpy() for k, v in state.items()}, None
+
+
+@contextlib.contextmanager
+def open_safetensors_state(
+    path: Path,
+) -> Iterator[tuple[dict[str, np.ndarray], dict[str, object] | None, Callable[[str], np.ndarray]]]:
+    """A ``.safetensors`` state dict without reading its tensors: for each key a stand-in array of the tensor's
+    shape and dtype that takes no memory, lstmconv's metadata (None if another tool wrote the file), and a
+    function reading one tensor (valid inside the ``with`` block).
+
+    The safetensors library checks the header (offsets inside the file, back to back); tensors are then read
+    with ``pread`` straight into their arrays rather than through the library's map of the whole file, whose
+    pages would stay counted in the process's memory until the file is closed.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            raw = (handle.metadata() or {}).get(METADATA_KEY)
+            metadata = json.loads(raw) if raw else None
+            stand_ins = {key: _stand_in(handle.get_slice(key)) for key in handle.keys()}  # noqa: SIM118 - not a dict
+        with path.open("rb") as stream:
+            (header_size,) = struct.unpack("<Q", stream.read(8))
+            offsets = {k: v["data_offsets"] for k, v in json.loads(stream.read(header_size)).items() if k != "__metadata__"}
+    except (SafetensorError, OSError, ValueError, KeyError, struct.error) as error:
+        raise InputFormatError(f"cannot read safetensors file: {error}", file=path) from None
+    data_start = 8 + header_size
+
+    with path.open("rb") as stream:
+
+        def load(key: str) -> np.ndarray:
+            stand_in = stand_ins[key]
+            if stand_in.dtype == _UNREAD:  # a dtype NumPy lacks (bfloat16...): the library says what it cannot do
+                try:
+                    with safe_open(str(path), framework="numpy") as handle:
+                        return handle.get_tensor(key)
+                except (SafetensorError, OSError, TypeError) as error:
+                    raise InputFormatError(f"cannot read tensor: {error}", file=path, tensor=key) from None
+            start, end = offsets[key]
+            array = np.empty(stand_in.shape, dtype=stand_in.dtype.newbyteorder("<"))
+            view = memoryview(array.reshape(-1)).cast("B")
+            done = 0
+            while done < end - start:  # a read may return less than asked for
+                read = os.preadv(stream.fileno(), [view[done:]], data_start + start + done)
+                if read <= 0:
+                    raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
+                done += read
+            return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+        yield stand_ins, metadata, load
+
+
+_NUMPY_DTYPES = {code: np.dtype(name) for name, code in SAFETENSORS_DTYPES.items()}
+_UNREAD = np.dtype([("unread", "u1")])  # the stand-in dtype of tensors NumPy cannot hold
+
+
+def _stand_in(view: object) -> np.ndarray:
+    """An array of the tensor's shape and dtype that holds one element (a read-only broadcast)."""
+    dtype = _NUMPY_DTYPES.get(view.get_dtype(), _UNREAD)  # type: ignore[attr-defined]
+    return np.broadcast_to(np.zeros((), dtype), tuple(view.get_shape()))  # type: ignore[attr-defined]
 
 
 def _import_torch(path: Path):  # type: ignore[no-untyped-def]
