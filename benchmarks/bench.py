@@ -4,6 +4,7 @@ measured side by side in the same run.
 
     .venv/bin/python benchmarks/bench.py small --tf2onnx-python /tmp/tfenv/bin/python
     .venv/bin/python benchmarks/bench.py large --sizes 1 3 6 12
+    .venv/bin/python benchmarks/bench.py sources --layers 12
     .venv/bin/python benchmarks/bench.py reference
 
 Wall time and peak RSS of whole processes come from GNU time (``/usr/bin/time -f "%e %M"``).
@@ -146,6 +147,42 @@ def large(args: argparse.Namespace) -> dict[str, object]:
     return results
 
 
+def sources(args: argparse.Namespace) -> dict[str, object]:
+    """ONNX and torch .safetensors sources (written by lstmconv from the generated Keras file) converted on,
+    against the same floor (read every tensor, write them with safetensors)."""
+    byte_compile()
+    work = Path(args.workdir or tempfile.mkdtemp())
+    work.mkdir(parents=True, exist_ok=True)
+    keras = work / "bilstm.h5"
+    size = make_checkpoint(keras, args.layers, args.hidden, args.hidden)
+    onnx_source, torch_source = work / "bilstm.onnx", work / "bilstm.safetensors"
+    for made in (onnx_source, torch_source):
+        subprocess.run([LSTMCONV, "convert", str(keras), str(made), "--to", "onnx" if made.suffix == ".onnx" else "torch"], check=True, capture_output=True)
+    keras.unlink()
+    floor = "import sys, onnx, numpy; from onnx import numpy_helper; from safetensors.numpy import save_file; " \
+        "m = onnx.load(sys.argv[1]); save_file({t.name: numpy_helper.to_array(t) for t in m.graph.initializer}, sys.argv[2])"
+    rows = {
+        "floor (onnx.load + safetensors save_file)": [PYTHON, "-c", floor, str(onnx_source), str(work / "floor.safetensors")],
+        "lstmconv onnx -> torch": [LSTMCONV, "convert", str(onnx_source), str(work / "a.safetensors"), "--force"],
+        "lstmconv onnx -> onnx": [LSTMCONV, "convert", str(onnx_source), str(work / "a.onnx"), "--force", "--to", "onnx"],
+        "lstmconv safetensors -> onnx": [LSTMCONV, "convert", str(torch_source), str(work / "b.onnx"), "--force", "--to", "onnx"],
+        "lstmconv inspect onnx": [LSTMCONV, "inspect", str(onnx_source)],
+    }
+    samples: dict[str, list[dict[str, float]]] = {}
+    for _ in range(args.rounds):
+        for name, command in rows.items():
+            samples.setdefault(name, []).append(measure(command, 1))
+    result = {
+        "weights_mib": round(size / 2**20, 1),
+        **{
+            name: {key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")}
+            for name, runs in samples.items()
+        },
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
 def reference(args: argparse.Namespace) -> dict[str, object]:
     import torch
 
@@ -190,11 +227,16 @@ def main() -> None:
     p_large.add_argument("--hidden", type=int, default=1024)
     p_large.add_argument("--rounds", type=int, default=3)
     p_large.add_argument("--workdir")
+    p_sources = sub.add_parser("sources")
+    p_sources.add_argument("--layers", type=int, default=12)
+    p_sources.add_argument("--hidden", type=int, default=1024)
+    p_sources.add_argument("--rounds", type=int, default=3)
+    p_sources.add_argument("--workdir")
     p_ref = sub.add_parser("reference")
     p_ref.add_argument("--threads", type=int, default=1)
     p_ref.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    result = {"small": small, "large": large, "reference": reference}[args.which](args)
+    result = {"small": small, "large": large, "sources": sources, "reference": reference}[args.which](args)
     print(json.dumps(result, indent=2))
 
 
