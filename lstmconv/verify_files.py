@@ -1,18 +1,23 @@
 """``lstmconv verify A B``: do two files compute the same function, layer by layer?
 
 Recurrent and Dense layers are paired by name, and the rest in order; each pair runs its own source
-references (A's in A's layout, B's in B's) on the same random input and initial states.
+references (A's in A's layout, B's in B's) on the same random input and initial states. Files are read one
+layer at a time where their format allows (Keras, ONNX, torch ``.safetensors``), so memory stays at a layer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lstmconv.loading import LoadedModel, load_file
-from lstmconv.reference.common import LayerOutput
-from lstmconv.schema import DenseLayer, RecurrentLayer
+import numpy as np
+
+from lstmconv.loading import load_file
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
+from lstmconv.schema import DenseMeta, Layer, RecurrentMeta
 from lstmconv.verify import max_difference, random_inputs, tolerance
 
 __all__ = ["LayerComparison", "compare_files"]
@@ -39,25 +44,17 @@ class _Unit:
     """A layer, or a chain of layers lstmconv split from one stacked module (``name``, ``name_l1``, ...)."""
 
     name: str
-    layers: tuple[RecurrentLayer | DenseLayer, ...]
+    layers: tuple[RecurrentMeta | DenseMeta, ...]
 
     @property
-    def first(self) -> RecurrentLayer | DenseLayer:
+    def first(self) -> RecurrentMeta | DenseMeta:
         return self.layers[0]
 
-    def run(self, loaded: LoadedModel, x: object, states: object) -> LayerOutput:
-        if len(self.layers) == 1:
-            return loaded.references[self.first.name](x, states)  # type: ignore[arg-type]
-        value = x
-        for layer in self.layers:
-            value = loaded.references[layer.name](value, None).y  # type: ignore[arg-type]
-        return LayerOutput(y=value, states=[])  # type: ignore[arg-type]
 
-
-def _comparable(loaded: LoadedModel) -> list[_Unit]:
+def _comparable(described: list[Layer]) -> list[_Unit]:
     units: list[_Unit] = []
-    for layer in loaded.model.layers:
-        if not isinstance(layer, (RecurrentLayer, DenseLayer)) or layer.name not in loaded.references:
+    for layer in described:
+        if not isinstance(layer, (RecurrentMeta, DenseMeta)):
             continue
         match = re.fullmatch(r"(.+)_l(\d+)", layer.name)
         if match and units and units[-1].name == match.group(1) and int(match.group(2)) == len(units[-1].layers):
@@ -67,39 +64,100 @@ def _comparable(loaded: LoadedModel) -> list[_Unit]:
     return units
 
 
+@contextlib.contextmanager
+def _layers(path: Path) -> Iterator[Iterator[tuple[Layer, ReferenceFn | None]]]:
+    """The file's layers with their source references: one at a time where the format allows it
+    (:func:`lstmconv.streaming.streams`), else from the whole loaded model."""
+    from lstmconv.streaming import open_layers, streams
+
+    if streams(path, None):
+        with open_layers(path, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+            yield opened.layers
+        return
+    loaded = load_file(path)
+    yield ((layer, loaded.references.get(layer.name)) for layer in loaded.model.layers)
+
+
+def _describe(path: Path) -> list[Layer]:
+    from lstmconv.streaming import describe_file, streams
+
+    if streams(path, None):
+        return describe_file(path)[0]
+    return [layer.meta() for layer in load_file(path).model.layers]
+
+
+def _outputs(path: Path, units: list[_Unit], inputs: dict[str, tuple[np.ndarray, LayerStates | None]]) -> dict[str, LayerOutput]:
+    """Each unit's output on its input, reading the file one layer at a time (a chain feeds each layer's output
+    sequence to the next)."""
+    unit_of = {layer.name: unit for unit in units if unit.name in inputs for layer in unit.layers}
+    running: dict[str, np.ndarray] = {}
+    outputs: dict[str, LayerOutput] = {}
+    with _layers(path) as layers:
+        for layer, reference in layers:
+            unit = unit_of.get(layer.name)
+            if unit is None or reference is None:
+                continue
+            x, states = inputs[unit.name]
+            if len(unit.layers) == 1:
+                outputs[unit.name] = reference(x, states)
+                continue
+            value = reference(running.get(unit.name, x), None).y
+            running[unit.name] = value  # type: ignore[assignment]
+            if layer.name == unit.layers[-1].name:
+                outputs[unit.name] = LayerOutput(y=running.pop(unit.name), states=[])
+            del layer, reference
+    return outputs
+
+
 def compare_files(left: str | Path, right: str | Path, *, seed: int = 0) -> list[LayerComparison]:
-    """Pair the layers of ``left`` and ``right`` and compare their functions."""
-    a, b = load_file(left), load_file(right)
-    units_a, units_b = _comparable(a), _comparable(b)
+    """Pair the layers of ``left`` and ``right`` and compare their functions.
+
+    Each file is read twice, one layer at a time where its format allows: once for the layers' descriptions
+    (to pair them and choose each pair's input), once to run each layer's source reference on that input.
+    Only the outputs (a few steps of a small batch) are kept between the two files.
+    """
+    left, right = Path(left), Path(right)
+    units_a, units_b = _comparable(_describe(left)), _comparable(_describe(right))
     names_b = {unit.name: unit for unit in units_b}
     pairs = [(ua, names_b[ua.name]) for ua in units_a if ua.name in names_b]
     paired = {ua.name for ua, _ in pairs}
     rest_a = [ua for ua in units_a if ua.name not in paired]
     rest_b = [ub for ub in units_b if ub.name not in paired]
     pairs += list(zip(rest_a, rest_b))
-    results = []
+    inputs_a: dict[str, tuple[np.ndarray, LayerStates | None]] = {}
+    inputs_b: dict[str, tuple[np.ndarray, LayerStates | None]] = {}
+    structure_matches: dict[str, bool] = {}  # per unit of the first file, for the pairs that can be compared
     for ua, ub in pairs:
         la, lb = ua.first, ub.first
-        tol = max(tolerance(la.dtype), tolerance(lb.dtype))
         if type(la) is not type(lb) or la.input_size != lb.input_size:
-            results.append(LayerComparison(ua.name, ub.name, None, tol, "different kinds or input sizes"))
             continue
         x, states = random_inputs(la, seed)
-        structure_matches = len(ua.layers) == len(ub.layers) == 1 and (
-            isinstance(la, DenseLayer)
+        matches = len(ua.layers) == len(ub.layers) == 1 and (
+            isinstance(la, DenseMeta)
             or (la.num_levels == lb.num_levels and la.bidirectional == lb.bidirectional and la.cell == lb.cell)  # type: ignore[union-attr]
         )
-        out_a = ua.run(a, x, states if structure_matches else None)
-        out_b = ub.run(b, x, states if structure_matches else None)
-        if not structure_matches:  # compare the output sequences only
-            out_a, out_b = LayerOutput(y=out_a.y, states=[]), LayerOutput(y=out_b.y, states=[])
-        error = max_difference(out_a, out_b)
-        results.append(LayerComparison(ua.name, ub.name, error, tol, "" if structure_matches else "outputs only"))
+        inputs_a[ua.name] = inputs_b[ub.name] = (x, states if matches else None)
+        structure_matches[ua.name] = matches
+    out_a, out_b = _outputs(left, units_a, inputs_a), _outputs(right, units_b, inputs_b)
+    results = []
+    for ua, ub in pairs:
+        tol = max(tolerance(ua.first.dtype), tolerance(ub.first.dtype))
+        if ua.name not in structure_matches:
+            results.append(LayerComparison(ua.name, ub.name, None, tol, "different kinds or input sizes"))
+            continue
+        a, b = out_a.get(ua.name), out_b.get(ub.name)
+        if a is None or b is None:
+            results.append(LayerComparison(ua.name, ub.name, None, tol, "no source function to run"))
+            continue
+        if not structure_matches[ua.name]:  # compare the output sequences only
+            a, b = LayerOutput(y=a.y, states=[]), LayerOutput(y=b.y, states=[])
+        error = max_difference(a, b)
+        results.append(LayerComparison(ua.name, ub.name, error, tol, "" if structure_matches[ua.name] else "outputs only"))
     for extra, side in [(u, "first") for u in rest_a[len(rest_b) :]] + [(u, "second") for u in rest_b[len(rest_a) :]]:
         # A Dense layer the other format does not carry (ONNX sources hold recurrent nodes only) is not compared;
         # a recurrent layer missing on one side is a difference.
-        recurrent = isinstance(extra.first, RecurrentLayer)
-        left, right = (extra.name, "-") if side == "first" else ("-", extra.name)
+        recurrent = isinstance(extra.first, RecurrentMeta)
+        left_name, right_name = (extra.name, "-") if side == "first" else ("-", extra.name)
         note = f"only in the {side} file" + ("" if recurrent else ", not compared")
-        results.append(LayerComparison(left, right, None if recurrent else 0.0, 0.0, note))
+        results.append(LayerComparison(left_name, right_name, None if recurrent else 0.0, 0.0, note))
     return results

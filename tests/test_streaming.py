@@ -326,3 +326,21 @@ def test_a_torch_safetensors_source_is_read_one_module_at_a_time(tmp_path: Path,
         assert sorted(loaded) == sorted(f"{first.name}.{k}" for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
         second, _ = next(opened.layers)
         assert sorted(loaded[4:]) == [f"{second.name}.bias", f"{second.name}.weight"]
+
+
+def test_verify_reads_streamable_files_one_layer_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmconv.verify_files as verify_files
+
+    source = DATA / "keras2" / "stacked_lstm.h5"
+    for target, suffix in (("onnx", ".onnx"), ("torch", ".safetensors")):
+        lstmconv.convert(source, tmp_path / f"m{suffix}", to=target, per_layer=True)
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a whole model was loaded")
+
+    monkeypatch.setattr(verify_files, "load_file", whole)
+    for other in (tmp_path / "m.onnx", tmp_path / "m.safetensors"):
+        results = verify_files.compare_files(source, other)
+        assert results and all(r.same for r in results if r.max_abs_error is not None), other.name
+    different = verify_files.compare_files(source, DATA / "keras2" / "weights_only_stacked.h5")
+    assert not all(r.same for r in different)
