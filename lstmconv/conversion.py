@@ -373,17 +373,18 @@ def save_keras(
     meant = {plan.name: plan.arrays for plan in plans if plan.arrays}
 
     def check_written(path: Path) -> None:
+        """Every planned layer's arrays read back identical, one layer's arrays at a time."""
         with open_keras(path) as (_, entries, _wiring):
-            back = {entry.name: entry.load_arrays() for entry in entries if entry.array_names}
-        if archive:  # the archive names layers by its config; map back through the plans
-            back = {plan.name: back.get(plan.name, []) for plan in plans}
-        for name, arrays in meant.items():
-            found = back.get(name, [])
-            same = len(found) == len(arrays) and all(
-                a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(arrays, found)
-            )
-            if not same:
-                raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
+            found = {entry.name: entry for entry in entries if entry.array_names}
+            for name, arrays in meant.items():
+                entry = found.get(name)
+                back = entry.load_arrays() if entry is not None else []
+                same = len(back) == len(arrays) and all(
+                    a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(arrays, back)
+                )
+                if not same:
+                    raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
+                del back
 
     if archive:
         wiring = loaded.model.wiring
