@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmconv.adapters.torch import layer_from_canonical, torch_layout_state, torch_module_spec, torch_refusals
+from lstmconv.adapters.torch import layer_from_canonical, torch_layout_state, torch_refusals
 from lstmconv.checking import check_conversion
 from lstmconv.errors import (
     LstmconvError,
@@ -20,8 +20,17 @@ from lstmconv.loading import LoadedModel, load_file
 from lstmconv.onnx_saving import save_onnx
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.schema import SCHEMA_VERSION, DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
-from lstmconv.targets.torch import torch_layer_function, usage_notes
+from lstmconv.schema import DenseLayer, RecurrentLayer
+from lstmconv.targets.torch import torch_layer_function
+from lstmconv.torch_saving import (
+    check_torch_destination,
+    header_reserve,
+    torch_layer_report,
+    torch_metadata,
+    torch_refusal,
+    torch_refusals_error,
+    write_torch,
+)
 from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
 
 __all__ = [
@@ -34,9 +43,6 @@ __all__ = [
     "save_canonical",
     "save_keras",
     "to_torch_state_dict",
-    "torch_layer_report",
-    "torch_metadata",
-    "torch_refusals_error",
 ]
 
 TARGETS = ("torch", "keras", "onnx", "canonical")
@@ -73,55 +79,6 @@ def _plan_torch(
         raise torch_refusals_error(refusals, loaded.source)
     tensors = {f"{name}.{key}": value for name, params in per_layer.items() for key, value in params.items()}
     return tensors, per_layer, left_out
-
-
-def torch_refusal(layer: str, reasons: list[str]) -> UnsupportedFeatureError:
-    """The error for a layer torch.nn cannot compute, with what to do instead."""
-    return UnsupportedFeatureError(
-        "; ".join(reasons),
-        layer=layer,
-        hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
-        "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
-    )
-
-
-def torch_refusals_error(refusals: list[LstmconvError], source: str | Path) -> RefusedConversionError:
-    """The error listing every layer torch.nn cannot compute."""
-    return RefusedConversionError(
-        f"torch.nn cannot compute {len(refusals)} layer(s) exactly; nothing was written",
-        refusals=refusals,
-        file=str(source),
-    )
-
-
-def torch_layer_report(
-    layer: Layer,
-    params: dict[str, np.ndarray],
-    error: float | None,
-    tol: float | None,
-    check_notes: tuple[str, ...],
-    emitted_class: str | None = None,
-) -> LayerReport:
-    """The report row of a layer written for torch."""
-    became = emitted_class + " (emitted module)" if emitted_class else torch_module_spec(layer) or "identity (no parameters)"
-    if params:
-        became += f" as {layer.name}.*"
-    notes = (
-        (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentMeta, DenseMeta)) else ()
-    )
-    return LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes))
-
-
-def torch_metadata(
-    layers: list[Layer], source: str | Path, source_format: str, custom_modules: dict[str, str]
-) -> dict[str, object]:
-    """What a torch file's header carries: each layer's description, the source, the emitted-module layers."""
-    return {
-        "lstmconv_schema": SCHEMA_VERSION,
-        "layers": [layer.meta().model_dump(mode="json") for layer in layers],
-        "source": {"file": Path(str(source)).name, "format": source_format},
-        "custom_modules": custom_modules,
-    }
 
 
 def convert(
@@ -203,6 +160,19 @@ def save_torch(
 
     destination = Path(destination)
     check_torch_destination(destination, force)
+    if destination.suffix == ".safetensors" and emit_module is None:  # the layer-by-layer writer, as for files
+        layers = loaded.model.layers
+        return write_torch(
+            ((layer, loaded.references.get(layer.name)) for layer in layers),
+            source=loaded.source,
+            source_format=loaded.source_format,
+            destination=destination,
+            skipped=list(loaded.model.skipped),
+            reserve=header_reserve([layer.name for layer in layers], sum(_torch_tensor_count(layer) for layer in layers)),
+            verify=verify,
+            force=force,
+            skip_unsupported=skip_unsupported,
+        )
     module_path = Path(emit_module) if emit_module is not None else None
     if module_path is not None:
         check_suffix(module_path, (".py",), force)
@@ -264,8 +234,12 @@ def save_torch(
     )
 
 
-def check_torch_destination(destination: Path, force: bool) -> None:
-    check_suffix(destination, TORCH_SUFFIXES, force)
+def _torch_tensor_count(layer: object) -> int:
+    """Torch parameters a layer becomes, at most (weight_ih, weight_hh, two biases, weight_hr per level and
+    direction; weight and bias for Dense)."""
+    if isinstance(layer, RecurrentLayer):
+        return 5 * layer.num_levels * (2 if layer.bidirectional else 1)
+    return 2
 
 
 def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: dict[str, np.ndarray]) -> None:

@@ -1,11 +1,9 @@
 """Keras, ONNX or torch ``.safetensors`` file -> torch ``.safetensors`` or ONNX, one layer at a time.
 
 A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
-largest layer rather than the model (``benchmarks/bench.py large`` measures it). Reading, converting and
-checking the next layer runs in a background thread while the current one is written (about three layers
-in memory). For torch, behaviour and file bytes are those of :func:`lstmconv.conversion.save_torch`; this is
-only the order of the work. ONNX is always written layer by layer (:mod:`lstmconv.onnx_saving`); here the
-layers are also read one at a time. Keras files are read with h5py one layer's datasets at a time; ONNX
+largest layer rather than the model (``benchmarks/bench.py large`` measures it). Both targets are written
+layer by layer whatever the source (:mod:`lstmconv.torch_saving`, :mod:`lstmconv.onnx_saving`); here the
+layers are also read one at a time, so the source is never held whole either. Keras files are read with h5py one layer's datasets at a time; ONNX
 files are parsed without their large tensors (:mod:`lstmconv.formats.onnx_skeleton`), each node reading its
 own weights when its layer is built; torch ``.safetensors`` files one module's tensors at a time. Torch
 ``.pt`` pickles and canonical files are read whole (``load_file``).
@@ -14,26 +12,13 @@ own weights when its layer is built; torch ``.safetensors`` files one module's t
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from lstmconv.adapters.torch import layer_from_canonical, torch_refusals
-from lstmconv.checking import SourceSide, check_source_side
-from lstmconv.conversion import (
-    check_torch_destination,
-    torch_layer_report,
-    torch_metadata,
-    torch_refusal,
-    torch_refusals_error,
-)
-from lstmconv.errors import InputFormatError, LstmconvError, RefusedConversionError, VerificationError
+from lstmconv.errors import InputFormatError
 from lstmconv.formats.keras_files import open_keras
-from lstmconv.formats.safetensors_stream import SafetensorsStream
-from lstmconv.formats.torch_files import METADATA_KEY, open_safetensors_state
+from lstmconv.formats.torch_files import open_safetensors_state
 from lstmconv.loading import (
     detect_format,
     iter_keras_layers,
@@ -46,22 +31,12 @@ from lstmconv.loading import (
 )
 from lstmconv.onnx_saving import write_onnx
 from lstmconv.reference.common import ReferenceFn
-from lstmconv.run_ahead import one_blas_thread_for, run_ahead
-from lstmconv.reporting import ConversionReport, LayerReport
-from lstmconv.schema import DenseMeta, Layer, RecurrentLayer, RecurrentMeta, Wiring
-from lstmconv.targets.torch import torch_layer_function
-from lstmconv.writing import check_suffix, write_atomically
+from lstmconv.reporting import ConversionReport
+from lstmconv.schema import Layer, Wiring
+from lstmconv.torch_saving import check_torch_destination, header_reserve, write_torch
+from lstmconv.writing import check_suffix
 
 __all__ = ["stream_to_torch", "stream_to_onnx", "describe_file", "open_layers", "streams", "LayerSource"]
-
-
-@dataclass
-class _Prepared:
-    """One layer's torch parameters, converted, with the source half of its check done."""
-
-    meta: Layer  # the description, without arrays
-    params: dict[str, np.ndarray]
-    checking: SourceSide
 
 
 @dataclass
@@ -96,7 +71,7 @@ def open_layers(
             with reading_errors(source):
                 info, entries, wiring = stack.enter_context(open_keras(source, config))
             items = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
-            reserve = _reserve([entry.name for entry in entries], sum(len(entry.array_names) for entry in entries))
+            reserve = header_reserve([entry.name for entry in entries], sum(len(entry.array_names) for entry in entries))
             yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, wiring, reserve)
         return
     if fmt == "onnx":
@@ -107,7 +82,7 @@ def open_layers(
         names = [entry.name for entry in onnx_file.nodes]
         items = iter_onnx_layers(onnx_file)
         # torch writes 4 tensors per direction and level: the node's levels are not known before its weights are read
-        reserve = _reserve(names, 8 * len(names))
+        reserve = header_reserve(names, 8 * len(names))
         yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, None, reserve)
         return
     if fmt == "torch" and source.suffix == ".safetensors":
@@ -115,15 +90,9 @@ def open_layers(
             modules = sorted({key.rpartition(".")[0] for key in stand_ins})
             torch_items = iter_torch_layers(stand_ins, metadata, [], source, load=load)
             checked = _checked_layers(source, torch_items, skipped, allow_nonfinite)
-            yield LayerSource(source, fmt, checked, skipped, None, _reserve(modules, len(stand_ins)))
+            yield LayerSource(source, fmt, checked, skipped, None, header_reserve(modules, len(stand_ins)))
         return
     raise ValueError(f"{fmt} files are not read layer by layer")  # callers ask streams() first
-
-
-def _reserve(names: list[str], tensors: int) -> int:
-    """Generous room for the header: every tensor name, shape and offset, and each layer's description (the
-    writer moves the data up once if it was not enough)."""
-    return 8192 + 24 * 1024 * len(names) + 4 * sum(map(len, names)) + 600 * (tensors + 8 * len(names))
 
 
 def _checked_layers(
@@ -213,80 +182,22 @@ def stream_to_torch(
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a Keras, ONNX or torch .safetensors file to a torch ``.safetensors`` layer by layer (see the module docstring)."""
-    source, destination = Path(source), Path(destination)
-    check_torch_destination(destination, force)
-    # filled by the background thread of ``prepared``; read here only once it has finished
-    reports: list[LayerReport] = []
-    refusals: list[LstmconvError] = []
-    converted: list[Layer] = []  # descriptions of the layers written (no arrays)
-    written: list[str] = []
-
-    def prepared(opened: LayerSource) -> Iterator[_Prepared]:
-        """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
-        for layer, reference in opened.layers:
-            if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
-                refusals.append(torch_refusal(layer.name, reasons))
-                continue
-            if refusals and not skip_unsupported:
-                continue  # going on only to name every refused layer
-            params = layer_from_canonical(layer)
-            # the source half of the check runs here, while the source arrays are in memory; the target half
-            # runs in the writing thread, from the converted arrays alone
-            checking = check_source_side(str(source), layer, reference, verify, known_finite=not allow_nonfinite)
-            meta = layer.meta()
-            converted.append(meta)  # the description only: the arrays go with the parameters
-            yield _Prepared(meta, params, checking)
-            del params, layer, reference
-
-    def write(path: Path, opened: LayerSource) -> None:
-        stream = SafetensorsStream(path, opened.reserve)
-        try:
-            # closing(): the background thread is stopped and joined however this block ends
-            with contextlib.closing(run_ahead(prepared(opened), one_blas_thread=one_blas_thread_for(source))) as layers:
-                for layer in layers:
-                    for key in sorted(layer.params):
-                        stream.add(f"{layer.meta.name}.{key}", layer.params[key])
-                        stream.flush_behind()  # per tensor: the disk works while the next one is written
-                    computes = isinstance(layer.meta, (RecurrentMeta, DenseMeta))
-                    target = torch_layer_function(layer.meta, layer.params) if computes else None
-                    error, tol, check_notes = layer.checking.finish(target, "the torch parameters")
-                    reports.append(torch_layer_report(layer.meta, layer.params, error, tol, check_notes))
-                    del layer, target
-            # the background thread is finished: the lists it filled are complete
-            if refusals and not skip_unsupported:
-                raise torch_refusals_error(refusals, source)
-            if not refusals:  # a refused layer is a recurrent one: the file has some
-                refuse_without_recurrent(converted, opened.skipped, source)
-            if not stream.entries:
-                hint = "; ".join(opened.skipped) or None
-                raise RefusedConversionError(
-                    "no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint
-                )
-            metadata = torch_metadata(converted, source, opened.source_format, {})
-            stream.finish({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-            written.extend(stream.entries)
-        finally:
-            stream.abort()
-
-    def check(path: Path) -> None:
-        """The finished file parses as safetensors and lists exactly the tensors written."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as handle:
-            if set(handle.keys()) != set(written):  # noqa: SIM118 - not a dict
-                raise VerificationError("the written file does not list the tensors written", file=path)
-
+    """Convert a Keras, ONNX or torch ``.safetensors`` file to a torch ``.safetensors`` layer by layer
+    (:func:`lstmconv.torch_saving.write_torch`)."""
+    source = Path(source)
+    check_torch_destination(Path(destination), force)  # before anything is read
     with open_layers(
         source, config=config, source_format=source_format, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite
     ) as opened:
-        write_atomically(destination, lambda path: write(path, opened), check)
-    return ConversionReport(
-        source=str(source),
-        destination=str(destination),
-        target="torch",
-        layers=tuple(reports),
-        skipped=(*opened.skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
-        verified=verify,
-        written_tensors=len(written),
-    )
+        return write_torch(
+            opened.layers,
+            source=source,
+            source_format=opened.source_format,
+            destination=destination,
+            skipped=opened.skipped,
+            reserve=opened.reserve,
+            verify=verify,
+            force=force,
+            skip_unsupported=skip_unsupported,
+            known_finite=not allow_nonfinite,
+        )

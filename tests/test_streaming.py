@@ -1,6 +1,7 @@
-"""The streamed Keras -> torch and -> ONNX paths: same file and report as the in-memory paths, and their
-building blocks (the run-ahead thread, the parallel transposition, the safetensors and ONNX streams) under
-success and failure."""
+"""The streamed paths (a file read one layer at a time, then written by the same layer-by-layer writers as a
+loaded model): same files, reports and refusals as loading the file whole, which the framework tests check;
+and their building blocks (the run-ahead thread, the parallel transposition, the safetensors and ONNX
+streams) under success and failure."""
 
 from __future__ import annotations
 

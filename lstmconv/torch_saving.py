@@ -1,0 +1,205 @@
+"""Write torch ``.safetensors`` layer by layer: convert a layer, check it, write its tensors, drop them.
+
+Whatever the source, layers go through here one at a time (:mod:`lstmconv.streaming` for files read layer
+by layer, :func:`lstmconv.conversion.save_torch` for a loaded model): the next layer is converted and the
+source half of its check runs in a background thread (:mod:`lstmconv.run_ahead`) while the current one is
+written (:class:`~lstmconv.formats.safetensors_stream.SafetensorsStream`) and the target half runs. Keys are
+``<layer>.<torch parameter>``; the header's metadata describes every layer (:func:`torch_metadata`), so the
+modules can be rebuilt from the file alone. A ``.pt`` file, or a layer torch.nn cannot compute written for
+lstmconv's emitted module (``--emit-module``), goes through ``save_torch``'s in-memory writer instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
+from lstmconv.checking import SourceSide, check_source_side
+from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError, VerificationError
+from lstmconv.formats.safetensors_stream import SafetensorsStream
+from lstmconv.formats.torch_files import METADATA_KEY, TORCH_SUFFIXES
+from lstmconv.loading import refuse_without_recurrent
+from lstmconv.reference.common import ReferenceFn
+from lstmconv.reporting import ConversionReport, LayerReport, describe
+from lstmconv.run_ahead import one_blas_thread_for, run_ahead
+from lstmconv.schema import SCHEMA_VERSION, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.targets.torch import torch_layer_function, usage_notes
+from lstmconv.writing import check_suffix, write_atomically
+
+__all__ = [
+    "write_torch",
+    "header_reserve",
+    "check_torch_destination",
+    "torch_refusal",
+    "torch_refusals_error",
+    "torch_layer_report",
+    "torch_metadata",
+]
+
+
+@dataclass
+class _Prepared:
+    """One layer's torch parameters, converted, with the source half of its check done."""
+
+    meta: Layer  # the description, without arrays
+    params: dict[str, np.ndarray]
+    checking: SourceSide
+
+
+def torch_refusal(layer: str, reasons: list[str]) -> UnsupportedFeatureError:
+    """The error for a layer torch.nn cannot compute, with what to do instead."""
+    return UnsupportedFeatureError(
+        "; ".join(reasons),
+        layer=layer,
+        hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
+        "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
+    )
+
+
+def torch_refusals_error(refusals: list[LstmconvError], source: str | Path) -> RefusedConversionError:
+    """The error listing every layer torch.nn cannot compute."""
+    return RefusedConversionError(
+        f"torch.nn cannot compute {len(refusals)} layer(s) exactly; nothing was written",
+        refusals=refusals,
+        file=str(source),
+    )
+
+
+def torch_layer_report(
+    layer: Layer,
+    params: dict[str, np.ndarray],
+    error: float | None,
+    tol: float | None,
+    check_notes: tuple[str, ...],
+    emitted_class: str | None = None,
+) -> LayerReport:
+    """The report row of a layer written for torch."""
+    became = emitted_class + " (emitted module)" if emitted_class else torch_module_spec(layer) or "identity (no parameters)"
+    if params:
+        became += f" as {layer.name}.*"
+    notes = (
+        (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentMeta, DenseMeta)) else ()
+    )
+    return LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes))
+
+
+def torch_metadata(
+    layers: list[Layer], source: str | Path, source_format: str, custom_modules: dict[str, str]
+) -> dict[str, object]:
+    """What a torch file's header carries: each layer's description, the source, the emitted-module layers."""
+    return {
+        "lstmconv_schema": SCHEMA_VERSION,
+        "layers": [layer.meta().model_dump(mode="json") for layer in layers],
+        "source": {"file": Path(str(source)).name, "format": source_format},
+        "custom_modules": custom_modules,
+    }
+
+
+def check_torch_destination(destination: Path, force: bool) -> None:
+    check_suffix(destination, TORCH_SUFFIXES, force)
+
+
+def header_reserve(names: list[str], tensors: int) -> int:
+    """Generous room for the header: every tensor name, shape and offset, and each layer's description (the
+    writer moves the data up once if it was not enough)."""
+    return 8192 + 24 * 1024 * len(names) + 4 * sum(map(len, names)) + 600 * (tensors + 8 * len(names))
+
+
+def write_torch(
+    layers: Iterable[tuple[Layer, ReferenceFn | None]],
+    *,
+    source: str | Path,
+    source_format: str,
+    destination: str | Path,
+    skipped: list[str],
+    reserve: int,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+    known_finite: bool = False,
+) -> ConversionReport:
+    """Write ``layers`` (each with its source reference) as a torch ``.safetensors``; see the module docstring.
+
+    ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
+    ``reserve``: room for the header (:func:`header_reserve`; the data is moved up once if it is not enough).
+    ``known_finite``: the caller refused non-finite weights already.
+    """
+    destination = Path(destination)
+    check_torch_destination(destination, force)
+    # filled by the background thread of ``prepared``; read here only once it has finished
+    reports: list[LayerReport] = []
+    refusals: list[LstmconvError] = []
+    converted: list[Layer] = []  # descriptions of the layers written (no arrays)
+    written: list[str] = []
+
+    def prepared() -> Iterator[_Prepared]:
+        """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
+        for layer, reference in layers:
+            if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
+                refusals.append(torch_refusal(layer.name, reasons))
+                continue
+            if refusals and not skip_unsupported:
+                continue  # going on only to name every refused layer
+            params = layer_from_canonical(layer)
+            # the source half of the check runs here, while the source arrays are in memory; the target half
+            # runs in the writing thread, from the converted arrays alone
+            checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
+            meta = layer.meta()
+            converted.append(meta)  # the description only: the arrays go with the parameters
+            yield _Prepared(meta, params, checking)
+            del params, layer, reference
+
+    def write(path: Path) -> None:
+        stream = SafetensorsStream(path, reserve)
+        try:
+            # closing(): the background thread is stopped and joined however this block ends
+            with contextlib.closing(run_ahead(prepared(), one_blas_thread=one_blas_thread_for(source))) as items:
+                for item in items:
+                    for key in sorted(item.params):
+                        stream.add(f"{item.meta.name}.{key}", item.params[key])
+                        stream.flush_behind()  # per tensor: the disk works while the next one is written
+                    computes = isinstance(item.meta, (RecurrentMeta, DenseMeta))
+                    target = torch_layer_function(item.meta, item.params) if computes else None
+                    error, tol, check_notes = item.checking.finish(target, "the torch parameters")
+                    reports.append(torch_layer_report(item.meta, item.params, error, tol, check_notes))
+                    del item, target
+            # the background thread is finished: the lists it filled are complete
+            if refusals and not skip_unsupported:
+                raise torch_refusals_error(refusals, source)
+            if not refusals:  # a refused layer is a recurrent one: the file has some
+                refuse_without_recurrent(converted, skipped, source)
+            if not stream.entries:
+                hint = "; ".join(skipped) or None
+                raise RefusedConversionError(
+                    "no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint
+                )
+            metadata = torch_metadata(converted, source, source_format, {})
+            stream.finish({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+            written.extend(stream.entries)
+        finally:
+            stream.abort()
+
+    def check(path: Path) -> None:
+        """The finished file parses as safetensors and lists exactly the tensors written."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as handle:
+            if set(handle.keys()) != set(written):  # noqa: SIM118 - not a dict
+                raise VerificationError("the written file does not list the tensors written", file=path)
+
+    write_atomically(destination, write, check)
+    return ConversionReport(
+        source=str(source),
+        destination=str(destination),
+        target="torch",
+        layers=tuple(reports),
+        skipped=(*skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
+        verified=verify,
+        written_tensors=len(written),
+    )
