@@ -178,7 +178,7 @@ def inspect(
 
 
 def _describe(src: Path, config: Path | None, source_format: str | None) -> tuple[list[Any], list[str]]:
-    """Layer descriptions and left-out layers; Keras, ONNX and torch .safetensors files are read one layer at a time."""
+    """Layer descriptions and left-out layers; Keras, ONNX, torch .safetensors and canonical files are read one layer at a time."""
     from lstmconv.loading import load_file
     from lstmconv.streaming import describe_file, streams
 

@@ -108,7 +108,7 @@ def convert(
     # The destination is checked before anything is read, so a wrong name fails at once.
     suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
     check_suffix(destination, suffixes[to], force)
-    # Keras, ONNX and torch .safetensors sources to .safetensors or ONNX: read, converted, written layer by layer
+    # sources streams() accepts, to .safetensors or ONNX: read, converted and written layer by layer
     from lstmconv.streaming import streams
 
     streamed_target = (to == "torch" and destination.suffix == ".safetensors" and emit_module is None) or to == "onnx"

@@ -328,24 +328,27 @@ def iter_torch_layers(
 
 
 def _load_canonical(path: Path) -> LoadedModel:
+    from lstmconv.formats.canonical_file import open_canonical
+
+    with open_canonical(path) as (metadata, layers):
+        model = CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
+    references = {layer.name: reference for layer in model.layers if (reference := canonical_reference(layer))}
+    return LoadedModel(model=model, references=references, source=str(path), source_format="canonical", layout="canonical")
+
+
+def canonical_reference(layer: Layer) -> ReferenceFn | None:
+    """What a canonical file's layer computes, from its gate-named weights (None for weightless layers)."""
     import functools
 
-    from lstmconv.formats.canonical_file import read_canonical
     from lstmconv.reference.canonical import canonical_forward
-    from lstmconv.schema import RecurrentLayer
-
-    from lstmconv.schema import DenseLayer
+    from lstmconv.schema import DenseLayer, RecurrentLayer
     from lstmconv.targets.torch import torch_layer_function
 
-    model = read_canonical(path)
-    references: dict[str, ReferenceFn] = {}
-    for layer in model.layers:
-        if isinstance(layer, RecurrentLayer):
-            references[layer.name] = functools.partial(canonical_forward, layer)
-        elif isinstance(layer, DenseLayer):  # canonical Dense is (units, in), nn.Linear's orientation
-            params = {"weight": layer.weight, **({"bias": layer.bias} if layer.bias is not None else {})}
-            references[layer.name] = torch_layer_function(layer, params)
-    return LoadedModel(model=model, references=references, source=str(path), source_format="canonical", layout="canonical")
+    if isinstance(layer, RecurrentLayer):
+        return functools.partial(canonical_forward, layer)
+    if isinstance(layer, DenseLayer):  # canonical Dense is (units, in), nn.Linear's orientation
+        return torch_layer_function(layer, {"weight": layer.weight, **({"bias": layer.bias} if layer.bias is not None else {})})
+    return None
 
 
 def _load_onnx(path: Path) -> LoadedModel:

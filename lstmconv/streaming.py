@@ -1,12 +1,12 @@
-"""Keras, ONNX or torch ``.safetensors`` file -> torch ``.safetensors`` or ONNX, one layer at a time.
+"""Keras, ONNX, torch ``.safetensors`` or canonical file -> torch ``.safetensors`` or ONNX, one layer at a time.
 
 A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
 largest layer rather than the model (``benchmarks/bench.py large`` measures it). Both targets are written
 layer by layer whatever the source (:mod:`lstmconv.torch_saving`, :mod:`lstmconv.onnx_saving`); here the
 layers are also read one at a time, so the source is never held whole either. Keras files are read with h5py one layer's datasets at a time; ONNX
 files are parsed without their large tensors (:mod:`lstmconv.formats.onnx_skeleton`), each node reading its
-own weights when its layer is built; torch ``.safetensors`` files one module's tensors at a time. Torch
-``.pt`` pickles and canonical files are read whole (``load_file``).
+own weights when its layer is built; torch ``.safetensors`` and canonical files one module's or layer's
+tensors at a time. Torch ``.pt`` pickles are read whole (``load_file``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 
 from lstmconv.errors import InputFormatError
 from lstmconv.formats.keras_files import open_keras
-from lstmconv.formats.torch_files import open_safetensors_state
+from lstmconv.formats.torch_files import lstmconv_metadata, open_safetensors_state
 from lstmconv.loading import (
+    canonical_reference,
     detect_format,
     iter_keras_layers,
     iter_onnx_layers,
@@ -52,17 +53,17 @@ class LayerSource:
 
 
 def streams(source: str | Path, source_format: str | None) -> bool:
-    """Whether ``source`` is read one layer at a time: Keras, ONNX and torch ``.safetensors`` files (a torch
-    ``.pt`` pickle and lstmconv's canonical file are read whole)."""
+    """Whether ``source`` is read one layer at a time: Keras, ONNX, torch ``.safetensors`` and canonical files
+    (a torch ``.pt`` pickle is read whole)."""
     fmt = source_format or detect_format(Path(source))
-    return fmt in ("keras", "onnx") or (fmt == "torch" and Path(source).suffix == ".safetensors")
+    return fmt in ("keras", "onnx", "canonical") or (fmt == "torch" and Path(source).suffix == ".safetensors")
 
 
 @contextlib.contextmanager
 def open_layers(
     source: Path, *, config: str | Path | None, source_format: str | None, skip_unsupported: bool, allow_nonfinite: bool
 ) -> Iterator[LayerSource]:
-    """Open a Keras, ONNX or torch ``.safetensors`` file for reading layer by layer. What ``load_file`` refuses is refused here too:
+    """Open a Keras, ONNX, torch ``.safetensors`` or canonical file for reading layer by layer. What ``load_file`` refuses is refused here too:
     a damaged file (InputFormatError), two layers of one name, non-finite weights unless allowed."""
     fmt = source_format or detect_format(source)
     skipped: list[str] = []
@@ -86,11 +87,21 @@ def open_layers(
         yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, None, reserve)
         return
     if fmt == "torch" and source.suffix == ".safetensors":
-        with open_safetensors_state(source) as (stand_ins, metadata, load):
+        with open_safetensors_state(source) as (stand_ins, header, load):
             modules = sorted({key.rpartition(".")[0] for key in stand_ins})
-            torch_items = iter_torch_layers(stand_ins, metadata, [], source, load=load)
+            torch_items = iter_torch_layers(stand_ins, lstmconv_metadata(source, header), [], source, load=load)
             checked = _checked_layers(source, torch_items, skipped, allow_nonfinite)
             yield LayerSource(source, fmt, checked, skipped, None, header_reserve(modules, len(stand_ins)))
+        return
+    if fmt == "canonical":
+        from lstmconv.formats.canonical_file import open_canonical
+
+        with contextlib.ExitStack() as stack:
+            with reading_errors(source):
+                metadata, canonical = stack.enter_context(open_canonical(source))
+            items = ((layer, canonical_reference(layer)) for layer in canonical)
+            names = [meta.name for meta in metadata.layers]
+            yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, metadata.wiring, header_reserve(names, 8 * len(names)))
         return
     raise ValueError(f"{fmt} files are not read layer by layer")  # callers ask streams() first
 
@@ -151,7 +162,7 @@ def stream_to_onnx(
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a Keras, ONNX or torch .safetensors file to ONNX layer by layer (:func:`lstmconv.onnx_saving.write_onnx`)."""
+    """Convert a file read layer by layer (see :func:`streams`) to ONNX (:func:`lstmconv.onnx_saving.write_onnx`)."""
     source = Path(source)
     check_suffix(Path(destination), (".onnx",), force)  # before anything is read
     with open_layers(
@@ -182,7 +193,7 @@ def stream_to_torch(
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a Keras, ONNX or torch ``.safetensors`` file to a torch ``.safetensors`` layer by layer
+    """Convert a file read layer by layer (see :func:`streams`) to a torch ``.safetensors``
     (:func:`lstmconv.torch_saving.write_torch`)."""
     source = Path(source)
     check_torch_destination(Path(destination), force)  # before anything is read

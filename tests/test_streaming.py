@@ -278,31 +278,37 @@ def _torch_safetensors_sources(folder: Path) -> list[Path]:
     return paths
 
 
+def _streams_like_the_in_memory_paths(source: Path, folder: Path) -> int:
+    """Convert ``source`` to torch and ONNX both ways (read layer by layer, and loaded whole): same files (torch:
+    same tensors and metadata; the streamed header's padding is reserved before the layers are known), same
+    reports, same refusals. Returns how many conversions were compared (not refused)."""
+    compared = 0
+    for save, stream, suffix in ((save_torch, stream_to_torch, ".safetensors"), (save_onnx, stream_to_onnx, ".onnx")):
+        whole_path, streamed_path = folder / f"whole{suffix}", folder / f"streamed{suffix}"
+        try:
+            whole = save(load_file(source), whole_path, force=True, skip_unsupported=True)
+        except lstmconv.LstmconvError as refused:
+            with pytest.raises(type(refused)) as caught:
+                stream(source, streamed_path, force=True, skip_unsupported=True)
+            assert str(caught.value) == str(refused), source.name
+            assert not streamed_path.exists()
+            continue
+        streamed = stream(source, streamed_path, force=True, skip_unsupported=True)
+        if suffix == ".onnx":
+            assert streamed_path.read_bytes() == whole_path.read_bytes(), source.name
+        else:
+            assert _tensors(streamed_path) == _tensors(whole_path), source.name
+        assert streamed.layers == whole.layers, source.name
+        assert streamed.skipped == whole.skipped, source.name
+        streamed_path.unlink()
+        compared += 1
+    return compared
+
+
 def test_torch_safetensors_sources_stream_like_the_in_memory_paths(tmp_path: Path) -> None:
     sources = _torch_safetensors_sources(tmp_path)
     assert len(sources) >= 6
-    for source in sources:
-        whole_torch, streamed_torch = tmp_path / "whole.safetensors", tmp_path / "streamed.safetensors"
-        whole_onnx, streamed_onnx = tmp_path / "whole.onnx", tmp_path / "streamed.onnx"
-        for save, stream, whole_path, streamed_path in (
-            (save_torch, stream_to_torch, whole_torch, streamed_torch),
-            (save_onnx, stream_to_onnx, whole_onnx, streamed_onnx),
-        ):
-            try:
-                whole = save(load_file(source), whole_path, force=True, skip_unsupported=True)
-            except lstmconv.LstmconvError as refused:
-                with pytest.raises(type(refused)) as caught:
-                    stream(source, streamed_path, force=True, skip_unsupported=True)
-                assert str(caught.value) == str(refused), source.name
-                continue
-            streamed = stream(source, streamed_path, force=True, skip_unsupported=True)
-            if streamed_path.suffix == ".onnx":
-                assert streamed_path.read_bytes() == whole_path.read_bytes(), source.name
-            else:  # the streamed header has more padding (reserved before the layers are known)
-                assert _tensors(streamed_path) == _tensors(whole_path), source.name
-            assert streamed.layers == whole.layers, source.name
-            assert streamed.skipped == whole.skipped, source.name
-            streamed_path.unlink()
+    assert sum(_streams_like_the_in_memory_paths(source, tmp_path) for source in sources) >= 8
 
 
 def test_a_torch_safetensors_source_is_read_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,3 +351,39 @@ def test_verify_reads_streamable_files_one_layer_at_a_time(tmp_path: Path, monke
         assert results and all(r.same for r in results if r.max_abs_error is not None), other.name
     different = verify_files.compare_files(source, DATA / "keras2" / "weights_only_stacked.h5")
     assert not all(r.same for r in different)
+
+
+def test_canonical_sources_stream_like_the_in_memory_paths(tmp_path: Path) -> None:
+    compared = 0
+    for keras in KERAS2:
+        source = tmp_path / f"{keras.stem}.safetensors"
+        try:
+            lstmconv.convert(keras, source, to="canonical")
+        except lstmconv.LstmconvError:
+            continue
+        compared += _streams_like_the_in_memory_paths(source, tmp_path)
+    assert compared >= 20
+
+
+def test_a_canonical_source_is_read_one_layer_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmconv.formats import torch_files
+    from lstmconv.streaming import open_layers
+
+    source = tmp_path / "stacked.safetensors"
+    lstmconv.convert(DATA / "keras2" / "stacked_lstm.h5", source, to="canonical")
+    loaded: list[str] = []
+    real = torch_files.open_safetensors_state
+
+    @contextlib.contextmanager
+    def counting(path: Path):  # type: ignore[no-untyped-def]
+        with real(path) as (stand_ins, header, load):
+            yield stand_ins, header, lambda key: (loaded.append(key), load(key))[1]
+
+    monkeypatch.setattr(torch_files, "open_safetensors_state", counting)
+    with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+        assert loaded == []
+        first, _ = next(opened.layers)
+        assert loaded and all(key.startswith(f"{first.name}/") for key in loaded)
+        count = len(loaded)
+        second, _ = next(opened.layers)
+        assert len(loaded) > count and all(key.startswith(f"{second.name}/") for key in loaded[count:])

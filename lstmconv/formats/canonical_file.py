@@ -12,6 +12,8 @@ The header's ``"lstmconv_canonical"`` entry is the :class:`~lstmconv.schema.Cano
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,7 @@ from lstmconv.schema import (
     StackLevel,
 )
 
-__all__ = ["CANONICAL_KEY", "canonical_tensors", "write_canonical", "read_canonical", "is_canonical_file"]
+__all__ = ["CANONICAL_KEY", "canonical_tensors", "write_canonical", "read_canonical", "open_canonical", "is_canonical_file"]
 
 CANONICAL_KEY = "lstmconv_canonical"
 _GATE_FIELDS = ("w_input", "w_recurrent", "b_input", "b_recurrent", "peephole")
@@ -90,25 +92,46 @@ def is_canonical_file(path: Path) -> bool:
 
 def read_canonical(path: Path) -> CanonicalModel:
     """Read a file written by :func:`write_canonical`."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as handle:
-            header = (handle.metadata() or {}).get(CANONICAL_KEY)
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as error:
-        raise InputFormatError(f"cannot read safetensors file: {error}", file=path) from None
-    if header is None:
-        raise InputFormatError("not an lstmconv canonical file (no metadata)", file=path)
-    try:
-        metadata = CanonicalMetadata.model_validate_json(header)
-    except ValidationError as error:
-        raise InputFormatError(f"canonical metadata does not validate: {error.errors()[0]['msg']}", file=path) from None
-    layers = [_layer(path, meta, tensors) for meta in metadata.layers]
-    return CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
+    with open_canonical(path) as (metadata, layers):
+        return CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
 
 
-def _take(path: Path, tensors: dict[str, np.ndarray], key: str, required: bool = True) -> np.ndarray | None:
+@contextlib.contextmanager
+def open_canonical(path: Path) -> Iterator[tuple[CanonicalMetadata, Iterator[Layer]]]:
+    """The file's metadata and its layers, each built (its tensors read) when the iterator reaches it."""
+    from lstmconv.formats.torch_files import open_safetensors_state
+
+    with open_safetensors_state(path) as (stand_ins, header, load):
+        raw = header.get(CANONICAL_KEY)
+        if raw is None:
+            raise InputFormatError("not an lstmconv canonical file (no metadata)", file=path)
+        try:
+            metadata = CanonicalMetadata.model_validate_json(raw)
+        except ValidationError as error:
+            raise InputFormatError(f"canonical metadata does not validate: {error.errors()[0]['msg']}", file=path) from None
+        tensors = _Tensors(stand_ins, load)
+        yield metadata, (_layer(path, meta, tensors) for meta in metadata.layers)
+
+
+class _Tensors(Mapping[str, np.ndarray]):
+    """The file's tensors by key, each read from the file when it is looked up (not kept)."""
+
+    def __init__(self, stand_ins: dict[str, np.ndarray], load: Callable[[str], np.ndarray]) -> None:
+        self.stand_ins, self.load = stand_ins, load
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self.stand_ins:
+            raise KeyError(key)
+        return self.load(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stand_ins)
+
+    def __len__(self) -> int:
+        return len(self.stand_ins)
+
+
+def _take(path: Path, tensors: Mapping[str, np.ndarray], key: str, required: bool = True) -> np.ndarray | None:
     if key in tensors:
         return tensors[key]
     if required:
@@ -116,7 +139,7 @@ def _take(path: Path, tensors: dict[str, np.ndarray], key: str, required: bool =
     return None
 
 
-def _layer(path: Path, meta: object, tensors: dict[str, np.ndarray]) -> Layer:
+def _layer(path: Path, meta: object, tensors: Mapping[str, np.ndarray]) -> Layer:
     if isinstance(meta, RecurrentMeta):
         levels = []
         for k in range(meta.num_levels):

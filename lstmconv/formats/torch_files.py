@@ -19,7 +19,7 @@ import numpy as np
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
-__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "read_state_dict", "open_safetensors_state", "METADATA_KEY"]
+__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "read_state_dict", "open_safetensors_state", "lstmconv_metadata", "METADATA_KEY"]
 
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
 METADATA_KEY = "lstmconv"
@@ -41,8 +41,8 @@ def write_torch_file(path: Path, tensors: Mapping[str, np.ndarray], metadata: di
 def read_torch_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object] | None]:
     """Read a file written by :func:`write_torch_file` (tensors as NumPy, and the lstmconv metadata)."""
     if path.suffix == ".safetensors":
-        with open_safetensors_state(path) as (stand_ins, metadata, load):
-            return {key: load(key) for key in stand_ins}, metadata
+        with open_safetensors_state(path) as (stand_ins, header, load):
+            return {key: load(key) for key in stand_ins}, lstmconv_metadata(path, header)
     torch = _import_torch(path)
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     return {k: v.numpy() for k, v in state.items()}, None
@@ -51,10 +51,10 @@ def read_torch_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object
 @contextlib.contextmanager
 def open_safetensors_state(
     path: Path,
-) -> Iterator[tuple[dict[str, np.ndarray], dict[str, object] | None, Callable[[str], np.ndarray]]]:
-    """A ``.safetensors`` state dict without reading its tensors: for each key a stand-in array of the tensor's
-    shape and dtype that takes no memory, lstmconv's metadata (None if another tool wrote the file), and a
-    function reading one tensor (valid inside the ``with`` block).
+) -> Iterator[tuple[dict[str, np.ndarray], dict[str, str], Callable[[str], np.ndarray]]]:
+    """A ``.safetensors`` file without reading its tensors: for each key a stand-in array of the tensor's shape
+    and dtype that takes no memory, the header's ``__metadata__`` (text), and a function reading one tensor
+    (valid inside the ``with`` block).
 
     The safetensors library checks the header (offsets inside the file, back to back); tensors are then read
     with ``pread`` straight into their arrays rather than through the library's map of the whole file, whose
@@ -64,8 +64,7 @@ def open_safetensors_state(
 
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            raw = (handle.metadata() or {}).get(METADATA_KEY)
-            metadata = json.loads(raw) if raw else None
+            header = dict(handle.metadata() or {})
             stand_ins = {key: _stand_in(handle.get_slice(key)) for key in handle.keys()}  # noqa: SIM118 - not a dict
         with path.open("rb") as stream:
             (header_size,) = struct.unpack("<Q", stream.read(8))
@@ -95,7 +94,16 @@ def open_safetensors_state(
                 done += read
             return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
-        yield stand_ins, metadata, load
+        yield stand_ins, header, load
+
+
+def lstmconv_metadata(path: Path, header: Mapping[str, str]) -> dict[str, object] | None:
+    """The layer descriptions lstmconv wrote into a torch file's header (None if another tool wrote it)."""
+    raw = header.get(METADATA_KEY)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError as error:
+        raise InputFormatError(f"lstmconv's metadata in the header is not JSON: {error}", file=path) from None
 
 
 _NUMPY_DTYPES = {code: np.dtype(name) for name, code in SAFETENSORS_DTYPES.items()}
