@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,11 @@ from lstmconv.loading import LoadedModel, load_file
 from lstmconv.onnx_saving import save_onnx
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.schema import DenseLayer, RecurrentLayer
+from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function
+from lstmconv.safetensors_saving import header_reserve
 from lstmconv.torch_saving import (
     check_torch_destination,
-    header_reserve,
     torch_layer_report,
     torch_metadata,
     torch_refusal,
@@ -108,21 +109,16 @@ def convert(
     # The destination is checked before anything is read, so a wrong name fails at once.
     suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
     check_suffix(destination, suffixes[to], force)
-    # sources streams() accepts, to .safetensors or ONNX: read, converted and written layer by layer
+    # sources streams() accepts, to torch .safetensors, ONNX or canonical: read, converted, written layer by layer
     from lstmconv.streaming import streams
 
-    streamed_target = (to == "torch" and destination.suffix == ".safetensors" and emit_module is None) or to == "onnx"
+    streamed_target = (to == "torch" and destination.suffix == ".safetensors" and emit_module is None) or to in ("onnx", "canonical")
     if streamed_target and streams(source, source_format):
-        from lstmconv.streaming import stream_to_onnx, stream_to_torch
+        from lstmconv.streaming import stream_to
 
-        if to == "onnx":
-            return stream_to_onnx(
-                source, destination, config=config, source_format=source_format, per_layer=per_layer, verify=verify,
-                force=force, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite,
-            )
-        return stream_to_torch(
-            source, destination, config=config, source_format=source_format, verify=verify, force=force,
-            skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite,
+        return stream_to(
+            to, source, destination, config=config, source_format=source_format, per_layer=per_layer, verify=verify,
+            force=force, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite,
         )
     loaded = load_file(
         source,
@@ -161,17 +157,14 @@ def save_torch(
     destination = Path(destination)
     check_torch_destination(destination, force)
     if destination.suffix == ".safetensors" and emit_module is None:  # the layer-by-layer writer, as for files
-        layers = loaded.model.layers
         return write_torch(
-            ((layer, loaded.references.get(layer.name)) for layer in layers),
-            source=loaded.source,
+            _layers_of(loaded),
             source_format=loaded.source_format,
             destination=destination,
-            skipped=list(loaded.model.skipped),
-            reserve=header_reserve([layer.name for layer in layers], sum(_torch_tensor_count(layer) for layer in layers)),
             verify=verify,
             force=force,
             skip_unsupported=skip_unsupported,
+            **_written_from(loaded, _torch_tensor_count),  # type: ignore[arg-type]
         )
     module_path = Path(emit_module) if emit_module is not None else None
     if module_path is not None:
@@ -234,11 +227,30 @@ def save_torch(
     )
 
 
+def _layers_of(loaded: LoadedModel) -> Iterator[tuple[Layer, ReferenceFn | None]]:
+    """A loaded model's layers with their source references, as the layer-by-layer writers take them."""
+    return ((layer, loaded.references.get(layer.name)) for layer in loaded.model.layers)
+
+
+def _written_from(loaded: LoadedModel, tensor_count: Callable[[Layer], int]) -> dict[str, object]:
+    """The writers' ``source``, ``skipped`` and header ``reserve`` for a loaded model."""
+    layers = loaded.model.layers
+    reserve = header_reserve([layer.name for layer in layers], sum(tensor_count(layer) for layer in layers))
+    return {"source": loaded.source, "skipped": list(loaded.model.skipped), "reserve": reserve}
+
+
 def _torch_tensor_count(layer: object) -> int:
     """Torch parameters a layer becomes, at most (weight_ih, weight_hh, two biases, weight_hr per level and
     direction; weight and bias for Dense)."""
     if isinstance(layer, RecurrentLayer):
         return 5 * layer.num_levels * (2 if layer.bidirectional else 1)
+    return 2
+
+
+def _canonical_tensor_count(layer: object) -> int:
+    """Canonical tensors a layer has, at most (5 per gate, a projection, per level and direction)."""
+    if isinstance(layer, RecurrentLayer):
+        return (5 * len(layer.levels[0].forward.gates) + 1) * layer.num_levels * (2 if layer.bidirectional else 1)
     return 2
 
 
@@ -259,36 +271,15 @@ def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: d
 
 def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool = True, force: bool = False) -> ConversionReport:
     """Write lstmconv's own file: every layer as it is in the canonical form (exact, nothing refused)."""
-    import functools
+    from lstmconv.canonical_saving import write_canonical_layers
 
-    from lstmconv.formats.canonical_file import canonical_tensors, read_canonical, write_canonical
-    from lstmconv.reference.canonical import canonical_forward
-
-    destination = Path(destination)
-    check_suffix(destination, (".safetensors",), force)
-    reports = []
-    for layer in loaded.model.layers:
-        target = functools.partial(canonical_forward, layer) if isinstance(layer, RecurrentLayer) else None
-        error, tol, check_notes = check_conversion(loaded, layer, target, "the canonical weights", verify)
-        notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
-        reports.append(LayerReport(layer.name, describe(layer), "canonical", error, tol, notes))
-    meant = canonical_tensors(loaded.model)
-
-    def check_written(path: Path) -> None:
-        back = read_canonical(path)
-        _compare_written(destination, meant, canonical_tensors(back))
-        if back.metadata() != loaded.model.metadata():
-            raise VerificationError("metadata read back differs from what was written", file=destination)
-
-    write_atomically(destination, lambda path: write_canonical(path, loaded.model), check_written)
-    return ConversionReport(
-        source=str(loaded.source),
-        destination=str(destination),
-        target="canonical",
-        layers=tuple(reports),
-        skipped=loaded.model.skipped,
-        verified=verify,
-        written_tensors=len(meant),
+    return write_canonical_layers(
+        _layers_of(loaded),
+        loaded.model.wiring,
+        destination=destination,
+        verify=verify,
+        force=force,
+        **_written_from(loaded, _canonical_tensor_count),  # type: ignore[arg-type]
     )
 
 

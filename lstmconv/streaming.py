@@ -34,10 +34,11 @@ from lstmconv.onnx_saving import write_onnx
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport
 from lstmconv.schema import Layer, Wiring
-from lstmconv.torch_saving import check_torch_destination, header_reserve, write_torch
+from lstmconv.safetensors_saving import header_reserve
+from lstmconv.torch_saving import write_torch
 from lstmconv.writing import check_suffix
 
-__all__ = ["stream_to_torch", "stream_to_onnx", "describe_file", "open_layers", "streams", "LayerSource"]
+__all__ = ["stream_to", "describe_file", "open_layers", "streams", "LayerSource"]
 
 
 @dataclass
@@ -150,7 +151,11 @@ def describe_file(
     return described, opened.skipped
 
 
-def stream_to_onnx(
+_SUFFIXES = {"torch": (".safetensors",), "onnx": (".onnx",), "canonical": (".safetensors",)}
+
+
+def stream_to(
+    to: str,
     source: str | Path,
     destination: str | Path,
     *,
@@ -162,53 +167,27 @@ def stream_to_onnx(
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a file read layer by layer (see :func:`streams`) to ONNX (:func:`lstmconv.onnx_saving.write_onnx`)."""
-    source = Path(source)
-    check_suffix(Path(destination), (".onnx",), force)  # before anything is read
+    """Convert a file read layer by layer (see :func:`streams`) to torch ``.safetensors`` (``to="torch"``,
+    :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` as
+    there) or lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`)."""
+    from lstmconv.canonical_saving import write_canonical_layers
+
+    source, destination = Path(source), Path(destination)
+    check_suffix(destination, _SUFFIXES[to], force)  # before anything is read
     with open_layers(
         source, config=config, source_format=source_format, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite
     ) as opened:
-        return write_onnx(
-            opened.layers,
-            opened.wiring,
-            source=str(source),
-            destination=destination,
-            skipped=opened.skipped,
-            per_layer=per_layer,
-            verify=verify,
-            force=force,
-            skip_unsupported=skip_unsupported,
-            known_finite=not allow_nonfinite,
-        )
-
-
-def stream_to_torch(
-    source: str | Path,
-    destination: str | Path,
-    *,
-    config: str | Path | None = None,
-    source_format: str | None = None,
-    verify: bool = True,
-    force: bool = False,
-    skip_unsupported: bool = False,
-    allow_nonfinite: bool = False,
-) -> ConversionReport:
-    """Convert a file read layer by layer (see :func:`streams`) to a torch ``.safetensors``
-    (:func:`lstmconv.torch_saving.write_torch`)."""
-    source = Path(source)
-    check_torch_destination(Path(destination), force)  # before anything is read
-    with open_layers(
-        source, config=config, source_format=source_format, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite
-    ) as opened:
+        common = {"source": source, "destination": destination, "skipped": opened.skipped, "verify": verify, "force": force}
+        if to == "onnx":
+            return write_onnx(
+                opened.layers, opened.wiring, per_layer=per_layer, skip_unsupported=skip_unsupported,
+                known_finite=not allow_nonfinite, **common,  # type: ignore[arg-type]
+            )
+        if to == "canonical":
+            return write_canonical_layers(
+                opened.layers, opened.wiring, reserve=opened.reserve, known_finite=not allow_nonfinite, **common  # type: ignore[arg-type]
+            )
         return write_torch(
-            opened.layers,
-            source=source,
-            source_format=opened.source_format,
-            destination=destination,
-            skipped=opened.skipped,
-            reserve=opened.reserve,
-            verify=verify,
-            force=force,
-            skip_unsupported=skip_unsupported,
-            known_finite=not allow_nonfinite,
+            opened.layers, source_format=opened.source_format, reserve=opened.reserve, skip_unsupported=skip_unsupported,
+            known_finite=not allow_nonfinite, **common,  # type: ignore[arg-type]
         )

@@ -11,45 +11,32 @@ lstmconv's emitted module (``--emit-module``), goes through ``save_torch``'s in-
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
 from lstmconv.checking import SourceSide, check_source_side
-from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError, VerificationError
-from lstmconv.formats.safetensors_stream import SafetensorsStream
+from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError
 from lstmconv.formats.torch_files import METADATA_KEY, TORCH_SUFFIXES
 from lstmconv.loading import refuse_without_recurrent
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.run_ahead import one_blas_thread_for, run_ahead
+from lstmconv.safetensors_saving import PlannedLayer, write_layers
 from lstmconv.schema import SCHEMA_VERSION, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function, usage_notes
-from lstmconv.writing import check_suffix, write_atomically
+from lstmconv.writing import check_suffix
 
 __all__ = [
     "write_torch",
-    "header_reserve",
     "check_torch_destination",
     "torch_refusal",
     "torch_refusals_error",
     "torch_layer_report",
     "torch_metadata",
 ]
-
-
-@dataclass
-class _Prepared:
-    """One layer's torch parameters, converted, with the source half of its check done."""
-
-    meta: Layer  # the description, without arrays
-    params: dict[str, np.ndarray]
-    checking: SourceSide
 
 
 def torch_refusal(layer: str, reasons: list[str]) -> UnsupportedFeatureError:
@@ -105,12 +92,6 @@ def check_torch_destination(destination: Path, force: bool) -> None:
     check_suffix(destination, TORCH_SUFFIXES, force)
 
 
-def header_reserve(names: list[str], tensors: int) -> int:
-    """Generous room for the header: every tensor name, shape and offset, and each layer's description (the
-    writer moves the data up once if it was not enough)."""
-    return 8192 + 24 * 1024 * len(names) + 4 * sum(map(len, names)) + 600 * (tensors + 8 * len(names))
-
-
 def write_torch(
     layers: Iterable[tuple[Layer, ReferenceFn | None]],
     *,
@@ -127,18 +108,16 @@ def write_torch(
     """Write ``layers`` (each with its source reference) as a torch ``.safetensors``; see the module docstring.
 
     ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
-    ``reserve``: room for the header (:func:`header_reserve`; the data is moved up once if it is not enough).
+    ``reserve``: room for the header (:func:`~lstmconv.safetensors_saving.header_reserve`).
     ``known_finite``: the caller refused non-finite weights already.
     """
     destination = Path(destination)
     check_torch_destination(destination, force)
-    # filled by the background thread of ``prepared``; read here only once it has finished
-    reports: list[LayerReport] = []
+    # filled by the background thread of ``planned``; read only once it has finished
     refusals: list[LstmconvError] = []
     converted: list[Layer] = []  # descriptions of the layers written (no arrays)
-    written: list[str] = []
 
-    def prepared() -> Iterator[_Prepared]:
+    def planned() -> Iterator[PlannedLayer]:
         """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
         for layer, reference in layers:
             if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
@@ -152,48 +131,24 @@ def write_torch(
             checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
             meta = layer.meta()
             converted.append(meta)  # the description only: the arrays go with the parameters
-            yield _Prepared(meta, params, checking)
+            yield PlannedLayer({f"{meta.name}.{key}": value for key, value in params.items()}, _finish(meta, params, checking))
             del params, layer, reference
 
-    def write(path: Path) -> None:
-        stream = SafetensorsStream(path, reserve)
-        try:
-            # closing(): the background thread is stopped and joined however this block ends
-            with contextlib.closing(run_ahead(prepared(), one_blas_thread=one_blas_thread_for(source))) as items:
-                for item in items:
-                    for key in sorted(item.params):
-                        stream.add(f"{item.meta.name}.{key}", item.params[key])
-                        stream.flush_behind()  # per tensor: the disk works while the next one is written
-                    computes = isinstance(item.meta, (RecurrentMeta, DenseMeta))
-                    target = torch_layer_function(item.meta, item.params) if computes else None
-                    error, tol, check_notes = item.checking.finish(target, "the torch parameters")
-                    reports.append(torch_layer_report(item.meta, item.params, error, tol, check_notes))
-                    del item, target
-            # the background thread is finished: the lists it filled are complete
-            if refusals and not skip_unsupported:
-                raise torch_refusals_error(refusals, source)
-            if not refusals:  # a refused layer is a recurrent one: the file has some
-                refuse_without_recurrent(converted, skipped, source)
-            if not stream.entries:
-                hint = "; ".join(skipped) or None
-                raise RefusedConversionError(
-                    "no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint
-                )
-            metadata = torch_metadata(converted, source, source_format, {})
-            stream.finish({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-            written.extend(stream.entries)
-        finally:
-            stream.abort()
+    def before_header(entries: dict[str, object]) -> None:
+        if refusals and not skip_unsupported:
+            raise torch_refusals_error(refusals, source)
+        if not refusals:  # a refused layer is a recurrent one: the file has some
+            refuse_without_recurrent(converted, skipped, source)
+        if not entries:
+            hint = "; ".join(skipped) or None
+            raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint)
 
-    def check(path: Path) -> None:
-        """The finished file parses as safetensors and lists exactly the tensors written."""
-        from safetensors import safe_open
+    def metadata() -> dict[str, str]:
+        return {METADATA_KEY: json.dumps(torch_metadata(converted, source, source_format, {}), sort_keys=True)}
 
-        with safe_open(str(path), framework="numpy") as handle:
-            if set(handle.keys()) != set(written):  # noqa: SIM118 - not a dict
-                raise VerificationError("the written file does not list the tensors written", file=path)
-
-    write_atomically(destination, write, check)
+    reports, written = write_layers(
+        planned(), source=source, destination=destination, reserve=reserve, before_header=before_header, metadata=metadata
+    )
     return ConversionReport(
         source=str(source),
         destination=str(destination),
@@ -203,3 +158,15 @@ def write_torch(
         verified=verify,
         written_tensors=len(written),
     )
+
+
+def _finish(meta: Layer, params: dict[str, np.ndarray], checking: SourceSide) -> Callable[[], LayerReport]:
+    """The target half of a layer's check, on the torch parameters as written, and its report row."""
+
+    def finish() -> LayerReport:
+        computes = isinstance(meta, (RecurrentMeta, DenseMeta))
+        target = torch_layer_function(meta, params) if computes else None
+        error, tol, check_notes = checking.finish(target, "the torch parameters")
+        return torch_layer_report(meta, params, error, tol, check_notes)
+
+    return finish

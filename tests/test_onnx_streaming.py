@@ -18,7 +18,7 @@ from lstmconv.formats import onnx_files, onnx_skeleton
 from lstmconv.formats.onnx_skeleton import read_skeleton
 from lstmconv.loading import iter_onnx_layers, load_file
 from lstmconv.onnx_saving import save_onnx
-from lstmconv.streaming import stream_to_onnx, stream_to_torch
+from lstmconv.streaming import stream_to
 from tests.conftest import DATA, corpus_file
 from tests.test_streaming import _tensors
 
@@ -85,11 +85,11 @@ def test_streamed_torch_file_and_report_equal_the_in_memory_path(name: str, inli
         whole = save_torch(load_file(source), whole_path)
     except lstmconv.LstmconvError as refused:  # e.g. hard_sigmoid gates, which torch.nn cannot compute
         with pytest.raises(type(refused)) as caught:
-            stream_to_torch(source, streamed_path)
+            stream_to("torch", source, streamed_path)
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_to_torch(source, streamed_path)
+    streamed = stream_to("torch", source, streamed_path)
     assert _tensors(streamed_path) == _tensors(whole_path)
     assert streamed.layers == whole.layers
     assert streamed.skipped == whole.skipped
@@ -100,7 +100,7 @@ def test_streamed_onnx_file_and_report_equal_the_in_memory_path(name: str, inlin
     source = _source(name)
     streamed_path, whole_path = tmp_path / "streamed.onnx", tmp_path / "whole.onnx"
     whole = save_onnx(load_file(source), whole_path)
-    streamed = stream_to_onnx(source, streamed_path)
+    streamed = stream_to("onnx", source, streamed_path)
     assert streamed_path.read_bytes() == whole_path.read_bytes()
     assert streamed.layers == whole.layers
 

@@ -24,7 +24,7 @@ from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.loading import load_file
 from lstmconv.onnx_saving import save_onnx
 from lstmconv.run_ahead import run_ahead
-from lstmconv.streaming import stream_to_onnx, stream_to_torch
+from lstmconv.streaming import stream_to
 from tests.conftest import DATA
 
 KERAS2 = sorted((DATA / "keras2").glob("*.h5"))
@@ -42,11 +42,11 @@ def test_streamed_file_and_report_equal_the_in_memory_path(source: Path, tmp_pat
         whole = save_torch(load_file(source), whole_path, skip_unsupported=True)
     except lstmconv.LstmconvError as refused:
         with pytest.raises(type(refused)) as caught:
-            stream_to_torch(source, streamed_path, skip_unsupported=True)
+            stream_to("torch", source, streamed_path, skip_unsupported=True)
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_to_torch(source, streamed_path, skip_unsupported=True)
+    streamed = stream_to("torch", source, streamed_path, skip_unsupported=True)
     assert _tensors(streamed_path) == _tensors(whole_path)
     assert [(r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in streamed.layers] == [
         (r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in whole.layers
@@ -154,11 +154,11 @@ def test_streamed_onnx_equals_the_in_memory_path_and_passes_the_checker_from_the
         whole = save_onnx(load_file(source), whole_path, per_layer=True, skip_unsupported=True)
     except lstmconv.LstmconvError as refused:
         with pytest.raises(type(refused)) as caught:
-            stream_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
+            stream_to("onnx", source, streamed_path, per_layer=True, skip_unsupported=True)
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_to_onnx(source, streamed_path, per_layer=True, skip_unsupported=True)
+    streamed = stream_to("onnx", source, streamed_path, per_layer=True, skip_unsupported=True)
     assert streamed_path.read_bytes() == whole_path.read_bytes()
     assert streamed.layers == whole.layers
     onnx.checker.check_model(str(streamed_path), full_check=True)  # the real file, weights and all
@@ -283,17 +283,17 @@ def _streams_like_the_in_memory_paths(source: Path, folder: Path) -> int:
     same tensors and metadata; the streamed header's padding is reserved before the layers are known), same
     reports, same refusals. Returns how many conversions were compared (not refused)."""
     compared = 0
-    for save, stream, suffix in ((save_torch, stream_to_torch, ".safetensors"), (save_onnx, stream_to_onnx, ".onnx")):
+    for save, to, suffix in ((save_torch, "torch", ".safetensors"), (save_onnx, "onnx", ".onnx")):
         whole_path, streamed_path = folder / f"whole{suffix}", folder / f"streamed{suffix}"
         try:
             whole = save(load_file(source), whole_path, force=True, skip_unsupported=True)
         except lstmconv.LstmconvError as refused:
             with pytest.raises(type(refused)) as caught:
-                stream(source, streamed_path, force=True, skip_unsupported=True)
+                stream_to(to, source, streamed_path, force=True, skip_unsupported=True)
             assert str(caught.value) == str(refused), source.name
             assert not streamed_path.exists()
             continue
-        streamed = stream(source, streamed_path, force=True, skip_unsupported=True)
+        streamed = stream_to(to, source, streamed_path, force=True, skip_unsupported=True)
         if suffix == ".onnx":
             assert streamed_path.read_bytes() == whole_path.read_bytes(), source.name
         else:

@@ -7,7 +7,8 @@ Tensor keys::
     <layer>/weight, <layer>/bias                      (Dense, Embedding)
 
 The header's ``"lstmconv_canonical"`` entry is the :class:`~lstmconv.schema.CanonicalMetadata` JSON (schema in
-``schemas/``). Reading a file back gives the same canonical model, bit for bit.
+``schemas/``). Reading a file back gives the same canonical model, bit for bit. Written layer by layer by
+:mod:`lstmconv.canonical_saving`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from lstmconv.schema import (
     StackLevel,
 )
 
-__all__ = ["CANONICAL_KEY", "canonical_tensors", "write_canonical", "read_canonical", "open_canonical", "is_canonical_file"]
+__all__ = ["CANONICAL_KEY", "canonical_tensors", "read_canonical", "open_canonical", "is_canonical_file"]
 
 CANONICAL_KEY = "lstmconv_canonical"
 _GATE_FIELDS = ("w_input", "w_recurrent", "b_input", "b_recurrent", "peephole")
@@ -68,17 +69,6 @@ def canonical_tensors(model: CanonicalModel) -> dict[str, np.ndarray]:
     return tensors
 
 
-def write_canonical(path: Path, model: CanonicalModel) -> dict[str, np.ndarray]:
-    """Write ``model`` to ``path``; returns the tensors written (for the read-back check)."""
-    from safetensors.numpy import save_file
-
-    # safetensors stores little-endian bytes whatever the array's order
-    tensors = {k: np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) for k, v in canonical_tensors(model).items()}
-    metadata = model.metadata().model_dump_json()
-    save_file(tensors, str(path), metadata={CANONICAL_KEY: metadata, "format": "lstmconv-canonical"})
-    return tensors
-
-
 def is_canonical_file(path: Path) -> bool:
     """A safetensors file whose header carries lstmconv's canonical metadata."""
     from safetensors import SafetensorError, safe_open
@@ -91,7 +81,7 @@ def is_canonical_file(path: Path) -> bool:
 
 
 def read_canonical(path: Path) -> CanonicalModel:
-    """Read a file written by :func:`write_canonical`."""
+    """Read a canonical file whole (written by :mod:`lstmconv.canonical_saving`)."""
     with open_canonical(path) as (metadata, layers):
         return CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
 

@@ -1,0 +1,77 @@
+"""Write lstmconv's canonical file layer by layer: every layer as it is in the canonical form (exact, nothing
+refused), its gate-named tensors written as the layer is read (:func:`lstmconv.safetensors_saving.write_layers`),
+the canonical metadata last (format: :mod:`lstmconv.formats.canonical_file`)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from lstmconv.checking import SourceSide, check_source_side
+from lstmconv.formats.canonical_file import CANONICAL_KEY, canonical_tensors
+from lstmconv.reference.canonical import canonical_forward
+from lstmconv.reference.common import ReferenceFn
+from lstmconv.reporting import ConversionReport, LayerReport, describe
+from lstmconv.safetensors_saving import PlannedLayer, write_layers
+from lstmconv.schema import CanonicalMetadata, CanonicalModel, Layer, RecurrentLayer, Wiring
+from lstmconv.writing import check_suffix
+
+__all__ = ["write_canonical_layers"]
+
+
+def write_canonical_layers(
+    layers: Iterable[tuple[Layer, ReferenceFn | None]],
+    wiring: Wiring | None,
+    *,
+    source: str | Path,
+    destination: str | Path,
+    skipped: list[str],
+    reserve: int,
+    verify: bool = True,
+    force: bool = False,
+    known_finite: bool = False,
+) -> ConversionReport:
+    """Write ``layers`` (each with its source reference) as a canonical ``.safetensors``.
+
+    ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
+    ``known_finite``: the caller refused non-finite weights already.
+    """
+    destination = Path(destination)
+    check_suffix(destination, (".safetensors",), force)
+    described: list[Layer] = []  # filled by the planning thread; read once it has finished
+
+    def planned() -> Iterator[PlannedLayer]:
+        for layer, reference in layers:
+            checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
+            described.append(layer.meta())
+            yield PlannedLayer(canonical_tensors(CanonicalModel(layers=(layer,))), _finish(layer, checking))
+            del layer, reference
+
+    def metadata() -> dict[str, str]:
+        return {CANONICAL_KEY: CanonicalMetadata(layers=tuple(described), wiring=wiring).model_dump_json(), "format": "lstmconv-canonical"}
+
+    reports, written = write_layers(
+        planned(), source=source, destination=destination, reserve=reserve, before_header=lambda _: None, metadata=metadata
+    )
+    return ConversionReport(
+        source=str(source),
+        destination=str(destination),
+        target="canonical",
+        layers=tuple(reports),
+        skipped=tuple(skipped),
+        verified=verify,
+        written_tensors=len(written),
+    )
+
+
+def _finish(layer: Layer, checking: SourceSide) -> Callable[[], LayerReport]:
+    """The target half of a layer's check, computed from its gate-named weights, and its report row."""
+
+    def finish() -> LayerReport:
+        target = functools.partial(canonical_forward, layer) if isinstance(layer, RecurrentLayer) else None
+        error, tol, check_notes = checking.finish(target, "the canonical weights")
+        notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
+        return LayerReport(layer.name, describe(layer), "canonical", error, tol, notes)
+
+    return finish
