@@ -60,8 +60,10 @@ class LstmconvError(Exception):
         if self.tensor:
             where.append(f"tensor '{self.tensor}'")
         text = ": ".join([*where, self.message]) if where else self.message
-        if self.expected is not None or self.actual is not None:
+        if self.expected is not None and self.actual is not None:
             text += f" (expected {self.expected}, got {self.actual})"
+        elif self.expected is not None or self.actual is not None:  # one side only: do not print "None"
+            text += f" (expected {self.expected})" if self.expected is not None else f" (got {self.actual})"
         if self.hint:
             text += f". {self.hint}"
         return text

@@ -154,3 +154,16 @@ def test_deeply_nested_graphs_are_refused_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(InputFormatError, match="nested") as caught:
         read_skeleton(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_symlinked_onnx_file_reads_its_weights_from_the_real_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_skeleton, "INLINE_BYTES", 0)  # every tensor read from the file
+    real = tmp_path / "models" / "real.onnx"
+    real.parent.mkdir()
+    real.write_bytes((DATA / "tf2onnx" / "lstm_stacked.onnx").read_bytes())
+    link = tmp_path / "link.onnx"
+    link.symlink_to(real)
+    via_link = stream_to("torch", link, tmp_path / "a.safetensors")
+    direct = stream_to("torch", real, tmp_path / "b.safetensors")
+    assert via_link.layers == direct.layers
+    assert _tensors(tmp_path / "a.safetensors")[0] == _tensors(tmp_path / "b.safetensors")[0]
