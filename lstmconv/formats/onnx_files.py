@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from onnx import external_data_helper, helper, numpy_helper
 
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.onnx_skeleton import read_skeleton
+from lstmconv.formats.reading import read_into
 from lstmconv.onnx_layout import ACTIVATION_COUNT, ONNX_ACTIVATIONS, OnnxRecurrentNode, is_known_activation, parse_activations
 
 __all__ = ["OnnxNodeEntry", "OnnxFile", "read_onnx", "key_safe"]
@@ -147,17 +147,13 @@ class _Reader:
 
     def _read(self, target: Path, tensor: str, array: np.ndarray, offset: int) -> np.ndarray:
         """Fill ``array`` with the bytes of ``target`` from ``offset`` on (no intermediate copy)."""
-        view = memoryview(array.reshape(-1)).cast("B")
-        done = 0
         try:
             with target.open("rb") as handle:
-                while done < len(view):  # a read may return less than asked for
-                    read = os.preadv(handle.fileno(), [view[done:]], offset + done)
-                    if read <= 0:
-                        raise InputFormatError("external data ends early", file=self.path, tensor=tensor)
-                    done += read
+                complete = read_into(handle, array, offset)
         except OSError as error:
             raise InputFormatError(f"cannot read tensor data: {error.strerror or error}", file=self.path, tensor=tensor) from None
+        if not complete:
+            raise InputFormatError("external data ends early", file=self.path, tensor=tensor)
         return array
 
     def walk(self, graph: onnx.GraphProto, outer: dict[str, np.ndarray]) -> None:

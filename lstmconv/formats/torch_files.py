@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
+from lstmconv.formats.reading import read_into
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
 __all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "read_state_dict", "open_safetensors_state", "lstmconv_metadata", "METADATA_KEY"]
@@ -85,13 +85,10 @@ def open_safetensors_state(
                     raise InputFormatError(f"cannot read tensor: {error}", file=path, tensor=key) from None
             start, end = offsets[key]
             array = np.empty(stand_in.shape, dtype=stand_in.dtype.newbyteorder("<"))
-            view = memoryview(array.reshape(-1)).cast("B")
-            done = 0
-            while done < end - start:  # a read may return less than asked for
-                read = os.preadv(stream.fileno(), [view[done:]], data_start + start + done)
-                if read <= 0:
-                    raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
-                done += read
+            if end - start != array.nbytes:  # the library checks this too; a wrong size must never be read
+                raise InputFormatError("tensor size does not match its shape", file=path, tensor=key, expected=array.nbytes, actual=end - start)
+            if not read_into(stream, array, data_start + start):
+                raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
             return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
         yield stand_ins, header, load
