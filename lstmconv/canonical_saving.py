@@ -49,7 +49,8 @@ def write_canonical_layers(
             del layer, reference
 
     def metadata() -> dict[str, str]:
-        return {CANONICAL_KEY: CanonicalMetadata(layers=tuple(described), wiring=wiring).model_dump_json(), "format": "lstmconv-canonical"}
+        described_model = CanonicalMetadata(layers=tuple(described), wiring=wiring)
+        return {CANONICAL_KEY: described_model.model_dump_json(), "format": "lstmconv-canonical"}
 
     reports, written = write_layers(
         planned(), source=source, destination=destination, reserve=reserve, before_header=lambda _: None, metadata=metadata

@@ -112,7 +112,8 @@ def convert(
     # sources streams() accepts, to torch .safetensors, ONNX or canonical: read, converted, written layer by layer
     from lstmconv.streaming import streams
 
-    streamed_target = (to == "torch" and destination.suffix == ".safetensors" and emit_module is None) or to in ("onnx", "canonical")
+    to_safetensors = to == "torch" and destination.suffix == ".safetensors" and emit_module is None
+    streamed_target = to_safetensors or to in ("onnx", "canonical")
     if streamed_target and streams(source, source_format):
         from lstmconv.streaming import stream_to
 

@@ -1,12 +1,12 @@
-"""Keras, ONNX, torch ``.safetensors`` or canonical file -> torch ``.safetensors`` or ONNX, one layer at a time.
+"""Read a Keras, ONNX, torch ``.safetensors`` or canonical file one layer at a time, and convert it that way.
 
-A layer's arrays are read, converted, checked and written, then dropped, so memory is bounded by the
-largest layer rather than the model (``benchmarks/bench.py large`` measures it). Both targets are written
-layer by layer whatever the source (:mod:`lstmconv.torch_saving`, :mod:`lstmconv.onnx_saving`); here the
-layers are also read one at a time, so the source is never held whole either. Keras files are read with h5py one layer's datasets at a time; ONNX
-files are parsed without their large tensors (:mod:`lstmconv.formats.onnx_skeleton`), each node reading its
-own weights when its layer is built; torch ``.safetensors`` and canonical files one module's or layer's
-tensors at a time. Torch ``.pt`` pickles are read whole (``load_file``).
+:func:`open_layers` yields the file's layers one by one, each built (its weights read) when it is reached and
+dropped by the caller when it has been written: Keras datasets by h5py; ONNX files parsed without their large
+tensors (:mod:`lstmconv.formats.onnx_skeleton`), a node reading its weights when its layer is built;
+``.safetensors`` files (torch or canonical) one module's or layer's tensors at a time. :func:`stream_to` feeds
+them to the layer-by-layer writers (:mod:`lstmconv.torch_saving`, :mod:`lstmconv.onnx_saving`,
+:mod:`lstmconv.canonical_saving`), so memory is bounded by the largest layer rather than the model
+(``benchmarks/bench.py large`` and ``sources`` measure it). Torch ``.pt`` pickles are read whole (``load_file``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class LayerSource:
     """A source file's layers, read one at a time (see :func:`open_layers`)."""
 
     path: Path
-    source_format: str  # 'keras', 'onnx' or 'torch'
+    source_format: str  # 'keras', 'onnx', 'torch' or 'canonical'
     layers: Iterator[tuple[Layer, ReferenceFn | None]]
     skipped: list[str]  # what is left out, with why; grows while ``layers`` is consumed
     wiring: Wiring | None
@@ -64,8 +64,8 @@ def streams(source: str | Path, source_format: str | None) -> bool:
 def open_layers(
     source: Path, *, config: str | Path | None, source_format: str | None, skip_unsupported: bool, allow_nonfinite: bool
 ) -> Iterator[LayerSource]:
-    """Open a Keras, ONNX, torch ``.safetensors`` or canonical file for reading layer by layer. What ``load_file`` refuses is refused here too:
-    a damaged file (InputFormatError), two layers of one name, non-finite weights unless allowed."""
+    """Open a file :func:`streams` accepts for reading layer by layer. What ``load_file`` refuses is refused
+    here too: a damaged file (InputFormatError), two layers of one name, non-finite weights unless allowed."""
     fmt = source_format or detect_format(source)
     skipped: list[str] = []
     if fmt == "keras":
@@ -102,7 +102,8 @@ def open_layers(
                 metadata, canonical = stack.enter_context(open_canonical(source))
             items = ((layer, canonical_reference(layer)) for layer in canonical)
             names = [meta.name for meta in metadata.layers]
-            yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, metadata.wiring, header_reserve(names, 8 * len(names)))
+            checked = _checked_layers(source, items, skipped, allow_nonfinite)
+            yield LayerSource(source, fmt, checked, skipped, metadata.wiring, header_reserve(names, 8 * len(names)))
         return
     raise ValueError(f"{fmt} files are not read layer by layer")  # callers ask streams() first
 
@@ -185,7 +186,8 @@ def stream_to(
             )
         if to == "canonical":
             return write_canonical_layers(
-                opened.layers, opened.wiring, reserve=opened.reserve, known_finite=not allow_nonfinite, **common  # type: ignore[arg-type]
+                opened.layers, opened.wiring, reserve=opened.reserve, known_finite=not allow_nonfinite,
+                **common,  # type: ignore[arg-type]
             )
         return write_torch(
             opened.layers, source_format=opened.source_format, reserve=opened.reserve, skip_unsupported=skip_unsupported,

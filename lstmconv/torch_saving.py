@@ -141,7 +141,9 @@ def write_torch(
             refuse_without_recurrent(converted, skipped, source)
         if not entries:
             hint = "; ".join(skipped) or None
-            raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint)
+            raise RefusedConversionError(
+                "no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint
+            )
 
     def metadata() -> dict[str, str]:
         return {METADATA_KEY: json.dumps(torch_metadata(converted, source, source_format, {}), sort_keys=True)}

@@ -134,7 +134,11 @@ def compare_files(left: str | Path, right: str | Path, *, seed: int = 0) -> list
         x, states = random_inputs(la, seed)
         matches = len(ua.layers) == len(ub.layers) == 1 and (
             isinstance(la, DenseMeta)
-            or (la.num_levels == lb.num_levels and la.bidirectional == lb.bidirectional and la.cell == lb.cell)  # type: ignore[union-attr]
+            or (  # both recurrent
+                la.num_levels == lb.num_levels  # type: ignore[union-attr]
+                and la.bidirectional == lb.bidirectional  # type: ignore[union-attr]
+                and la.cell == lb.cell  # type: ignore[union-attr]
+            )
         )
         inputs_a[ua.name] = inputs_b[ub.name] = (x, states if matches else None)
         structure_matches[ua.name] = matches

@@ -54,7 +54,8 @@ def read_skeleton(path: Path, inline_bytes: int | None = None) -> onnx.ModelProt
                 # the reader resolves external data against the real file's folder: name the real file (a symlink's
                 # own name would not be found there)
                 location = path.resolve().name
-                skeleton = _Rewriter(data, location, INLINE_BYTES if inline_bytes is None else inline_bytes).message("model", 0, len(data), 0)
+                threshold = INLINE_BYTES if inline_bytes is None else inline_bytes
+                skeleton = _Rewriter(data, location, threshold).message("model", 0, len(data), 0)
     except WireFormatError as error:
         raise InputFormatError(f"cannot parse as an ONNX model: {error}", file=path) from None
     model = onnx.ModelProto()

@@ -19,7 +19,15 @@ from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.reading import read_into
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
-__all__ = ["TORCH_SUFFIXES", "write_torch_file", "read_torch_file", "read_state_dict", "open_safetensors_state", "lstmconv_metadata", "METADATA_KEY"]
+__all__ = [
+    "TORCH_SUFFIXES",
+    "METADATA_KEY",
+    "write_torch_file",
+    "read_torch_file",
+    "read_state_dict",
+    "open_safetensors_state",
+    "lstmconv_metadata",
+]
 
 TORCH_SUFFIXES = (".safetensors", ".pt", ".pth")
 METADATA_KEY = "lstmconv"
@@ -86,7 +94,9 @@ def open_safetensors_state(
             start, end = offsets[key]
             array = np.empty(stand_in.shape, dtype=stand_in.dtype.newbyteorder("<"))
             if end - start != array.nbytes:  # the library checks this too; a wrong size must never be read
-                raise InputFormatError("tensor size does not match its shape", file=path, tensor=key, expected=array.nbytes, actual=end - start)
+                raise InputFormatError(
+                    "tensor size does not match its shape", file=path, tensor=key, expected=array.nbytes, actual=end - start
+                )
             if not read_into(stream, array, data_start + start):
                 raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
             return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
