@@ -20,7 +20,7 @@ from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_
 from lstmconv.loading import LoadedModel, load_file
 from lstmconv.onnx_saving import save_onnx
 from lstmconv.reference.common import ReferenceFn
-from lstmconv.reporting import ConversionReport, LayerReport, describe
+from lstmconv.reporting import ConversionReport, LayerReport
 from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function
 from lstmconv.safetensors_saving import header_reserve
@@ -109,11 +109,11 @@ def convert(
     # The destination is checked before anything is read, so a wrong name fails at once.
     suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
     check_suffix(destination, suffixes[to], force)
-    # sources streams() accepts, to torch .safetensors, ONNX or canonical: read, converted, written layer by layer
+    # sources streams() accepts, to any target but .pt and --emit-module: read, converted, written layer by layer
     from lstmconv.streaming import streams
 
     to_safetensors = to == "torch" and destination.suffix == ".safetensors" and emit_module is None
-    streamed_target = to_safetensors or to in ("onnx", "canonical")
+    streamed_target = to_safetensors or to in ("onnx", "canonical", "keras")
     if streamed_target and streams(source, source_format):
         from lstmconv.streaming import stream_to
 
@@ -287,84 +287,17 @@ def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool
 def save_keras(
     loaded: LoadedModel, destination: str | Path, *, verify: bool = True, force: bool = False, skip_unsupported: bool = False
 ) -> ConversionReport:
-    """Write Keras weights: ``.weights.h5`` (Keras 3) or ``.h5`` (legacy Keras 2, by name), checked and atomic."""
-    from lstmconv.formats.keras_files import open_keras
-    from lstmconv.formats.keras_writers import write_keras2_weights, write_keras3_weights, write_keras_archive
-    from lstmconv.targets.keras import plan_keras_layers
+    """Write Keras weights: ``.weights.h5`` (Keras 3), ``.h5`` (legacy Keras 2, by name) or a whole ``.keras``
+    model when the wiring is known; checked, atomic, layer by layer (:mod:`lstmconv.keras_saving`)."""
+    from lstmconv.keras_saving import write_keras
 
-    destination = Path(destination)
-    check_suffix(destination, KERAS_SUFFIXES, force)
-    archive = destination.suffix == ".keras"
-    keras3 = archive or destination.name.endswith(".weights.h5")
-    major = 3 if keras3 else 2
-    if archive and loaded.model.wiring is None:
-        raise UnsupportedFeatureError(
-            "a complete .keras model needs to know how the layers connect, and this source does not say",
-            file=loaded.source,
-            hint="write .weights.h5 and load it into a Keras model you build with the same layers",
-        )
-    if archive and loaded.model.wiring is not None and loaded.model.wiring.unsupported:
-        raise RefusedConversionError(
-            "the whole model cannot be rebuilt in Keras 3; nothing was written",
-            refusals=[UnsupportedFeatureError(r, hint="write .weights.h5 instead") for r in loaded.model.wiring.unsupported],
-            file=loaded.source,
-        )
-    plans, functions, refused = plan_keras_layers(loaded.model, major)
-    refusals = [
-        UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported to convert the other layers")
-        for name, reason in refused
-    ]
-    if refusals and (archive or not skip_unsupported):
-        raise RefusedConversionError(
-            f"Keras {major} cannot compute {len(refusals)} layer(s) exactly; nothing was written",
-            refusals=refusals,
-            file=loaded.source,
-        )
-    if not plans:
-        raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=loaded.source)
-    reports = []
-    for layer in loaded.model.layers:
-        function = functions.get(layer.name)
-        layer_plans = [p for p in plans if p.source_layer == layer.name]
-        if not layer_plans:
-            continue
-        error, tol, check_notes = check_conversion(loaded, layer, function, "the Keras arrays", verify)
-        became = ", ".join(
-            f"{p.class_name}({p.inner_class + '(' if p.inner_class else ''}{p.config.get('units', p.config.get('layer', {}).get('config', {}).get('units', ''))}"
-            f"{')' if p.inner_class else ''}) '{p.name}'"
-            for p in layer_plans
-        )
-        notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
-        reports.append(LayerReport(layer.name, describe(layer), became, error, tol, notes))
-    meant = {plan.name: plan.arrays for plan in plans if plan.arrays}
-
-    def check_written(path: Path) -> None:
-        """Every planned layer's arrays read back identical, one layer's arrays at a time."""
-        with open_keras(path) as (_, entries, _wiring):
-            found = {entry.name: entry for entry in entries if entry.array_names}
-            for name, arrays in meant.items():
-                entry = found.get(name)
-                back = entry.load_arrays() if entry is not None else []
-                same = len(back) == len(arrays) and all(
-                    a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(arrays, back)
-                )
-                if not same:
-                    raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
-                del back
-
-    if archive:
-        wiring = loaded.model.wiring
-        assert wiring is not None
-        write_atomically(destination, lambda path: write_keras_archive(path, plans, wiring, "3.0.0"), check_written)
-    else:
-        writer = write_keras3_weights if keras3 else write_keras2_weights
-        write_atomically(destination, lambda path: writer(path, plans), check_written)
-    return ConversionReport(
-        source=str(loaded.source),
-        destination=str(destination),
-        target=f"keras {major}",
-        layers=tuple(reports),
-        skipped=(*loaded.model.skipped, *(f"{n}: {r}" for n, r in refused)),
-        verified=verify,
-        written_tensors=sum(len(a) for a in meant.values()),
+    return write_keras(
+        _layers_of(loaded),
+        loaded.model.wiring,
+        source=loaded.source,
+        destination=destination,
+        skipped=list(loaded.model.skipped),
+        verify=verify,
+        force=force,
+        skip_unsupported=skip_unsupported,
     )

@@ -36,7 +36,7 @@ from lstmconv.reporting import ConversionReport
 from lstmconv.schema import Layer, Wiring
 from lstmconv.safetensors_saving import header_reserve
 from lstmconv.torch_saving import write_torch
-from lstmconv.writing import check_suffix
+from lstmconv.writing import KERAS_SUFFIXES, check_suffix
 
 __all__ = ["stream_to", "describe_file", "open_layers", "streams", "LayerSource"]
 
@@ -152,7 +152,7 @@ def describe_file(
     return described, opened.skipped
 
 
-_SUFFIXES = {"torch": (".safetensors",), "onnx": (".onnx",), "canonical": (".safetensors",)}
+_SUFFIXES = {"torch": (".safetensors",), "onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES}
 
 
 def stream_to(
@@ -170,7 +170,8 @@ def stream_to(
 ) -> ConversionReport:
     """Convert a file read layer by layer (see :func:`streams`) to torch ``.safetensors`` (``to="torch"``,
     :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` as
-    there) or lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`)."""
+    there), lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras
+    weights (:func:`lstmconv.keras_saving.write_keras`)."""
     from lstmconv.canonical_saving import write_canonical_layers
 
     source, destination = Path(source), Path(destination)
@@ -183,6 +184,13 @@ def stream_to(
             return write_onnx(
                 opened.layers, opened.wiring, per_layer=per_layer, skip_unsupported=skip_unsupported,
                 known_finite=not allow_nonfinite, **common,  # type: ignore[arg-type]
+            )
+        if to == "keras":
+            from lstmconv.keras_saving import write_keras
+
+            return write_keras(
+                opened.layers, opened.wiring, skip_unsupported=skip_unsupported, known_finite=not allow_nonfinite,
+                **common,  # type: ignore[arg-type]
             )
         if to == "canonical":
             return write_canonical_layers(

@@ -16,7 +16,7 @@ import pytest
 from safetensors import safe_open
 
 import lstmconv
-from lstmconv.conversion import save_torch
+from lstmconv.conversion import save_keras, save_torch
 from lstmconv.copying import copy_into
 from lstmconv.errors import VerificationError
 from lstmconv.formats.onnx_stream import OnnxStream, count_graph_fields
@@ -278,12 +278,20 @@ def _torch_safetensors_sources(folder: Path) -> list[Path]:
     return paths
 
 
+def _keras_arrays(path: Path) -> dict[str, list[bytes]]:
+    from lstmconv.formats.keras_files import open_keras
+
+    with open_keras(path) as (_, entries, _wiring):
+        return {entry.name: [a.tobytes() for a in entry.load_arrays()] for entry in entries if entry.array_names}
+
+
 def _streams_like_the_in_memory_paths(source: Path, folder: Path) -> int:
-    """Convert ``source`` to torch and ONNX both ways (read layer by layer, and loaded whole): same files (torch:
+    """Convert ``source`` to torch, ONNX and Keras both ways (read layer by layer, and loaded whole): same files (torch:
     same tensors and metadata; the streamed header's padding is reserved before the layers are known), same
     reports, same refusals. Returns how many conversions were compared (not refused)."""
     compared = 0
-    for save, to, suffix in ((save_torch, "torch", ".safetensors"), (save_onnx, "onnx", ".onnx")):
+    targets = ((save_torch, "torch", ".safetensors"), (save_onnx, "onnx", ".onnx"), (save_keras, "keras", ".weights.h5"))
+    for save, to, suffix in targets:
         whole_path, streamed_path = folder / f"whole{suffix}", folder / f"streamed{suffix}"
         try:
             whole = save(load_file(source), whole_path, force=True, skip_unsupported=True)
@@ -296,6 +304,8 @@ def _streams_like_the_in_memory_paths(source: Path, folder: Path) -> int:
         streamed = stream_to(to, source, streamed_path, force=True, skip_unsupported=True)
         if suffix == ".onnx":
             assert streamed_path.read_bytes() == whole_path.read_bytes(), source.name
+        elif suffix == ".weights.h5":
+            assert _keras_arrays(streamed_path) == _keras_arrays(whole_path), source.name
         else:
             assert _tensors(streamed_path) == _tensors(whole_path), source.name
         assert streamed.layers == whole.layers, source.name

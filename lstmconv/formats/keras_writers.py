@@ -12,7 +12,7 @@ from lstmconv.formats.keras_files import _snake_case
 from lstmconv.schema import ModelInput, Wiring
 from lstmconv.targets.keras import KerasLayerPlan
 
-__all__ = ["write_keras3_weights", "write_keras2_weights", "write_keras_archive", "keras3_model_config", "KERAS2_VERSION"]
+__all__ = ["KerasWeightsWriter", "write_keras_archive", "keras3_model_config", "KERAS2_VERSION"]
 
 #: The Keras version stamped on legacy files: activation names there mean what Keras 2 computes.
 KERAS2_VERSION = "2.15.0"
@@ -26,46 +26,61 @@ def _vars(group: h5py.Group, name: str, arrays: list[np.ndarray]) -> None:
         holder.create_dataset(str(index), data=np.ascontiguousarray(array))
 
 
-def write_keras3_weights(path: Path, plans: list[KerasLayerPlan]) -> None:
-    """A Keras 3 weights file for a model holding ``plans``' layers in this order."""
-    counters: dict[str, int] = {}
-    with h5py.File(path, "w") as handle:
-        layers = handle.create_group("layers")
-        for plan in plans:
-            snake = _snake_case(plan.class_name)
-            index = counters.get(snake, 0)
-            counters[snake] = index + 1
-            group = layers.create_group(snake if index == 0 else f"{snake}_{index}")
-            _vars(group, plan.name, [])
-            if plan.class_name in _CELL:
-                _vars(group.create_group("cell"), _CELL[plan.class_name], plan.arrays)
-            elif plan.class_name == "Bidirectional":
-                half = len(plan.arrays) // 2  # forward weights, then backward weights
-                inner = plan.inner_class or "LSTM"
-                for side, arrays in (("forward", plan.arrays[:half]), ("backward", plan.arrays[half:])):
-                    direction = group.create_group(f"{side}_layer")
-                    _vars(direction, f"{side}_{plan.name}", [])
-                    _vars(direction.create_group("cell"), _CELL[inner], arrays)
-            elif plan.class_name == "TimeDistributed":
-                _vars(group.create_group("layer"), plan.name + "_dense", plan.arrays)
-            else:
-                group.pop("vars")
-                _vars(group, plan.name, plan.arrays)
-        _vars(handle, "model", [])
+class KerasWeightsWriter:
+    """Write a Keras weights file plan by plan: Keras 3 ``.weights.h5`` (``keras3``) or a legacy Keras 2 /
+    tf.keras ``save_weights`` file, loadable by name. Each plan's arrays can be dropped once added."""
 
+    def __init__(self, path: Path, keras3: bool) -> None:
+        self.handle = h5py.File(path, "w")
+        self.keras3 = keras3
+        self.layers = self.handle.create_group("layers") if keras3 else None
+        self.counters: dict[str, int] = {}
+        self.names: list[str] = []
 
-def write_keras2_weights(path: Path, plans: list[KerasLayerPlan]) -> None:
-    """A legacy (Keras 2 / tf.keras ``save_weights``) HDF5 file, loadable by name."""
-    with h5py.File(path, "w") as handle:
-        handle.attrs["layer_names"] = np.array([p.name.encode() for p in plans])
-        handle.attrs["backend"] = "tensorflow"
-        handle.attrs["keras_version"] = KERAS2_VERSION
-        for plan in plans:
-            group = handle.create_group(plan.name)
+    def add(self, plan: KerasLayerPlan) -> None:
+        """Write ``plan``'s layer and arrays."""
+        self.names.append(plan.name)
+        if self.layers is None:
+            group = self.handle.create_group(plan.name)
             names = _keras2_weight_names(plan)
             group.attrs["weight_names"] = np.array([n.encode() for n in names])
             for name, array in zip(names, plan.arrays):
                 group.create_dataset(name, data=np.ascontiguousarray(array))
+            return
+        snake = _snake_case(plan.class_name)
+        index = self.counters.get(snake, 0)
+        self.counters[snake] = index + 1
+        group = self.layers.create_group(snake if index == 0 else f"{snake}_{index}")
+        _vars(group, plan.name, [])
+        if plan.class_name in _CELL:
+            _vars(group.create_group("cell"), _CELL[plan.class_name], plan.arrays)
+        elif plan.class_name == "Bidirectional":
+            half = len(plan.arrays) // 2  # forward weights, then backward weights
+            inner = plan.inner_class or "LSTM"
+            for side, arrays in (("forward", plan.arrays[:half]), ("backward", plan.arrays[half:])):
+                direction = group.create_group(f"{side}_layer")
+                _vars(direction, f"{side}_{plan.name}", [])
+                _vars(direction.create_group("cell"), _CELL[inner], arrays)
+        elif plan.class_name == "TimeDistributed":
+            _vars(group.create_group("layer"), plan.name + "_dense", plan.arrays)
+        else:
+            group.pop("vars")
+            _vars(group, plan.name, plan.arrays)
+
+    def close(self) -> None:
+        """Write what describes the whole file and close it."""
+        if self.keras3:
+            _vars(self.handle, "model", [])
+        else:
+            self.handle.attrs["layer_names"] = np.array([name.encode() for name in self.names])
+            self.handle.attrs["backend"] = "tensorflow"
+            self.handle.attrs["keras_version"] = KERAS2_VERSION
+        self.handle.close()
+
+    def abort(self) -> None:
+        """Close without finishing (the caller removes the file)."""
+        if self.handle.id.valid:
+            self.handle.close()
 
 
 def _keras2_weight_names(plan: KerasLayerPlan) -> list[str]:
@@ -154,25 +169,22 @@ def _output_shape(plan: KerasLayerPlan, inputs: list[list[int | None]]) -> list[
     return list(shape)
 
 
-def write_keras_archive(path: Path, plans: list[KerasLayerPlan], wiring: Wiring, keras_version: str) -> None:
-    """A Keras 3 ``.keras`` zip: config.json, metadata.json and model.weights.h5 (deterministic bytes)."""
-    import io
+def write_keras_archive(path: Path, plans: list[KerasLayerPlan], wiring: Wiring, keras_version: str, weights: Path) -> None:
+    """A Keras 3 ``.keras`` zip: config.json, metadata.json and the Keras 3 weights file ``weights`` (copied into
+    the archive in chunks; deterministic bytes). ``plans`` describe the layers (their arrays are not read)."""
     import json
-    import tempfile
+    import shutil
     import zipfile
 
     config = keras3_model_config(plans, wiring)
-    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
-        weights = Path(folder) / "model.weights.h5"
-        write_keras3_weights(weights, plans)
-        members = {
-            "metadata.json": json.dumps({"keras_version": keras_version, "date_saved": "lstmconv"}).encode(),
-            "config.json": json.dumps(config).encode(),
-            "model.weights.h5": weights.read_bytes(),
-        }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, data in members.items():
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(info, data)
-    path.write_bytes(buffer.getvalue())
+    small = {
+        "metadata.json": json.dumps({"keras_version": keras_version, "date_saved": "lstmconv"}).encode(),
+        "config.json": json.dumps(config).encode(),
+    }
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in small.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+        info = zipfile.ZipInfo("model.weights.h5", date_time=(1980, 1, 1, 0, 0, 0))
+        info.file_size = weights.stat().st_size
+        with weights.open("rb") as source, archive.open(info, "w") as member:
+            shutil.copyfileobj(source, member, 8 << 20)

@@ -27,16 +27,16 @@ from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.reference.keras import keras_forward
 from lstmconv.schema import (
     ActivationLayer,
-    CanonicalModel,
     ConcatenateLayer,
     DenseLayer,
     DropoutLayer,
     EmbeddingLayer,
+    Layer,
     RecurrentLayer,
     StackLevel,
 )
 
-__all__ = ["KerasLayerPlan", "plan_keras_layers", "keras_refusals", "keras_activation_name"]
+__all__ = ["KerasLayerPlan", "plan_keras_layer", "keras_refusals", "keras_activation_name"]
 
 _CLASS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 
@@ -103,45 +103,39 @@ def keras_refusals(layer: RecurrentLayer, keras_major: int) -> list[str]:
     return reasons
 
 
-def plan_keras_layers(model: CanonicalModel, keras_major: int) -> tuple[list[KerasLayerPlan], dict[str, ReferenceFn], list[tuple[str, str]]]:
-    """Keras layers for every canonical layer; per canonical layer the check function; and refusals."""
-    plans: list[KerasLayerPlan] = []
-    functions: dict[str, ReferenceFn] = {}
-    refusals: list[tuple[str, str]] = []
-    for layer in model.layers:
-        if isinstance(layer, RecurrentLayer):
-            reasons = keras_refusals(layer, keras_major)
-            if reasons:
-                refusals.append((layer.name, "; ".join(reasons)))
-                continue
-            level_plans, function = _recurrent(layer, keras_major)
-            plans.extend(level_plans)
-            functions[layer.name] = function
-        elif isinstance(layer, DenseLayer):
-            name = keras_activation_name(layer.activation, keras_major)
-            if name is None:
-                refusals.append((layer.name, f"Keras {keras_major} has no activation computing {layer.activation}"))
-                continue
-            config = {"name": _safe(layer.name), "units": layer.units, "activation": name, "use_bias": layer.use_bias}
-            arrays = [np.ascontiguousarray(layer.weight.T)] + ([layer.bias] if layer.bias is not None else [])
-            if layer.time_distributed:
-                plans.append(KerasLayerPlan(_safe(layer.name), "TimeDistributed", {"name": _safe(layer.name), "layer": {"class_name": "Dense", "config": {**config, "name": _safe(layer.name) + "_dense"}}}, arrays, "Dense", layer.name))
-            else:
-                plans.append(KerasLayerPlan(_safe(layer.name), "Dense", config, arrays, source_layer=layer.name))
-        elif isinstance(layer, EmbeddingLayer):
-            config = {"name": _safe(layer.name), "input_dim": layer.vocabulary_size, "output_dim": layer.embedding_size, "mask_zero": layer.mask_zero}
-            plans.append(KerasLayerPlan(_safe(layer.name), "Embedding", config, [layer.weight], source_layer=layer.name))
-        elif isinstance(layer, ActivationLayer):
-            name = keras_activation_name(layer.activation, keras_major)
-            if name is None:
-                refusals.append((layer.name, f"Keras {keras_major} has no activation computing {layer.activation}"))
-                continue
-            plans.append(KerasLayerPlan(_safe(layer.name), "Activation", {"name": _safe(layer.name), "activation": name}, source_layer=layer.name))
-        elif isinstance(layer, DropoutLayer):
-            plans.append(KerasLayerPlan(_safe(layer.name), "Dropout", {"name": _safe(layer.name), "rate": layer.rate}, source_layer=layer.name))
-        elif isinstance(layer, ConcatenateLayer):
-            plans.append(KerasLayerPlan(_safe(layer.name), "Concatenate", {"name": _safe(layer.name), "axis": layer.axis}, source_layer=layer.name))
-    return plans, functions, refusals
+def plan_keras_layer(layer: Layer, keras_major: int) -> tuple[list[KerasLayerPlan], ReferenceFn | None, str | None]:
+    """The Keras layers one canonical layer becomes, the check function (recurrent layers), and the reason it
+    is refused (then no plans)."""
+    if isinstance(layer, RecurrentLayer):
+        reasons = keras_refusals(layer, keras_major)
+        if reasons:
+            return [], None, "; ".join(reasons)
+        level_plans, function = _recurrent(layer, keras_major)
+        return level_plans, function, None
+    if isinstance(layer, DenseLayer):
+        name = keras_activation_name(layer.activation, keras_major)
+        if name is None:
+            return [], None, f"Keras {keras_major} has no activation computing {layer.activation}"
+        config = {"name": _safe(layer.name), "units": layer.units, "activation": name, "use_bias": layer.use_bias}
+        arrays = [np.ascontiguousarray(layer.weight.T)] + ([layer.bias] if layer.bias is not None else [])
+        if layer.time_distributed:
+            inner = {"class_name": "Dense", "config": {**config, "name": _safe(layer.name) + "_dense"}}
+            wrapper = {"name": _safe(layer.name), "layer": inner}
+            return [KerasLayerPlan(_safe(layer.name), "TimeDistributed", wrapper, arrays, "Dense", layer.name)], None, None
+        return [KerasLayerPlan(_safe(layer.name), "Dense", config, arrays, source_layer=layer.name)], None, None
+    if isinstance(layer, EmbeddingLayer):
+        config = {"name": _safe(layer.name), "input_dim": layer.vocabulary_size, "output_dim": layer.embedding_size, "mask_zero": layer.mask_zero}
+        return [KerasLayerPlan(_safe(layer.name), "Embedding", config, [layer.weight], source_layer=layer.name)], None, None
+    if isinstance(layer, ActivationLayer):
+        name = keras_activation_name(layer.activation, keras_major)
+        if name is None:
+            return [], None, f"Keras {keras_major} has no activation computing {layer.activation}"
+        return [KerasLayerPlan(_safe(layer.name), "Activation", {"name": _safe(layer.name), "activation": name}, source_layer=layer.name)], None, None
+    if isinstance(layer, DropoutLayer):
+        return [KerasLayerPlan(_safe(layer.name), "Dropout", {"name": _safe(layer.name), "rate": layer.rate}, source_layer=layer.name)], None, None
+    if isinstance(layer, ConcatenateLayer):
+        return [KerasLayerPlan(_safe(layer.name), "Concatenate", {"name": _safe(layer.name), "axis": layer.axis}, source_layer=layer.name)], None, None
+    return [], None, None
 
 
 def _safe(name: str) -> str:

@@ -1,0 +1,159 @@
+"""Write Keras weights layer by layer: ``.weights.h5`` (Keras 3), legacy ``.h5`` (Keras 2, by name) or a whole
+``.keras`` model when the source's wiring is known.
+
+Each canonical layer is planned (:func:`lstmconv.targets.keras.plan_keras_layer`), checked against its source,
+written (:class:`~lstmconv.formats.keras_writers.KerasWeightsWriter`) and dropped; only a digest of every array
+is kept, so the finished file is read back and compared one layer at a time without holding the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from lstmconv.checking import check_source_side
+from lstmconv.errors import RefusedConversionError, UnsupportedFeatureError, VerificationError
+from lstmconv.formats.keras_writers import KerasWeightsWriter, write_keras_archive
+from lstmconv.loading import refuse_without_recurrent
+from lstmconv.reference.common import ReferenceFn
+from lstmconv.reporting import ConversionReport, LayerReport, describe
+from lstmconv.schema import Layer, Wiring
+from lstmconv.targets.keras import KerasLayerPlan, plan_keras_layer
+from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
+
+__all__ = ["write_keras"]
+
+
+def write_keras(
+    layers: Iterable[tuple[Layer, ReferenceFn | None]],
+    wiring: Wiring | None,
+    *,
+    source: str | Path,
+    destination: str | Path,
+    skipped: list[str],
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+    known_finite: bool = False,
+) -> ConversionReport:
+    """Write ``layers`` (each with its source reference) as Keras weights; see the module docstring."""
+    destination = Path(destination)
+    check_suffix(destination, KERAS_SUFFIXES, force)
+    archive = destination.suffix == ".keras"
+    keras3 = archive or destination.name.endswith(".weights.h5")
+    major = 3 if keras3 else 2
+    if archive and wiring is None:
+        raise UnsupportedFeatureError(
+            "a complete .keras model needs to know how the layers connect, and this source does not say",
+            file=str(source),
+            hint="write .weights.h5 and load it into a Keras model you build with the same layers",
+        )
+    if archive and wiring is not None and wiring.unsupported:
+        raise RefusedConversionError(
+            "the whole model cannot be rebuilt in Keras 3; nothing was written",
+            refusals=[UnsupportedFeatureError(r, hint="write .weights.h5 instead") for r in wiring.unsupported],
+            file=str(source),
+        )
+    reports: list[LayerReport] = []
+    refused: list[tuple[str, str]] = []
+    written: list[KerasLayerPlan] = []  # the plans written, without their arrays
+    converted: list[Layer] = []  # descriptions of the layers written
+    digests: dict[str, list[tuple[tuple[int, ...], str, bytes]]] = {}  # plan name -> (shape, dtype, digest) per array
+
+    def write_weights(path: Path) -> None:
+        writer = KerasWeightsWriter(path, keras3)
+        try:
+            for layer, reference in layers:
+                plans, function, refusal = plan_keras_layer(layer, major)
+                if refusal is not None:
+                    refused.append((layer.name, refusal))
+                    continue
+                if refused and (archive or not skip_unsupported):
+                    continue  # going on only to name every refused layer
+                if not plans:
+                    continue
+                checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
+                error, tol, check_notes = checking.finish(function, "the Keras arrays") if function else (None, None, ())
+                for plan in plans:
+                    writer.add(plan)
+                    if plan.arrays:
+                        digests[plan.name] = [_digest(array) for array in plan.arrays]
+                    written.append(dataclasses.replace(plan, arrays=[]))
+                converted.append(layer.meta())
+                notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
+                reports.append(LayerReport(layer.name, describe(layer), _became(plans), error, tol, notes))
+                del plans, layer, reference, function
+            if refused and (archive or not skip_unsupported):
+                refusals = [
+                    UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported to convert the other layers")
+                    for name, reason in refused
+                ]
+                raise RefusedConversionError(
+                    f"Keras {major} cannot compute {len(refusals)} layer(s) exactly; nothing was written",
+                    refusals=refusals,
+                    file=str(source),
+                )
+            if not refused:  # a refused layer is a recurrent one: the file has some
+                refuse_without_recurrent(converted, skipped, source)
+            if not written:
+                raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=str(source))
+            writer.close()
+        finally:
+            writer.abort()
+
+    def write(path: Path) -> None:
+        if not archive:
+            write_weights(path)
+            return
+        weights = path.with_name(path.name + ".weights.h5")  # beside the temporary file: same folder, same cleanup
+        try:
+            write_weights(weights)
+            assert wiring is not None
+            write_keras_archive(path, written, wiring, "3.0.0", weights)
+        finally:
+            weights.unlink(missing_ok=True)
+
+    def check_written(path: Path) -> None:
+        """Every planned layer's arrays read back identical (by digest), one layer's arrays at a time."""
+        from lstmconv.formats.keras_files import open_keras
+
+        with open_keras(path) as (_, entries, _wiring):
+            found = {entry.name: entry for entry in entries if entry.array_names}
+            for name, meant in digests.items():
+                entry = found.get(name)
+                back = [_digest(array) for array in entry.load_arrays()] if entry is not None else []
+                if back != meant:
+                    raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
+
+    write_atomically(destination, write, check_written)
+    return ConversionReport(
+        source=str(source),
+        destination=str(destination),
+        target=f"keras {major}",
+        layers=tuple(reports),
+        skipped=(*skipped, *(f"{n}: {r}" for n, r in refused)),
+        verified=verify,
+        written_tensors=sum(len(d) for d in digests.values()),
+    )
+
+
+def _became(plans: list[KerasLayerPlan]) -> str:
+    """What a canonical layer became, e.g. "Bidirectional(LSTM(64)) 'lstm'"."""
+
+    def units(plan: KerasLayerPlan) -> object:
+        return plan.config.get("units", plan.config.get("layer", {}).get("config", {}).get("units", ""))
+
+    return ", ".join(
+        f"{p.class_name}({p.inner_class + '(' if p.inner_class else ''}{units(p)}{')' if p.inner_class else ''}) '{p.name}'"
+        for p in plans
+    )
+
+
+def _digest(array: np.ndarray) -> tuple[tuple[int, ...], str, bytes]:
+    """Shape, dtype and a hash of the bytes: enough to compare a read-back array without keeping the original."""
+    contiguous = np.ascontiguousarray(array)
+    return tuple(contiguous.shape), contiguous.dtype.str, hashlib.blake2b(memoryview(contiguous).cast("B")).digest()
