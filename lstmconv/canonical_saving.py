@@ -1,5 +1,5 @@
 """Write lstmconv's canonical file layer by layer: every layer as it is in the canonical form (exact, nothing
-refused), its gate-named tensors written as the layer is read (:func:`lstmconv.safetensors_saving.write_layers`),
+refused), its gate-named tensors written as the layer is read (:func:`lstmconv.layer_writing.write_layers`),
 the canonical metadata last (format: :mod:`lstmconv.formats.canonical_file`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from lstmconv.formats.canonical_file import CANONICAL_KEY, canonical_tensors
 from lstmconv.reference.canonical import canonical_forward
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.safetensors_saving import PlannedLayer, write_layers
+from lstmconv.layer_writing import PlannedLayer, write_safetensors
 from lstmconv.schema import CanonicalMetadata, CanonicalModel, Layer, RecurrentLayer, Wiring
 from lstmconv.writing import check_suffix
 
@@ -52,7 +52,7 @@ def write_canonical_layers(
         described_model = CanonicalMetadata(layers=tuple(described), wiring=wiring)
         return {CANONICAL_KEY: described_model.model_dump_json(), "format": "lstmconv-canonical"}
 
-    reports, written = write_layers(
+    reports, written = write_safetensors(
         planned(), source=source, destination=destination, reserve=reserve, before_header=lambda _: None, metadata=metadata
     )
     return ConversionReport(

@@ -23,7 +23,7 @@ from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport
 from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function
-from lstmconv.safetensors_saving import header_reserve
+from lstmconv.layer_writing import header_reserve
 from lstmconv.torch_saving import (
     check_torch_destination,
     torch_layer_report,

@@ -4,41 +4,26 @@ Whatever the source, layers go through :class:`~lstmconv.targets.onnx.OnnxPlan` 
 each layer produces are written to the file at once (:class:`~lstmconv.formats.onnx_stream.OnnxStream`) and
 released, so the writer holds about two layers' converted arrays beside what the source holds (for a Keras
 file read layer by layer, about three layers in all). Planning the next layer runs in a background thread
-while the current one is written, as in :mod:`lstmconv.streaming`. The graph itself (nodes, inputs, outputs,
+while the current one is written (:func:`lstmconv.layer_writing.write_layers`). The graph itself (nodes, inputs, outputs,
 small constants) is written last, after ``onnx.checker`` has checked it with the weights declared by type
 and shape.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-
-import numpy as np
 
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError, VerificationError
 from lstmconv.loading import LoadedModel, refuse_without_recurrent
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.run_ahead import one_blas_thread_for, run_ahead
+from lstmconv.layer_writing import PlannedLayer, write_layers
 from lstmconv.schema import Layer, RecurrentLayer, RecurrentMeta, Wiring
-from lstmconv.writing import check_suffix, write_atomically
+from lstmconv.writing import check_suffix
 
 __all__ = ["save_onnx", "write_onnx"]
-
-
-@dataclass
-class _Planned:
-    """One layer in the graph: its description, the arrays to write, the check's two halves."""
-
-    meta: Layer
-    arrays: dict[str, np.ndarray]
-    function: ReferenceFn | None
-    checking: SourceSide
-    notes: tuple[str, ...]
 
 
 def save_onnx(
@@ -101,10 +86,9 @@ def write_onnx(
         hint = "pass --per-layer to convert layer by layer"
         refusals += [UnsupportedFeatureError(reason, hint=hint) for reason in wiring.unsupported]
     seen: list[Layer] = []  # descriptions of every layer read
-    reports: list[LayerReport] = []
     written: list[str] = []
 
-    def planned() -> Iterator[_Planned]:
+    def planned() -> Iterator[PlannedLayer]:
         references: dict[str, ReferenceFn | None] = {}
         for layer, reference in layers:
             seen.append(layer.meta())
@@ -117,45 +101,26 @@ def write_onnx(
             references[layer.name] = reference
             for emitted in plan.add(layer):
                 done = emitted.layer
-                done_reference = references.pop(done.name, None)
-                checking = check_source_side(source, done, done_reference, verify, known_finite=known_finite)
-                notes = (*done.source.inferred, *done.source.notes) if isinstance(done, RecurrentLayer) else ()
-                yield _Planned(done.meta(), emitted.arrays, emitted.function, checking, notes)
-                del emitted, done, done_reference
+                checking = check_source_side(source, done, references.pop(done.name, None), verify, known_finite=known_finite)
+                # the report needs the description only: the source arrays are not held while the layer is written
+                yield PlannedLayer(emitted.arrays, _finish(done.meta(), emitted.function, checking))
+                del emitted, done
             del layer, reference
 
-    def write(path: Path) -> None:
-        stream = OnnxStream(path)
-        try:
-            # closing(): the background thread is stopped and joined however this block ends
-            with contextlib.closing(run_ahead(planned(), one_blas_thread=one_blas_thread_for(source))) as items:
-                for item in items:
-                    for name, array in item.arrays.items():
-                        stream.add(name, array)
-                        stream.flush_behind()  # per tensor: the disk works while the next one is written
-                    error, tol, check_notes = item.checking.finish(item.function, "the ONNX operators")
-                    meta = item.meta
-                    if isinstance(meta, RecurrentMeta) or item.function is not None:
-                        became = "fused " + meta.cell.upper() if isinstance(meta, RecurrentMeta) else "MatMul + Add"
-                        notes = (*item.notes, *check_notes)
-                        reports.append(LayerReport(meta.name, describe(meta), became, error, tol, notes))
-                    del item
-            # the background thread is finished: the lists it filled are complete
-            if refusals and (whole or not skip_unsupported):
-                what = "the whole model" if whole else f"{len(refusals)} layer(s)"
-                raise RefusedConversionError(
-                    f"{what} cannot be expressed with ONNX operators exactly; nothing was written",
-                    refusals=refusals,
-                    file=source,
-                )
-            if not refusals:
-                refuse_without_recurrent(seen, skipped, source)
-            rest = plan.finish()
-            onnx.checker.check_model(plan.checkable(rest), full_check=True)
-            stream.finish(rest)
-            written.extend([*stream.written, *(t.name for t in rest.graph.initializer)])
-        finally:
-            stream.abort()
+    def finish_file(stream: OnnxStream) -> None:
+        if refusals and (whole or not skip_unsupported):
+            what = "the whole model" if whole else f"{len(refusals)} layer(s)"
+            raise RefusedConversionError(
+                f"{what} cannot be expressed with ONNX operators exactly; nothing was written",
+                refusals=refusals,
+                file=source,
+            )
+        if not refusals:
+            refuse_without_recurrent(seen, skipped, source)
+        rest = plan.finish()
+        onnx.checker.check_model(plan.checkable(rest), full_check=True)
+        stream.finish(rest)
+        written.extend([*stream.written, *(t.name for t in rest.graph.initializer)])
 
     def check(path: Path) -> None:
         """Every piece was read back as written; here the pieces must make one model: the file splits
@@ -165,7 +130,9 @@ def write_onnx(
         if count_graph_fields(path) != len(plan.large) + 1:
             raise VerificationError("the written file does not hold the model meant", file=path)
 
-    write_atomically(destination, write, check)
+    reports = write_layers(
+        planned(), source=source, destination=destination, open_stream=OnnxStream, finish_file=finish_file, check=check
+    )
     return ConversionReport(
         source=source,
         destination=str(destination),
@@ -175,3 +142,20 @@ def write_onnx(
         verified=verify,
         written_tensors=len(written),
     )
+
+
+def _finish(layer: Layer, function: ReferenceFn | None, checking: SourceSide) -> Callable[[], LayerReport | None]:
+    """The target half of ``layer``'s check (its description), on the ONNX operators planned for it, and its
+    report row (layers the graph computes with no weights of their own, such as Dropout, have none)."""
+
+    def finish() -> LayerReport | None:
+        error, tol, check_notes = checking.finish(function, "the ONNX operators")
+        if isinstance(layer, RecurrentMeta):
+            became, notes = "fused " + layer.cell.upper(), (*layer.source.inferred, *layer.source.notes)
+        elif function is not None:
+            became, notes = "MatMul + Add", ()
+        else:
+            return None
+        return LayerReport(layer.name, describe(layer), became, error, tol, (*notes, *check_notes))
+
+    return finish

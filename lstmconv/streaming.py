@@ -34,7 +34,7 @@ from lstmconv.onnx_saving import write_onnx
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport
 from lstmconv.schema import Layer, Wiring
-from lstmconv.safetensors_saving import header_reserve
+from lstmconv.layer_writing import header_reserve
 from lstmconv.torch_saving import write_torch
 from lstmconv.writing import KERAS_SUFFIXES, check_suffix
 

@@ -24,7 +24,7 @@ from lstmconv.formats.torch_files import METADATA_KEY, TORCH_SUFFIXES
 from lstmconv.loading import refuse_without_recurrent
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.safetensors_saving import PlannedLayer, write_layers
+from lstmconv.layer_writing import PlannedLayer, write_safetensors
 from lstmconv.schema import SCHEMA_VERSION, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.targets.torch import torch_layer_function, usage_notes
 from lstmconv.writing import check_suffix
@@ -108,7 +108,7 @@ def write_torch(
     """Write ``layers`` (each with its source reference) as a torch ``.safetensors``; see the module docstring.
 
     ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
-    ``reserve``: room for the header (:func:`~lstmconv.safetensors_saving.header_reserve`).
+    ``reserve``: room for the header (:func:`~lstmconv.layer_writing.header_reserve`).
     ``known_finite``: the caller refused non-finite weights already.
     """
     destination = Path(destination)
@@ -148,7 +148,7 @@ def write_torch(
     def metadata() -> dict[str, str]:
         return {METADATA_KEY: json.dumps(torch_metadata(converted, source, source_format, {}), sort_keys=True)}
 
-    reports, written = write_layers(
+    reports, written = write_safetensors(
         planned(), source=source, destination=destination, reserve=reserve, before_header=before_header, metadata=metadata
     )
     return ConversionReport(
