@@ -5,62 +5,55 @@ the canonical metadata last (format: :mod:`lstmconv.formats.canonical_file`)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.formats.canonical_file import CANONICAL_KEY, canonical_tensors
 from lstmconv.reference.canonical import canonical_forward
-from lstmconv.reference.common import ReferenceFn
+from lstmconv.loading import LayerSource
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_safetensors
-from lstmconv.schema import CanonicalMetadata, CanonicalModel, Layer, RecurrentLayer, Wiring
+from lstmconv.schema import CanonicalMetadata, CanonicalModel, Layer, RecurrentLayer
 from lstmconv.writing import check_suffix
 
 __all__ = ["write_canonical_layers"]
 
 
 def write_canonical_layers(
-    layers: Iterable[tuple[Layer, ReferenceFn | None]],
-    wiring: Wiring | None,
-    *,
-    source: str | Path,
+    layers: LayerSource,
     destination: str | Path,
-    skipped: list[str],
-    reserve: int,
+    *,
     verify: bool = True,
     force: bool = False,
     known_finite: bool = False,
 ) -> ConversionReport:
-    """Write ``layers`` (each with its source reference) as a canonical ``.safetensors``.
-
-    ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
-    ``known_finite``: the caller refused non-finite weights already.
-    """
+    """Write ``layers`` as a canonical ``.safetensors``. ``known_finite``: non-finite weights were refused already."""
+    source = layers.source
     destination = Path(destination)
     check_suffix(destination, (".safetensors",), force)
     described: list[Layer] = []  # filled by the planning thread; read once it has finished
 
     def planned() -> Iterator[PlannedLayer]:
-        for layer, reference in layers:
+        for layer, reference in layers.layers:
             checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
             described.append(layer.meta())
             yield PlannedLayer(canonical_tensors(CanonicalModel(layers=(layer,))), _finish(layer, checking))
             del layer, reference
 
     def metadata() -> dict[str, str]:
-        described_model = CanonicalMetadata(layers=tuple(described), wiring=wiring)
+        described_model = CanonicalMetadata(layers=tuple(described), wiring=layers.wiring)
         return {CANONICAL_KEY: described_model.model_dump_json(), "format": "lstmconv-canonical"}
 
     reports, written = write_safetensors(
-        planned(), source=source, destination=destination, reserve=reserve, before_header=lambda _: None, metadata=metadata
+        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=lambda _: None, metadata=metadata
     )
     return ConversionReport(
         source=str(source),
         destination=str(destination),
         target="canonical",
         layers=tuple(reports),
-        skipped=tuple(skipped),
+        skipped=tuple(layers.skipped),
         verified=verify,
         written_tensors=len(written),
     )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,18 @@ from lstmconv.errors import (
     VerificationError,
 )
 from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
-from lstmconv.loading import LoadedModel, load_file
-from lstmconv.onnx_saving import save_onnx
+from lstmconv.loading import LoadedModel, load_file, loaded_layers
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport
-from lstmconv.schema import DenseLayer, Layer, RecurrentLayer
+from lstmconv.schema import DenseLayer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function
-from lstmconv.layer_writing import header_reserve
+from lstmconv.streaming import stream_to, streams, write_to
 from lstmconv.torch_saving import (
     check_torch_destination,
     torch_layer_report,
     torch_metadata,
     torch_refusal,
     torch_refusals_error,
-    write_torch,
 )
 from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
 
@@ -110,13 +107,9 @@ def convert(
     suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
     check_suffix(destination, suffixes[to], force)
     # sources streams() accepts, to any target but .pt and --emit-module: read, converted, written layer by layer
-    from lstmconv.streaming import streams
-
     to_safetensors = to == "torch" and destination.suffix == ".safetensors" and emit_module is None
     streamed_target = to_safetensors or to in ("onnx", "canonical", "keras")
     if streamed_target and streams(source, source_format):
-        from lstmconv.streaming import stream_to
-
         return stream_to(
             to, source, destination, config=config, source_format=source_format, per_layer=per_layer, verify=verify,
             force=force, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite,
@@ -158,15 +151,7 @@ def save_torch(
     destination = Path(destination)
     check_torch_destination(destination, force)
     if destination.suffix == ".safetensors" and emit_module is None:  # the layer-by-layer writer, as for files
-        return write_torch(
-            _layers_of(loaded),
-            source_format=loaded.source_format,
-            destination=destination,
-            verify=verify,
-            force=force,
-            skip_unsupported=skip_unsupported,
-            **_written_from(loaded, _torch_tensor_count),  # type: ignore[arg-type]
-        )
+        return write_to("torch", loaded_layers(loaded), destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     module_path = Path(emit_module) if emit_module is not None else None
     if module_path is not None:
         check_suffix(module_path, (".py",), force)
@@ -228,33 +213,6 @@ def save_torch(
     )
 
 
-def _layers_of(loaded: LoadedModel) -> Iterator[tuple[Layer, ReferenceFn | None]]:
-    """A loaded model's layers with their source references, as the layer-by-layer writers take them."""
-    return ((layer, loaded.references.get(layer.name)) for layer in loaded.model.layers)
-
-
-def _written_from(loaded: LoadedModel, tensor_count: Callable[[Layer], int]) -> dict[str, object]:
-    """The writers' ``source``, ``skipped`` and header ``reserve`` for a loaded model."""
-    layers = loaded.model.layers
-    reserve = header_reserve([layer.name for layer in layers], sum(tensor_count(layer) for layer in layers))
-    return {"source": loaded.source, "skipped": list(loaded.model.skipped), "reserve": reserve}
-
-
-def _torch_tensor_count(layer: object) -> int:
-    """Torch parameters a layer becomes, at most (weight_ih, weight_hh, two biases, weight_hr per level and
-    direction; weight and bias for Dense)."""
-    if isinstance(layer, RecurrentLayer):
-        return 5 * layer.num_levels * (2 if layer.bidirectional else 1)
-    return 2
-
-
-def _canonical_tensor_count(layer: object) -> int:
-    """Canonical tensors a layer has, at most (5 per gate, a projection, per level and direction)."""
-    if isinstance(layer, RecurrentLayer):
-        return (5 * len(layer.levels[0].forward.gates) + 1) * layer.num_levels * (2 if layer.bidirectional else 1)
-    return 2
-
-
 def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: dict[str, np.ndarray]) -> None:
     if set(meant) != set(written):
         raise VerificationError(
@@ -270,18 +228,25 @@ def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: d
             raise VerificationError("tensor read back differs from what was written", file=destination, tensor=key)
 
 
+def save_onnx(
+    loaded: LoadedModel,
+    destination: str | Path,
+    *,
+    per_layer: bool = False,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+) -> ConversionReport:
+    """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked."""
+    return write_to(
+        "onnx", loaded_layers(loaded), destination, per_layer=per_layer, verify=verify, force=force,
+        skip_unsupported=skip_unsupported,
+    )
+
+
 def save_canonical(loaded: LoadedModel, destination: str | Path, *, verify: bool = True, force: bool = False) -> ConversionReport:
     """Write lstmconv's own file: every layer as it is in the canonical form (exact, nothing refused)."""
-    from lstmconv.canonical_saving import write_canonical_layers
-
-    return write_canonical_layers(
-        _layers_of(loaded),
-        loaded.model.wiring,
-        destination=destination,
-        verify=verify,
-        force=force,
-        **_written_from(loaded, _canonical_tensor_count),  # type: ignore[arg-type]
-    )
+    return write_to("canonical", loaded_layers(loaded), destination, verify=verify, force=force)
 
 
 def save_keras(
@@ -289,15 +254,4 @@ def save_keras(
 ) -> ConversionReport:
     """Write Keras weights: ``.weights.h5`` (Keras 3), ``.h5`` (legacy Keras 2, by name) or a whole ``.keras``
     model when the wiring is known; checked, atomic, layer by layer (:mod:`lstmconv.keras_saving`)."""
-    from lstmconv.keras_saving import write_keras
-
-    return write_keras(
-        _layers_of(loaded),
-        loaded.model.wiring,
-        source=loaded.source,
-        destination=destination,
-        skipped=list(loaded.model.skipped),
-        verify=verify,
-        force=force,
-        skip_unsupported=skip_unsupported,
-    )
+    return write_to("keras", loaded_layers(loaded), destination, verify=verify, force=force, skip_unsupported=skip_unsupported)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,9 @@ import numpy as np
 from lstmconv.checking import check_source_side
 from lstmconv.errors import RefusedConversionError, UnsupportedFeatureError, VerificationError
 from lstmconv.formats.keras_writers import KerasWeightsWriter, write_keras_archive
-from lstmconv.loading import refuse_without_recurrent
-from lstmconv.reference.common import ReferenceFn
+from lstmconv.loading import LayerSource, refuse_without_recurrent
 from lstmconv.reporting import ConversionReport, LayerReport, describe
-from lstmconv.schema import Layer, Wiring
+from lstmconv.schema import Layer
 from lstmconv.targets.keras import KerasLayerPlan, plan_keras_layer
 from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
 
@@ -29,18 +27,17 @@ __all__ = ["write_keras"]
 
 
 def write_keras(
-    layers: Iterable[tuple[Layer, ReferenceFn | None]],
-    wiring: Wiring | None,
-    *,
-    source: str | Path,
+    layers: LayerSource,
     destination: str | Path,
-    skipped: list[str],
+    *,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
     known_finite: bool = False,
 ) -> ConversionReport:
-    """Write ``layers`` (each with its source reference) as Keras weights; see the module docstring."""
+    """Write ``layers`` as Keras weights; see the module docstring. ``known_finite``: non-finite weights were
+    refused already."""
+    source, skipped, wiring = layers.source, layers.skipped, layers.wiring  # skipped grows while the layers are read
     destination = Path(destination)
     check_suffix(destination, KERAS_SUFFIXES, force)
     archive = destination.suffix == ".keras"
@@ -67,7 +64,7 @@ def write_keras(
     def write_weights(path: Path) -> None:
         writer = KerasWeightsWriter(path, keras3)
         try:
-            for layer, reference in layers:
+            for layer, reference in layers.layers:
                 plans, function, refusal = plan_keras_layer(layer, major)
                 if refusal is not None:
                     refused.append((layer.name, refusal))

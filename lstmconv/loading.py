@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LoadedModel",
+    "LayerSource",
+    "loaded_layers",
     "SOURCE_FORMATS",
     "detect_format",
     "load_file",
@@ -54,6 +56,42 @@ class LoadedModel:
     source: str = ""
     source_format: str = "keras"
     layout: str = ""
+
+
+@dataclass
+class LayerSource:
+    """A source's layers, each with its source reference, as the writers take them: read one at a time from a
+    file (:func:`lstmconv.streaming.open_layers`) or from a model already in memory (:func:`loaded_layers`)."""
+
+    source: str  # the file, or what a model in memory came from (for messages and metadata)
+    source_format: str  # 'keras', 'onnx', 'torch' or 'canonical'
+    layers: Iterator[tuple[Layer, ReferenceFn | None]]
+    skipped: list[str]  # what is left out, with why; grows while ``layers`` is consumed
+    wiring: Wiring | None
+    reserve: int  # room for the header of a .safetensors holding these layers
+
+
+def loaded_layers(loaded: LoadedModel) -> LayerSource:
+    """A model already in memory (:func:`load_file`, :func:`load_state_dict`...) as a LayerSource."""
+    from lstmconv.layer_writing import header_reserve
+    from lstmconv.schema import RecurrentLayer
+
+    layers = loaded.model.layers
+    # at most 5 tensors per gate and a projection, per level and direction (canonical; torch has fewer)
+    tensors = sum(
+        (5 * len(layer.levels[0].forward.gates) + 1) * layer.num_levels * (2 if layer.bidirectional else 1)
+        if isinstance(layer, RecurrentLayer)
+        else 2
+        for layer in layers
+    )
+    return LayerSource(
+        loaded.source,
+        loaded.source_format,
+        ((layer, loaded.references.get(layer.name)) for layer in layers),
+        list(loaded.model.skipped),
+        loaded.model.wiring,
+        header_reserve([layer.name for layer in layers], tensors),
+    )
 
 
 def detect_format(path: Path) -> str:

@@ -11,64 +11,33 @@ and shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError, VerificationError
-from lstmconv.loading import LoadedModel, refuse_without_recurrent
+from lstmconv.loading import LayerSource, refuse_without_recurrent
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_layers
-from lstmconv.schema import Layer, RecurrentLayer, RecurrentMeta, Wiring
+from lstmconv.schema import Layer, RecurrentLayer, RecurrentMeta
 from lstmconv.writing import check_suffix
 
-__all__ = ["save_onnx", "write_onnx"]
-
-
-def save_onnx(
-    loaded: LoadedModel,
-    destination: str | Path,
-    *,
-    per_layer: bool = False,
-    verify: bool = True,
-    force: bool = False,
-    skip_unsupported: bool = False,
-) -> ConversionReport:
-    """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked."""
-    model = loaded.model
-    return write_onnx(
-        ((layer, loaded.references.get(layer.name)) for layer in model.layers),
-        model.wiring,
-        source=loaded.source,
-        destination=destination,
-        skipped=list(model.skipped),
-        per_layer=per_layer,
-        verify=verify,
-        force=force,
-        skip_unsupported=skip_unsupported,
-        known_finite=False,
-    )
+__all__ = ["write_onnx"]
 
 
 def write_onnx(
-    layers: Iterable[tuple[Layer, ReferenceFn | None]],
-    wiring: Wiring | None,
-    *,
-    source: str,
+    layers: LayerSource,
     destination: str | Path,
-    skipped: list[str],
+    *,
     per_layer: bool = False,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
     known_finite: bool = False,
 ) -> ConversionReport:
-    """Write ``layers`` (each with its source reference) as one ONNX model; see the module docstring.
-
-    ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
-    ``known_finite``: the caller refused non-finite weights already.
-    """
+    """Write ``layers`` as one ONNX model; see the module docstring. ``known_finite``: the caller refused
+    non-finite weights already."""
     import onnx
 
     from lstmconv import __version__
@@ -76,6 +45,7 @@ def write_onnx(
     from lstmconv.formats.onnx_stream import OnnxStream
     from lstmconv.targets.onnx import OnnxPlan
 
+    source, skipped, wiring = layers.source, layers.skipped, layers.wiring  # skipped grows while the layers are read
     destination = Path(destination)
     check_suffix(destination, (".onnx",), force)
     whole = not per_layer and wiring is not None
@@ -90,7 +60,7 @@ def write_onnx(
 
     def planned() -> Iterator[PlannedLayer]:
         references: dict[str, ReferenceFn | None] = {}
-        for layer, reference in layers:
+        for layer, reference in layers.layers:
             seen.append(layer.meta())
             if isinstance(layer, RecurrentLayer) and (reasons := onnx_refusals(layer)):
                 hint = "pass --skip-unsupported with --per-layer to convert the other layers"

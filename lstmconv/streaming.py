@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from lstmconv.errors import InputFormatError
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.torch_files import lstmconv_metadata, open_safetensors_state
 from lstmconv.loading import (
+    LayerSource,
     canonical_reference,
     detect_format,
     iter_keras_layers,
@@ -33,24 +33,12 @@ from lstmconv.loading import (
 from lstmconv.onnx_saving import write_onnx
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport
-from lstmconv.schema import Layer, Wiring
+from lstmconv.schema import Layer
 from lstmconv.layer_writing import header_reserve
 from lstmconv.torch_saving import write_torch
 from lstmconv.writing import KERAS_SUFFIXES, check_suffix
 
-__all__ = ["stream_to", "describe_file", "open_layers", "streams", "LayerSource"]
-
-
-@dataclass
-class LayerSource:
-    """A source file's layers, read one at a time (see :func:`open_layers`)."""
-
-    path: Path
-    source_format: str  # 'keras', 'onnx', 'torch' or 'canonical'
-    layers: Iterator[tuple[Layer, ReferenceFn | None]]
-    skipped: list[str]  # what is left out, with why; grows while ``layers`` is consumed
-    wiring: Wiring | None
-    reserve: int  # room for the header of a .safetensors holding these layers
+__all__ = ["stream_to", "write_to", "describe_file", "open_layers", "streams"]
 
 
 def streams(source: str | Path, source_format: str | None) -> bool:
@@ -74,7 +62,7 @@ def open_layers(
                 info, entries, wiring = stack.enter_context(open_keras(source, config))
             items = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
             reserve = header_reserve([entry.name for entry in entries], sum(len(entry.array_names) for entry in entries))
-            yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, wiring, reserve)
+            yield LayerSource(str(source), fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, wiring, reserve)
         return
     if fmt == "onnx":
         from lstmconv.formats.onnx_files import read_onnx
@@ -85,14 +73,14 @@ def open_layers(
         items = iter_onnx_layers(onnx_file)
         # torch writes 4 tensors per direction and level: the node's levels are not known before its weights are read
         reserve = header_reserve(names, 8 * len(names))
-        yield LayerSource(source, fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, None, reserve)
+        yield LayerSource(str(source), fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, None, reserve)
         return
     if fmt == "torch" and source.suffix == ".safetensors":
         with open_safetensors_state(source) as (stand_ins, header, load):
             modules = sorted({key.rpartition(".")[0] for key in stand_ins})
             torch_items = iter_torch_layers(stand_ins, lstmconv_metadata(source, header), [], source, load=load)
             checked = _checked_layers(source, torch_items, skipped, allow_nonfinite)
-            yield LayerSource(source, fmt, checked, skipped, None, header_reserve(modules, len(stand_ins)))
+            yield LayerSource(str(source), fmt, checked, skipped, None, header_reserve(modules, len(stand_ins)))
         return
     if fmt == "canonical":
         from lstmconv.formats.canonical_file import open_canonical
@@ -103,7 +91,7 @@ def open_layers(
             items = ((layer, canonical_reference(layer)) for layer in canonical)
             names = [meta.name for meta in metadata.layers]
             checked = _checked_layers(source, items, skipped, allow_nonfinite)
-            yield LayerSource(source, fmt, checked, skipped, metadata.wiring, header_reserve(names, 8 * len(names)))
+            yield LayerSource(str(source), fmt, checked, skipped, metadata.wiring, header_reserve(names, 8 * len(names)))
         return
     raise ValueError(f"{fmt} files are not read layer by layer")  # callers ask streams() first
 
@@ -168,36 +156,41 @@ def stream_to(
     skip_unsupported: bool = False,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
-    """Convert a file read layer by layer (see :func:`streams`) to torch ``.safetensors`` (``to="torch"``,
-    :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` as
-    there), lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras
-    weights (:func:`lstmconv.keras_saving.write_keras`)."""
-    from lstmconv.canonical_saving import write_canonical_layers
-
+    """Convert a file read layer by layer (see :func:`streams`) to target ``to`` (:func:`write_to`)."""
     source, destination = Path(source), Path(destination)
     check_suffix(destination, _SUFFIXES[to], force)  # before anything is read
     with open_layers(
         source, config=config, source_format=source_format, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite
     ) as opened:
-        common = {"source": source, "destination": destination, "skipped": opened.skipped, "verify": verify, "force": force}
-        if to == "onnx":
-            return write_onnx(
-                opened.layers, opened.wiring, per_layer=per_layer, skip_unsupported=skip_unsupported,
-                known_finite=not allow_nonfinite, **common,  # type: ignore[arg-type]
-            )
-        if to == "keras":
-            from lstmconv.keras_saving import write_keras
-
-            return write_keras(
-                opened.layers, opened.wiring, skip_unsupported=skip_unsupported, known_finite=not allow_nonfinite,
-                **common,  # type: ignore[arg-type]
-            )
-        if to == "canonical":
-            return write_canonical_layers(
-                opened.layers, opened.wiring, reserve=opened.reserve, known_finite=not allow_nonfinite,
-                **common,  # type: ignore[arg-type]
-            )
-        return write_torch(
-            opened.layers, source_format=opened.source_format, reserve=opened.reserve, skip_unsupported=skip_unsupported,
-            known_finite=not allow_nonfinite, **common,  # type: ignore[arg-type]
+        return write_to(
+            to, opened, destination, per_layer=per_layer, verify=verify, force=force,
+            skip_unsupported=skip_unsupported, known_finite=not allow_nonfinite,
         )
+
+
+def write_to(
+    to: str,
+    layers: LayerSource,
+    destination: str | Path,
+    *,
+    per_layer: bool = False,
+    verify: bool = True,
+    force: bool = False,
+    skip_unsupported: bool = False,
+    known_finite: bool = False,
+) -> ConversionReport:
+    """Write ``layers`` layer by layer as torch ``.safetensors`` (``to="torch"``,
+    :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` as
+    there), lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras weights
+    (:func:`lstmconv.keras_saving.write_keras`). ``known_finite``: non-finite weights were refused already."""
+    from lstmconv.canonical_saving import write_canonical_layers
+    from lstmconv.keras_saving import write_keras
+
+    if to == "canonical":  # every layer has a canonical form: none is refused, so there is no skip_unsupported
+        return write_canonical_layers(layers, destination, verify=verify, force=force, known_finite=known_finite)
+    options = {"verify": verify, "force": force, "skip_unsupported": skip_unsupported, "known_finite": known_finite}
+    if to == "onnx":
+        return write_onnx(layers, destination, per_layer=per_layer, **options)
+    if to == "keras":
+        return write_keras(layers, destination, **options)
+    return write_torch(layers, destination, **options)

@@ -12,7 +12,7 @@ lstmconv's emitted module (``--emit-module``), goes through ``save_torch``'s in-
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,7 @@ from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, tor
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError
 from lstmconv.formats.torch_files import METADATA_KEY, TORCH_SUFFIXES
-from lstmconv.loading import refuse_without_recurrent
-from lstmconv.reference.common import ReferenceFn
+from lstmconv.loading import LayerSource, refuse_without_recurrent
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_safetensors
 from lstmconv.schema import SCHEMA_VERSION, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
@@ -93,24 +92,19 @@ def check_torch_destination(destination: Path, force: bool) -> None:
 
 
 def write_torch(
-    layers: Iterable[tuple[Layer, ReferenceFn | None]],
-    *,
-    source: str | Path,
-    source_format: str,
+    layers: LayerSource,
     destination: str | Path,
-    skipped: list[str],
-    reserve: int,
+    *,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
     known_finite: bool = False,
 ) -> ConversionReport:
-    """Write ``layers`` (each with its source reference) as a torch ``.safetensors``; see the module docstring.
+    """Write ``layers`` as a torch ``.safetensors``; see the module docstring.
 
-    ``skipped`` may still grow while ``layers`` is consumed (a source read lazily adds what it leaves out).
-    ``reserve``: room for the header (:func:`~lstmconv.layer_writing.header_reserve`).
     ``known_finite``: the caller refused non-finite weights already.
     """
+    source, skipped = layers.source, layers.skipped  # skipped may still grow while the layers are read
     destination = Path(destination)
     check_torch_destination(destination, force)
     # filled by the background thread of ``planned``; read only once it has finished
@@ -119,7 +113,7 @@ def write_torch(
 
     def planned() -> Iterator[PlannedLayer]:
         """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
-        for layer, reference in layers:
+        for layer, reference in layers.layers:
             if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
                 refusals.append(torch_refusal(layer.name, reasons))
                 continue
@@ -146,10 +140,10 @@ def write_torch(
             )
 
     def metadata() -> dict[str, str]:
-        return {METADATA_KEY: json.dumps(torch_metadata(converted, source, source_format, {}), sort_keys=True)}
+        return {METADATA_KEY: json.dumps(torch_metadata(converted, source, layers.source_format, {}), sort_keys=True)}
 
     reports, written = write_safetensors(
-        planned(), source=source, destination=destination, reserve=reserve, before_header=before_header, metadata=metadata
+        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=before_header, metadata=metadata
     )
     return ConversionReport(
         source=str(source),

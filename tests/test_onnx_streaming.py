@@ -12,12 +12,11 @@ import onnx
 import pytest
 
 import lstmconv
-from lstmconv.conversion import save_torch
+from lstmconv.conversion import save_onnx, save_torch
 from lstmconv.errors import InputFormatError
 from lstmconv.formats import onnx_files, onnx_skeleton
 from lstmconv.formats.onnx_skeleton import read_skeleton
 from lstmconv.loading import iter_onnx_layers, load_file
-from lstmconv.onnx_saving import save_onnx
 from lstmconv.streaming import stream_to
 from tests.conftest import DATA, corpus_file
 from tests.test_streaming import _tensors

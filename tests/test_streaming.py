@@ -16,13 +16,12 @@ import pytest
 from safetensors import safe_open
 
 import lstmconv
-from lstmconv.conversion import save_keras, save_torch
+from lstmconv.conversion import save_keras, save_onnx, save_torch
 from lstmconv.copying import copy_into
 from lstmconv.errors import VerificationError
 from lstmconv.formats.onnx_stream import OnnxStream, count_graph_fields
 from lstmconv.formats.safetensors_stream import SafetensorsStream
 from lstmconv.loading import load_file
-from lstmconv.onnx_saving import save_onnx
 from lstmconv.run_ahead import run_ahead
 from lstmconv.streaming import stream_to
 from tests.conftest import DATA
