@@ -6,7 +6,7 @@ overrides the detection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -267,6 +267,25 @@ def load_state_dict(state_dict: Mapping[str, Any], *, nonlinearity: str | None =
     return _torch_model(arrays, None, [], "<state_dict>", nonlinearity=nonlinearity)
 
 
+def _gather(
+    items: Iterable[tuple[Layer, ReferenceFn | None] | str],
+) -> tuple[list[Layer], dict[str, ReferenceFn], list[str]]:
+    """A source's layers, their references (for the layers that have one) and the text of each left-out layer,
+    from the ``iter_*_layers`` items (a str is a left-out layer)."""
+    layers: list[Layer] = []
+    references: dict[str, ReferenceFn] = {}
+    skipped: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            skipped.append(item)
+            continue
+        layer, reference = item
+        layers.append(layer)
+        if reference is not None:
+            references[layer.name] = reference
+    return layers, references, skipped
+
+
 def _torch_model(
     tensors: Mapping[str, np.ndarray],
     metadata: dict[str, Any] | None,
@@ -275,16 +294,7 @@ def _torch_model(
     *,
     nonlinearity: str | None = None,
 ) -> LoadedModel:
-    layers: list[Layer] = []
-    references: dict[str, ReferenceFn] = {}
-    skipped: list[str] = []
-    for item in iter_torch_layers(tensors, metadata, notes, path, nonlinearity=nonlinearity):
-        if isinstance(item, str):
-            skipped.append(item)
-            continue
-        layer, reference = item
-        layers.append(layer)
-        references[layer.name] = reference
+    layers, references, skipped = _gather(iter_torch_layers(tensors, metadata, notes, path, nonlinearity=nonlinearity))
     return LoadedModel(
         model=CanonicalModel(layers=tuple(layers), skipped=tuple(skipped)),
         references=references,
@@ -368,9 +378,9 @@ def iter_torch_layers(
 def _load_canonical(path: Path) -> LoadedModel:
     from lstmconv.formats.canonical_file import open_canonical
 
-    with open_canonical(path) as (metadata, layers):
-        model = CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
-    references = {layer.name: reference for layer in model.layers if (reference := canonical_reference(layer))}
+    with open_canonical(path) as (metadata, canonical):
+        layers, references, _ = _gather((layer, canonical_reference(layer)) for layer in canonical)
+    model = CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
     return LoadedModel(model=model, references=references, source=str(path), source_format="canonical", layout="canonical")
 
 
@@ -392,11 +402,7 @@ def canonical_reference(layer: Layer) -> ReferenceFn | None:
 def _load_onnx(path: Path) -> LoadedModel:
     from lstmconv.formats.onnx_files import read_onnx
 
-    layers: list[Layer] = []
-    references: dict[str, ReferenceFn] = {}
-    for layer, reference in iter_onnx_layers(read_onnx(path)):
-        layers.append(layer)
-        references[layer.name] = reference
+    layers, references, _ = _gather(iter_onnx_layers(read_onnx(path)))
     return LoadedModel(
         model=CanonicalModel(layers=tuple(layers)),
         references=references,
@@ -471,17 +477,7 @@ def iter_keras_layers(
 def _build_model(
     info: KerasFileInfo, entries: list[KerasLayerEntry], *, skip_unsupported: bool, wiring: Wiring | None
 ) -> LoadedModel:
-    layers: list[Layer] = []
-    references: dict[str, ReferenceFn] = {}
-    skipped: list[str] = []
-    for item in iter_keras_layers(info, entries, skip_unsupported=skip_unsupported):
-        if isinstance(item, str):
-            skipped.append(item)
-            continue
-        layer, reference = item
-        layers.append(layer)
-        if reference is not None:
-            references[layer.name] = reference
+    layers, references, skipped = _gather(iter_keras_layers(info, entries, skip_unsupported=skip_unsupported))
     refuse_nothing_read(layers, skipped, info.path)
     try:
         model = CanonicalModel(layers=tuple(layers), skipped=tuple(skipped), wiring=wiring)
