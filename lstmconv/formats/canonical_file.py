@@ -42,7 +42,7 @@ from lstmconv.schema import (
     StackLevel,
 )
 
-__all__ = ["CANONICAL_KEY", "canonical_tensors", "read_canonical", "open_canonical", "is_canonical_file"]
+__all__ = ["CANONICAL_KEY", "canonical_tensors", "open_canonical", "is_canonical_file"]
 
 CANONICAL_KEY = "lstmconv_canonical"
 _GATE_FIELDS = ("w_input", "w_recurrent", "b_input", "b_recurrent", "peephole")
@@ -78,12 +78,6 @@ def is_canonical_file(path: Path) -> bool:
             return CANONICAL_KEY in (handle.metadata() or {})
     except (SafetensorError, OSError, ValueError):
         return False
-
-
-def read_canonical(path: Path) -> CanonicalModel:
-    """Read a canonical file whole (written by :mod:`lstmconv.canonical_saving`)."""
-    with open_canonical(path) as (metadata, layers):
-        return CanonicalModel(layers=tuple(layers), wiring=metadata.wiring)
 
 
 @contextlib.contextmanager
