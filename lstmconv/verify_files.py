@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmconv.loading import load_file
+from lstmconv.loading import load_file, loaded_layers
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.schema import DenseMeta, Layer, RecurrentMeta
 from lstmconv.verify import max_difference, random_inputs, tolerance
@@ -64,35 +64,42 @@ def _comparable(described: list[Layer]) -> list[_Unit]:
     return units
 
 
-@contextlib.contextmanager
-def _layers(path: Path) -> Iterator[Iterator[tuple[Layer, ReferenceFn | None]]]:
-    """The file's layers with their source references: one at a time where the format allows it
-    (:func:`lstmconv.streaming.streams`), else from the whole loaded model."""
-    from lstmconv.streaming import open_layers, streams
+class _File:
+    """One side of the comparison, read one layer at a time where its format allows
+    (:func:`lstmconv.streaming.streams`), else loaded once for both passes."""
 
-    if streams(path, None):
-        with open_layers(path, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+    def __init__(self, path: Path) -> None:
+        from lstmconv.streaming import streams
+
+        self.path = path
+        self.loaded = None if streams(path, None) else load_file(path)
+
+    def describe(self) -> list[Layer]:
+        from lstmconv.streaming import describe_file
+
+        if self.loaded is None:
+            return describe_file(self.path)[0]
+        return [layer.meta() for layer in self.loaded.model.layers]
+
+    @contextlib.contextmanager
+    def layers(self) -> Iterator[Iterator[tuple[Layer, ReferenceFn | None]]]:
+        """The layers with their source references."""
+        from lstmconv.streaming import open_layers
+
+        if self.loaded is not None:
+            yield loaded_layers(self.loaded).layers
+            return
+        with open_layers(self.path, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
             yield opened.layers
-        return
-    loaded = load_file(path)
-    yield ((layer, loaded.references.get(layer.name)) for layer in loaded.model.layers)
 
 
-def _describe(path: Path) -> list[Layer]:
-    from lstmconv.streaming import describe_file, streams
-
-    if streams(path, None):
-        return describe_file(path)[0]
-    return [layer.meta() for layer in load_file(path).model.layers]
-
-
-def _outputs(path: Path, units: list[_Unit], inputs: dict[str, tuple[np.ndarray, LayerStates | None]]) -> dict[str, LayerOutput]:
+def _outputs(file: _File, units: list[_Unit], inputs: dict[str, tuple[np.ndarray, LayerStates | None]]) -> dict[str, LayerOutput]:
     """Each unit's output on its input, reading the file one layer at a time (a chain feeds each layer's output
     sequence to the next)."""
     unit_of = {layer.name: unit for unit in units if unit.name in inputs for layer in unit.layers}
     running: dict[str, np.ndarray] = {}
     outputs: dict[str, LayerOutput] = {}
-    with _layers(path) as layers:
+    with file.layers() as layers:
         for layer, reference in layers:
             unit = unit_of.get(layer.name)
             if unit is None or reference is None:
@@ -112,12 +119,12 @@ def _outputs(path: Path, units: list[_Unit], inputs: dict[str, tuple[np.ndarray,
 def compare_files(left: str | Path, right: str | Path, *, seed: int = 0) -> list[LayerComparison]:
     """Pair the layers of ``left`` and ``right`` and compare their functions.
 
-    Each file is read twice, one layer at a time where its format allows: once for the layers' descriptions
-    (to pair them and choose each pair's input), once to run each layer's source reference on that input.
-    Only the outputs (a few steps of a small batch) are kept between the two files.
+    Each file is read twice, one layer at a time where its format allows (else it is loaded once): once for
+    the layers' descriptions (to pair them and choose each pair's input), once to run each layer's source
+    reference on that input. Only the outputs (a few steps of a small batch) are kept between the two files.
     """
-    left, right = Path(left), Path(right)
-    units_a, units_b = _comparable(_describe(left)), _comparable(_describe(right))
+    file_a, file_b = _File(Path(left)), _File(Path(right))
+    units_a, units_b = _comparable(file_a.describe()), _comparable(file_b.describe())
     names_b = {unit.name: unit for unit in units_b}
     pairs = [(ua, names_b[ua.name]) for ua in units_a if ua.name in names_b]
     paired = {ua.name for ua, _ in pairs}
@@ -142,7 +149,7 @@ def compare_files(left: str | Path, right: str | Path, *, seed: int = 0) -> list
         )
         inputs_a[ua.name] = inputs_b[ub.name] = (x, states if matches else None)
         structure_matches[ua.name] = matches
-    out_a, out_b = _outputs(left, units_a, inputs_a), _outputs(right, units_b, inputs_b)
+    out_a, out_b = _outputs(file_a, units_a, inputs_a), _outputs(file_b, units_b, inputs_b)
     results = []
     for ua, ub in pairs:
         tol = max(tolerance(ua.first.dtype), tolerance(ub.first.dtype))
