@@ -154,8 +154,11 @@ def inspect(
 ) -> None:
     """List the layers lstmconv finds in SRC, without converting."""
     from lstmconv.reporting import describe
+    from lstmconv.streaming import describe_file
 
-    described, skipped = _run(lambda: _describe(src, config, source_format.value if source_format else None))
+    described, skipped = _run(
+        lambda: describe_file(src, config=config, source_format=source_format.value if source_format else None)
+    )
     if as_json:
         layers = [layer.model_dump(mode="json") for layer in described]
         print(json.dumps({"file": str(src), "layers": layers, "left_out": list(skipped)}, indent=2))
@@ -175,17 +178,6 @@ def inspect(
             console.print(f"  inferred: {layer.name}: {fact}")
     for item in skipped:
         console.print(f"[yellow]  left out:[/] {item}")
-
-
-def _describe(src: Path, config: Path | None, source_format: str | None) -> tuple[list[Any], list[str]]:
-    """Layer descriptions and left-out layers; Keras, ONNX, torch .safetensors and canonical files are read one layer at a time."""
-    from lstmconv.loading import load_file
-    from lstmconv.streaming import describe_file, streams
-
-    if streams(src, source_format):
-        return describe_file(src, config=config, source_format=source_format)
-    loaded = load_file(src, config=config, source_format=source_format)
-    return [layer.meta() for layer in loaded.model.layers], list(loaded.model.skipped)
 
 
 @app.command()

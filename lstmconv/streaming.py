@@ -20,6 +20,7 @@ from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.torch_files import lstmconv_metadata, open_safetensors_state
 from lstmconv.loading import (
     LayerSource,
+    load_file,
     canonical_reference,
     detect_format,
     iter_keras_layers,
@@ -126,10 +127,13 @@ def _checked_layers(
 def describe_file(
     source: str | Path, *, config: str | Path | None = None, source_format: str | None = None
 ) -> tuple[list[Layer], list[str]]:
-    """The descriptions of a file's layers and what is left out, reading one layer at a time (for ``lstmconv
-    inspect``: memory stays at one layer whatever the file size; formats as in :func:`streams`). Refuses what
-    ``load_file`` refuses."""
+    """The descriptions of a file's layers and what is left out (for ``lstmconv inspect``), reading one layer at
+    a time where the format allows (:func:`streams`: memory stays at one layer whatever the file size), else
+    loading it. Refuses what ``load_file`` refuses."""
     source = Path(source)
+    if not streams(source, source_format):
+        loaded = load_file(source, config=config, source_format=source_format)
+        return [layer.meta() for layer in loaded.model.layers], list(loaded.model.skipped)
     described: list[Layer] = []
     with open_layers(source, config=config, source_format=source_format, skip_unsupported=False, allow_nonfinite=False) as opened:
         for layer, _reference in opened.layers:

@@ -79,7 +79,7 @@ class _File:
 
         if self.loaded is None:
             return describe_file(self.path)[0]
-        return [layer.meta() for layer in self.loaded.model.layers]
+        return [layer.meta() for layer in self.loaded.model.layers]  # already in memory: not loaded again
 
     @contextlib.contextmanager
     def layers(self) -> Iterator[Iterator[tuple[Layer, ReferenceFn | None]]]:
