@@ -46,25 +46,26 @@ def write_keras(
     if archive and wiring is None:
         raise UnsupportedFeatureError(
             "a complete .keras model needs to know how the layers connect, and this source does not say",
-            file=str(source),
+            file=source,
             hint="write .weights.h5 and load it into a Keras model you build with the same layers",
         )
     if archive and wiring is not None and wiring.unsupported:
         raise RefusedConversionError(
             "the whole model cannot be rebuilt in Keras 3; nothing was written",
             refusals=[UnsupportedFeatureError(r, hint="write .weights.h5 instead") for r in wiring.unsupported],
-            file=str(source),
+            file=source,
         )
     reports: list[LayerReport] = []
     refused: list[tuple[str, str]] = []
     written: list[KerasLayerPlan] = []  # the plans written, without their arrays
-    converted: list[Layer] = []  # descriptions of the layers written
+    seen: list[Layer] = []  # descriptions of every layer read
     digests: dict[str, list[tuple[tuple[int, ...], str, bytes]]] = {}  # plan name -> (shape, dtype, digest) per array
 
     def write_weights(path: Path) -> None:
         writer = KerasWeightsWriter(path, keras3)
         try:
             for layer, reference in layers.layers:
+                seen.append(layer.meta())
                 plans, function, refusal = plan_keras_layer(layer, major)
                 if refusal is not None:
                     refused.append((layer.name, refusal))
@@ -73,17 +74,17 @@ def write_keras(
                     continue  # going on only to name every refused layer
                 if not plans:
                     continue
-                checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
+                checking = check_source_side(source, layer, reference, verify, known_finite=known_finite)
                 error, tol, check_notes = checking.finish(function, "the Keras arrays") if function else (None, None, ())
                 for plan in plans:
                     writer.add(plan)
                     if plan.arrays:
                         digests[plan.name] = [_digest(array) for array in plan.arrays]
                     written.append(dataclasses.replace(plan, arrays=[]))
-                converted.append(layer.meta())
                 notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
                 reports.append(LayerReport(layer.name, describe(layer), _became(plans), error, tol, notes))
                 del plans, layer, reference, function
+            refuse_without_recurrent(seen, skipped, source)  # as load_file does, whatever the target refuses
             if refused and (archive or not skip_unsupported):
                 refusals = [
                     UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported to convert the other layers")
@@ -92,12 +93,10 @@ def write_keras(
                 raise RefusedConversionError(
                     f"Keras {major} cannot compute {len(refusals)} layer(s) exactly; nothing was written",
                     refusals=refusals,
-                    file=str(source),
+                    file=source,
                 )
-            if not refused:  # a refused layer is a recurrent one: the file has some
-                refuse_without_recurrent(converted, skipped, source)
             if not written:
-                raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=str(source))
+                raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=source)
             writer.close()
         finally:
             writer.abort()

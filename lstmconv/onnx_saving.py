@@ -78,6 +78,7 @@ def write_onnx(
             del layer, reference
 
     def finish_file(stream: OnnxStream) -> None:
+        refuse_without_recurrent(seen, skipped, source)  # as load_file does, whatever the target refuses
         if refusals and (whole or not skip_unsupported):
             what = "the whole model" if whole else f"{len(refusals)} layer(s)"
             raise RefusedConversionError(
@@ -85,8 +86,6 @@ def write_onnx(
                 refusals=refusals,
                 file=source,
             )
-        if not refusals:
-            refuse_without_recurrent(seen, skipped, source)
         rest = plan.finish()
         onnx.checker.check_model(plan.checkable(rest), full_check=True)
         stream.finish(rest)
