@@ -396,3 +396,27 @@ def test_a_canonical_source_is_read_one_layer_at_a_time(tmp_path: Path, monkeypa
         count = len(loaded)
         second, _ = next(opened.layers)
         assert len(loaded) > count and all(key.startswith(f"{second.name}/") for key in loaded[count:])
+
+
+def test_safetensors_tensors_read_one_at_a_time_equal_what_the_safetensors_library_reads(tmp_path: Path) -> None:
+    """open_safetensors_state reads tensors itself (not through the library's map of the file): compare every
+    tensor, dtype and shape with safetensors.numpy.load_file on torch-written and lstmconv-written files."""
+    from safetensors.numpy import load_file as library_load
+
+    from lstmconv.formats.torch_files import open_safetensors_state
+
+    sources = _torch_safetensors_sources(tmp_path)
+    canonical = tmp_path / "canonical.safetensors"
+    lstmconv.convert(DATA / "keras2" / "stacked_lstm.h5", canonical, to="canonical")
+    compared = 0
+    for source in [*sources, canonical]:
+        expected = library_load(str(source))
+        with open_safetensors_state(source) as (stand_ins, _header, load):
+            assert set(stand_ins) == set(expected), source.name
+            for key, array in expected.items():
+                back = load(key)
+                assert back.dtype == array.dtype and back.shape == array.shape, (source.name, key)
+                assert back.tobytes() == array.tobytes(), (source.name, key)
+                assert stand_ins[key].shape == array.shape and stand_ins[key].dtype == array.dtype
+                compared += 1
+    assert compared > 50
