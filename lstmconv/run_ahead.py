@@ -1,8 +1,8 @@
 """Compute the next item of an iterator in a background thread while the caller handles the current one.
 
-Used by the streaming conversion: reading, converting and checking layer k+1 (NumPy, h5py and BLAS release the
-GIL) overlaps with writing layer k, on one BLAS thread each. At most two items exist at once, the one the caller holds and the one
-being computed, so memory stays bounded by a few layers rather than the model.
+Used by the layer-by-layer writers: reading, converting and checking layer k+1 (NumPy, h5py and BLAS release
+the GIL) overlaps with writing layer k, on one BLAS thread each. At most two items exist at once, the one the
+caller holds and the one being computed, so memory stays bounded by a few layers rather than the model.
 """
 
 from __future__ import annotations

@@ -216,17 +216,21 @@ def test_inspect_reads_keras_files_layer_by_layer_with_the_same_result(source: P
     assert skipped == list(loaded.model.skipped)
 
 
-def test_run_ahead_uses_one_blas_thread_and_restores_the_setting() -> None:
+def _blas_threads() -> list[int]:
     from threadpoolctl import threadpool_info
 
-    def blas_threads() -> list[int]:
-        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
-    before = blas_threads()
-    assert before  # numpy's BLAS is loaded: the check below is not vacuous
-    inside = [blas_threads() for _ in run_ahead(iter(range(2)))]
-    assert all(threads == [1] * len(before) for threads in inside)
-    assert blas_threads() == before
+
+def test_run_ahead_uses_one_blas_thread_and_restores_the_setting() -> None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(2, user_api="blas"):  # a setting that one thread differs from, on any machine
+        before = _blas_threads()
+        assert before and all(threads == 2 for threads in before)  # numpy's BLAS is loaded: not vacuous
+        inside = [_blas_threads() for _ in run_ahead(iter(range(2)))]
+        assert all(threads == [1] * len(before) for threads in inside)
+        assert _blas_threads() == before
 
 
 def test_blas_is_limited_only_for_sources_big_enough_to_gain(tmp_path: Path) -> None:
@@ -242,13 +246,12 @@ def test_blas_is_limited_only_for_sources_big_enough_to_gain(tmp_path: Path) -> 
 
 
 def test_run_ahead_can_leave_blas_alone() -> None:
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_limits
 
-    def blas_threads() -> list[int]:
-        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-
-    before = blas_threads()
-    assert [blas_threads() for _ in run_ahead(iter(range(2)), one_blas_thread=False)] == [before, before]
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        assert before and all(threads == 2 for threads in before)
+        assert [_blas_threads() for _ in run_ahead(iter(range(2)), one_blas_thread=False)] == [before, before]
 
 
 def _torch_safetensors_sources(folder: Path) -> list[Path]:
