@@ -121,8 +121,9 @@ def test_truncated_files_give_one_clear_error(suffix: str, fraction: float, tmp_
 
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
-    """Make the writers fail after writing something: torch in memory, torch and ONNX layer by layer."""
+    """Make the writers fail after writing something: torch in memory; torch, ONNX and Keras layer by layer."""
     import lstmconv.conversion as conversion
+    from lstmconv.formats.keras_writers import KerasWeightsWriter
     from lstmconv.formats.onnx_stream import OnnxStream
     from lstmconv.formats.safetensors_stream import SafetensorsStream
 
@@ -138,13 +139,20 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
         self.file.handle.write(b"partial")
         raise error
 
+    def one_keras_layer(self: KerasWeightsWriter, plan: object) -> None:
+        self.handle.create_group("partial")
+        raise error
+
     monkeypatch.setattr(conversion, "write_torch_file", whole_file)
+    monkeypatch.setattr(KerasWeightsWriter, "add", one_keras_layer)
     monkeypatch.setattr(SafetensorsStream, "add", one_tensor)
     monkeypatch.setattr(OnnxStream, "add", one_initializer)
     monkeypatch.setattr(OnnxStream, "finish", one_initializer)  # a small model has every tensor in the graph
 
 
-@pytest.mark.parametrize("target, name", [("torch", "out.safetensors"), ("onnx", "out.onnx")])
+@pytest.mark.parametrize(
+    "target, name", [("torch", "out.safetensors"), ("onnx", "out.onnx"), ("keras", "out.weights.h5"), ("keras", "out.h5")]
+)
 def test_disk_full_leaves_no_file_and_keeps_existing_output(target: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fail_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     out = tmp_path / name
@@ -168,12 +176,13 @@ def test_disk_full_through_the_cli_is_exit_2(tmp_path: Path, monkeypatch: pytest
     assert result.exit_code == 2 and "No space left" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".onnx"])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".onnx", ".weights.h5", ".h5"])
 def test_interruption_during_write_leaves_nothing(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fail_writes(monkeypatch, KeyboardInterrupt())
     threads = threading.active_count()
+    target = {".onnx": "onnx", ".weights.h5": "keras", ".h5": "keras"}.get(suffix, "torch")
     with pytest.raises(KeyboardInterrupt):
-        lstmconv.convert(SOURCE, tmp_path / f"out{suffix}", to="onnx" if suffix == ".onnx" else "torch")
+        lstmconv.convert(SOURCE, tmp_path / f"out{suffix}", to=target)
     assert list(tmp_path.iterdir()) == []
     assert threading.active_count() == threads  # the run-ahead and flush threads are gone too
 
