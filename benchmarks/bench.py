@@ -150,6 +150,14 @@ save_file(tensors, sys.argv[2])
 """
 
 
+def paired_ratios(runs: list[dict[str, float]], floor: list[dict[str, float]]) -> dict[str, float]:
+    """Time over the floor's time in the same round, round by round: median and range. On a machine whose speed
+    drifts by tens of percent over minutes, the ratio of two medians can mix slow and fast moments; a ratio of
+    two runs made seconds apart cannot."""
+    ratios = sorted(run["seconds"] / base["seconds"] for run, base in zip(runs, floor, strict=True))
+    return {"ratio_to_floor": round(statistics.median(ratios), 2), "ratio_min": round(ratios[0], 2), "ratio_max": round(ratios[-1], 2)}
+
+
 def large(args: argparse.Namespace) -> dict[str, object]:
     byte_compile()
     work = Path(args.workdir or tempfile.mkdtemp())
@@ -170,11 +178,15 @@ def large(args: argparse.Namespace) -> dict[str, object]:
             for name, command in rows.items():
                 samples.setdefault(name, []).append(measure(command, 1, output=writes(command)))
         largest_layer = size / layers
+        floor = samples[next(iter(rows))]
         results[f"{layers} layers"] = {
             "weights_mib": round(size / 2**20, 1),
             "largest_layer_mib": round(largest_layer / 2**20, 1),
             **{
-                name: {key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")}
+                name: {
+                    **{key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")},
+                    **paired_ratios(runs, floor),
+                }
                 for name, runs in samples.items()
             },
         }
