@@ -30,20 +30,28 @@ PYTHON = sys.executable
 LSTMCONV = str(Path(PYTHON).parent / "lstmconv")
 
 
-def measure(command: list[str], runs: int, env: dict[str, str] | None = None, output: Path | None = None) -> dict[str, float]:
+def measure(
+    command: list[str], runs: int, env: dict[str, str] | None = None, output: Path | None = None, source: Path | None = None
+) -> dict[str, float]:
     """Median wall seconds and peak RSS (MiB) of ``command`` over ``runs`` runs.
 
-    Every run starts from the same disk state: ``output`` (the file the command writes) does not exist and
-    nothing is waiting to be written back. Otherwise a run pays for what the run before it left behind: the
-    kernel writing back the previous command's output while this one runs, or freeing the blocks of the file
-    it overwrites (0.24 s for a 544 MiB file already on disk on this machine's ext4 with ``discard``, 0.04 s
-    for one still in the page cache, which favoured the floor, whose output is never flushed).
+    Every run starts from the same disk state: ``output`` (the file the command writes) does not exist, nothing
+    is waiting to be written back, and ``source`` is in the page cache. Otherwise a run pays for what the run
+    before it left behind: the kernel writing back the previous command's output while this one runs, or
+    freeing the blocks of the file it overwrites (0.24 s for a 544 MiB file already on disk on this machine's
+    ext4 with ``discard``, 0.04 s for one still in the page cache, which favoured the floor, whose output is
+    never flushed); or reading a source the machine's memory reclaim evicted (the floor's time at 1.1 GiB
+    varied from 1.1 to 3.3 s).
     """
     times, peaks = [], []
     for _ in range(runs):
         if output is not None:
             output.unlink(missing_ok=True)
         os.sync()
+        if source is not None:
+            with source.open("rb") as handle:
+                while handle.read(16 << 20):
+                    pass
         done = subprocess.run(
             ["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True, env={**os.environ, **(env or {})}
         )
@@ -65,6 +73,11 @@ def writes(command: list[str]) -> Path | None:
     if command[1] == "-c" and len(command) > 3:  # a floor script: python -c SCRIPT source destination
         return Path(command[-1])
     return None
+
+
+def reads(command: list[str]) -> Path | None:
+    """The model file a benchmarked command reads (the first existing file among its arguments)."""
+    return next((Path(a) for a in command[1:] if a.endswith((".onnx", ".safetensors", ".h5")) and Path(a).is_file()), None)
 
 
 def byte_compile() -> None:
@@ -91,7 +104,7 @@ def small(args: argparse.Namespace) -> dict[str, object]:
     env = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     for _ in range(args.rounds):  # interleave the tools so a noisy machine affects all of them alike
         for name, command in rows.items():
-            sample = measure(command, 1, env, output=writes(command))
+            sample = measure(command, 1, env, output=writes(command), source=source)
             results.setdefault(name, []).append(sample)  # type: ignore[union-attr]
     summary = {
         name: {key: statistics.median(s[key] for s in samples) for key in ("seconds", "peak_rss_mib")}
@@ -176,7 +189,7 @@ def large(args: argparse.Namespace) -> dict[str, object]:
         samples: dict[str, list[dict[str, float]]] = {}
         for _ in range(args.rounds):
             for name, command in rows.items():
-                samples.setdefault(name, []).append(measure(command, 1, output=writes(command)))
+                samples.setdefault(name, []).append(measure(command, 1, output=writes(command), source=source))
         largest_layer = size / layers
         floor = samples[next(iter(rows))]
         results[f"{layers} layers"] = {
@@ -219,7 +232,7 @@ def sources(args: argparse.Namespace) -> dict[str, object]:
     samples: dict[str, list[dict[str, float]]] = {}
     for _ in range(args.rounds):
         for name, command in rows.items():
-            samples.setdefault(name, []).append(measure(command, 1, output=writes(command)))
+            samples.setdefault(name, []).append(measure(command, 1, output=writes(command), source=reads(command)))
     result = {
         "weights_mib": round(size / 2**20, 1),
         **{
