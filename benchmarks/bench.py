@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,54 +31,62 @@ PYTHON = sys.executable
 LSTMCONV = str(Path(PYTHON).parent / "lstmconv")
 
 
-def measure(
-    command: list[str], runs: int, env: dict[str, str] | None = None, output: Path | None = None, source: Path | None = None
-) -> dict[str, float]:
-    """Median wall seconds and peak RSS (MiB) of ``command`` over ``runs`` runs.
+@dataclass(frozen=True)
+class Run:
+    """A benchmarked command, with the model file it reads and the file it writes (either may be None)."""
 
-    Every run starts from the same disk state: ``output`` (the file the command writes) does not exist, nothing
-    is waiting to be written back, and ``source`` is in the page cache. Otherwise a run pays for what the run
-    before it left behind: the kernel writing back the previous command's output while this one runs, or
-    freeing the blocks of the file it overwrites (0.24 s for a 544 MiB file already on disk on this machine's
-    ext4 with ``discard``, 0.04 s for one still in the page cache, which favoured the floor, whose output is
-    never flushed); or reading a source the machine's memory reclaim evicted (the floor's time at 1.1 GiB
-    varied from 1.1 to 3.3 s).
+    command: list[str]
+    source: Path | None = None
+    output: Path | None = None
+
+
+def convert(source: Path, output: Path, *options: str) -> Run:
+    """``lstmconv convert source output options``."""
+    return Run([LSTMCONV, "convert", str(source), str(output), *options], source, output)
+
+
+def script(code: str, source: Path, output: Path) -> Run:
+    """A floor: ``python -c code source output``."""
+    return Run([PYTHON, "-c", code, str(source), str(output)], source, output)
+
+
+def measure(run: Run, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Wall seconds and peak RSS (MiB) of one run of ``run.command``.
+
+    Every run starts from the same disk state: ``run.output`` does not exist, nothing is waiting to be written
+    back, and ``run.source`` is in the page cache. Otherwise a run pays for what the run before it left behind:
+    the kernel writing back the previous command's output while this one runs, or freeing the blocks of the
+    file it overwrites (0.24 s for a 544 MiB file already on disk on this machine's ext4 with ``discard``,
+    0.04 s for one still in the page cache, which favoured the floor, whose output is never flushed); or
+    reading a source the machine's memory reclaim evicted (the floor's time at 1.1 GiB varied from 1.1 to 3.3 s).
     """
-    times, peaks = [], []
-    for _ in range(runs):
-        if output is not None:
-            output.unlink(missing_ok=True)
-        os.sync()
-        if source is not None:
-            with source.open("rb") as handle:
-                while handle.read(16 << 20):
-                    pass
-        done = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True, env={**os.environ, **(env or {})}
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{command} failed: {done.stderr[-2000:]}")
-        wall, rss = done.stderr.strip().splitlines()[-1].split()
-        times.append(float(wall))
-        peaks.append(int(rss) / 1024)
-    return {"seconds": statistics.median(times), "peak_rss_mib": statistics.median(peaks)}
+    if run.output is not None:
+        run.output.unlink(missing_ok=True)
+    os.sync()
+    if run.source is not None:
+        with run.source.open("rb") as handle:
+            while handle.read(16 << 20):
+                pass
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M", *run.command], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{run.command} failed: {done.stderr[-2000:]}")
+    wall, rss = done.stderr.strip().splitlines()[-1].split()
+    return {"seconds": float(wall), "peak_rss_mib": int(rss) / 1024}
 
 
-def writes(command: list[str]) -> Path | None:
-    """The file a benchmarked command writes: a ``convert``'s second path, tf2onnx's ``--output``, the
-    floor's last argument."""
-    if "convert" in command and command[0] == LSTMCONV:
-        return Path(command[command.index("convert") + 2])
-    if "--output" in command:
-        return Path(command[command.index("--output") + 1])
-    if command[1] == "-c" and len(command) > 3:  # a floor script: python -c SCRIPT source destination
-        return Path(command[-1])
-    return None
+def interleaved(rows: dict[str, Run], rounds: int, env: dict[str, str] | None = None) -> dict[str, list[dict[str, float]]]:
+    """Every row run once per round, ``rounds`` times, so a noisy moment of the machine hits all of them alike."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in rows}
+    for _ in range(rounds):
+        for name, run in rows.items():
+            samples[name].append(measure(run, env))
+    return samples
 
 
-def reads(command: list[str]) -> Path | None:
-    """The model file a benchmarked command reads (the first existing file among its arguments)."""
-    return next((Path(a) for a in command[1:] if a.endswith((".onnx", ".safetensors", ".h5")) and Path(a).is_file()), None)
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")}
 
 
 def byte_compile() -> None:
@@ -90,26 +99,19 @@ def small(args: argparse.Namespace) -> dict[str, object]:
     byte_compile()
     work = Path(tempfile.mkdtemp())
     source = ROOT / "examples" / "sine_lstm.h5"
-    results: dict[str, object] = {}
     rows = {
-        "python -c 'import numpy, h5py, safetensors'": [PYTHON, "-c", "import numpy, h5py, safetensors"],
-        "lstmconv --help": [LSTMCONV, "--help"],
-        "lstmconv convert --to torch": [LSTMCONV, "convert", str(source), str(work / "a.safetensors"), "--to", "torch"],
-        "lstmconv convert --to onnx": [LSTMCONV, "convert", str(source), str(work / "a.onnx"), "--to", "onnx"],
+        "python -c 'import numpy, h5py, safetensors'": Run([PYTHON, "-c", "import numpy, h5py, safetensors"]),
+        "lstmconv --help": Run([LSTMCONV, "--help"]),
+        "lstmconv convert --to torch": convert(source, work / "a.safetensors", "--to", "torch"),
+        "lstmconv convert --to onnx": convert(source, work / "a.onnx", "--to", "onnx"),
     }
     if args.tf2onnx_python:
-        rows["tf2onnx (python -m tf2onnx.convert --keras)"] = [
-            args.tf2onnx_python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(work / "b.onnx")
-        ]
+        output = work / "b.onnx"
+        rows["tf2onnx (python -m tf2onnx.convert --keras)"] = Run(
+            [args.tf2onnx_python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(output)], source, output
+        )
     env = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    for _ in range(args.rounds):  # interleave the tools so a noisy machine affects all of them alike
-        for name, command in rows.items():
-            sample = measure(command, 1, env, output=writes(command), source=source)
-            results.setdefault(name, []).append(sample)  # type: ignore[union-attr]
-    summary = {
-        name: {key: statistics.median(s[key] for s in samples) for key in ("seconds", "peak_rss_mib")}
-        for name, samples in results.items()  # type: ignore[union-attr]
-    }
+    summary = {name: medians(runs) for name, runs in interleaved(rows, args.rounds, env).items()}
     shutil.rmtree(work)
     return summary
 
@@ -179,29 +181,20 @@ def large(args: argparse.Namespace) -> dict[str, object]:
     for layers in args.sizes:
         source = work / f"bilstm_{layers}.h5"
         size = make_checkpoint(source, layers, args.hidden, args.hidden)
+        floor_row = "floor (h5py read + safetensors save_file)"
         rows = {
-            "floor (h5py read + safetensors save_file)": [PYTHON, "-c", FLOOR, str(source), str(work / "floor.safetensors")],
-            "floor + transposes (not a goal)": [PYTHON, "-c", FLOOR_TRANSPOSED, str(source), str(work / "floor_t.safetensors")],
-            "lstmconv --to torch": [LSTMCONV, "convert", str(source), str(work / "out.safetensors")],
-            "lstmconv --to torch --no-verify": [LSTMCONV, "convert", str(source), str(work / "out.safetensors"), "--no-verify"],
-            "lstmconv --to onnx": [LSTMCONV, "convert", str(source), str(work / "out.onnx"), "--to", "onnx"],
+            floor_row: script(FLOOR, source, work / "floor.safetensors"),
+            "floor + transposes (not a goal)": script(FLOOR_TRANSPOSED, source, work / "floor_t.safetensors"),
+            "lstmconv --to torch": convert(source, work / "out.safetensors"),
+            "lstmconv --to torch --no-verify": convert(source, work / "out.safetensors", "--no-verify"),
+            "lstmconv --to onnx": convert(source, work / "out.onnx", "--to", "onnx"),
         }
-        samples: dict[str, list[dict[str, float]]] = {}
-        for _ in range(args.rounds):
-            for name, command in rows.items():
-                samples.setdefault(name, []).append(measure(command, 1, output=writes(command), source=source))
+        samples = interleaved(rows, args.rounds)
         largest_layer = size / layers
-        floor = samples[next(iter(rows))]
         results[f"{layers} layers"] = {
             "weights_mib": round(size / 2**20, 1),
             "largest_layer_mib": round(largest_layer / 2**20, 1),
-            **{
-                name: {
-                    **{key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")},
-                    **paired_ratios(runs, floor),
-                }
-                for name, runs in samples.items()
-            },
+            **{name: {**medians(runs), **paired_ratios(runs, samples[floor_row])} for name, runs in samples.items()},
         }
         source.unlink()
     shutil.rmtree(work, ignore_errors=True)
@@ -223,23 +216,14 @@ def sources(args: argparse.Namespace) -> dict[str, object]:
     floor = "import sys, onnx, numpy; from onnx import numpy_helper; from safetensors.numpy import save_file; " \
         "m = onnx.load(sys.argv[1]); save_file({t.name: numpy_helper.to_array(t) for t in m.graph.initializer}, sys.argv[2])"
     rows = {
-        "floor (onnx.load + safetensors save_file)": [PYTHON, "-c", floor, str(onnx_source), str(work / "floor.safetensors")],
-        "lstmconv onnx -> torch": [LSTMCONV, "convert", str(onnx_source), str(work / "a.safetensors")],
-        "lstmconv onnx -> onnx": [LSTMCONV, "convert", str(onnx_source), str(work / "a.onnx"), "--to", "onnx"],
-        "lstmconv safetensors -> onnx": [LSTMCONV, "convert", str(torch_source), str(work / "b.onnx"), "--to", "onnx"],
-        "lstmconv inspect onnx": [LSTMCONV, "inspect", str(onnx_source)],
+        "floor (onnx.load + safetensors save_file)": script(floor, onnx_source, work / "floor.safetensors"),
+        "lstmconv onnx -> torch": convert(onnx_source, work / "a.safetensors"),
+        "lstmconv onnx -> onnx": convert(onnx_source, work / "a.onnx", "--to", "onnx"),
+        "lstmconv safetensors -> onnx": convert(torch_source, work / "b.onnx", "--to", "onnx"),
+        "lstmconv inspect onnx": Run([LSTMCONV, "inspect", str(onnx_source)], onnx_source),
     }
-    samples: dict[str, list[dict[str, float]]] = {}
-    for _ in range(args.rounds):
-        for name, command in rows.items():
-            samples.setdefault(name, []).append(measure(command, 1, output=writes(command), source=reads(command)))
-    result = {
-        "weights_mib": round(size / 2**20, 1),
-        **{
-            name: {key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")}
-            for name, runs in samples.items()
-        },
-    }
+    samples = interleaved(rows, args.rounds)
+    result = {"weights_mib": round(size / 2**20, 1), **{name: medians(runs) for name, runs in samples.items()}}
     shutil.rmtree(work, ignore_errors=True)
     return result
 
