@@ -12,7 +12,8 @@ them to the layer-by-layer writers (:mod:`lstmconv.torch_saving`, :mod:`lstmconv
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lstmconv.errors import InputFormatError
@@ -51,16 +52,23 @@ def streams(source: str | Path, source_format: str | None) -> bool:
 
 @contextlib.contextmanager
 def open_layers(
-    source: Path, *, config: str | Path | None, source_format: str | None, skip_unsupported: bool, allow_nonfinite: bool
+    source: Path,
+    *,
+    config: str | Path | None,
+    source_format: str | None,
+    skip_unsupported: bool,
+    allow_nonfinite: bool,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Iterator[LayerSource]:
     """Open a file :func:`streams` accepts for reading layer by layer. What ``load_file`` refuses is refused
-    here too: a damaged file (InputFormatError), two layers of one name, non-finite weights unless allowed."""
+    here too: a damaged file (InputFormatError), two layers of one name, non-finite weights unless allowed.
+    ``meanwhile`` runs while a Keras file's HDF5 structure is vetted in a forked child (:func:`open_keras`)."""
     fmt = source_format or detect_format(source)
     skipped: list[str] = []
     if fmt == "keras":
         with contextlib.ExitStack() as stack:
             with reading_errors(source):
-                info, entries, wiring = stack.enter_context(open_keras(source, config))
+                info, entries, wiring = stack.enter_context(open_keras(source, config, meanwhile=meanwhile))
             items = iter_keras_layers(info, entries, skip_unsupported=skip_unsupported)
             reserve = header_reserve([entry.name for entry in entries], sum(len(entry.array_names) for entry in entries))
             yield LayerSource(str(source), fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, wiring, reserve)
@@ -164,7 +172,12 @@ def stream_to(
     source, destination = Path(source), Path(destination)
     check_suffix(destination, _SUFFIXES[to], force)  # before anything is read
     with open_layers(
-        source, config=config, source_format=source_format, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite
+        source,
+        config=config,
+        source_format=source_format,
+        skip_unsupported=skip_unsupported,
+        allow_nonfinite=allow_nonfinite,
+        meanwhile=lambda: prepare_writer(to, verify=verify),
     ) as opened:
         return write_to(
             to, opened, destination, per_layer=per_layer, verify=verify, force=force,
@@ -187,14 +200,38 @@ def write_to(
     :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` as
     there), lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras weights
     (:func:`lstmconv.keras_saving.write_keras`). ``known_finite``: non-finite weights were refused already."""
-    from lstmconv.canonical_saving import write_canonical_layers
-    from lstmconv.keras_saving import write_keras
-
     if to == "canonical":  # every layer has a canonical form: none is refused, so there is no skip_unsupported
+        from lstmconv.canonical_saving import write_canonical_layers
+
         return write_canonical_layers(layers, destination, verify=verify, force=force, known_finite=known_finite)
     options = {"verify": verify, "force": force, "skip_unsupported": skip_unsupported, "known_finite": known_finite}
     if to == "onnx":
         return write_onnx(layers, destination, per_layer=per_layer, **options)
     if to == "keras":
+        from lstmconv.keras_saving import write_keras
+
         return write_keras(layers, destination, **options)
     return write_torch(layers, destination, **options)
+
+
+# What each target's writer imports on first use, besides the modules above (which every conversion imports).
+_WRITER_IMPORTS = {
+    "torch": ("safetensors",),
+    "onnx": ("onnx", "onnx.checker", "onnx.defs", "lstmconv.targets.onnx", "lstmconv.formats.onnx_stream"),
+    "keras": ("lstmconv.keras_saving",),
+    "canonical": ("lstmconv.canonical_saving",),
+}
+
+
+def prepare_writer(to: str, *, verify: bool) -> None:
+    """Import what writing to ``to`` (and, with ``verify``, checking) will need, and build ONNX's operator
+    registry. Run while a forked child vets an HDF5 source (:func:`lstmconv.formats.hdf5_guard.prescan_hdf5`):
+    the child takes the second core for some 10 ms, and these 10-60 ms of start-up would otherwise come after it
+    (``bench.py small``). Nothing here reads the source."""
+    for module in (*_WRITER_IMPORTS[to], *(("numpy.random",) if verify else ())):  # numpy.random: the check's inputs
+        importlib.import_module(module)
+    if to == "onnx":
+        import onnx.defs
+
+        onnx.defs.has("LSTM")  # the first query builds the registry of every operator (15 ms); the checker needs it
+

@@ -252,6 +252,56 @@ def test_hdf5_file_that_makes_the_library_loop_is_refused_in_bounded_time(name: 
     assert time.monotonic() - started < 30
 
 
+def _no_child_left() -> bool:
+    import os
+
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_hdf5_time_limit_starts_after_the_work_done_meanwhile() -> None:
+    """The parent imports the writer while the child walks; a slow import must not eat the child's time."""
+    import time
+
+    from lstmconv.formats.hdf5_guard import prescan_hdf5
+
+    calls: list[float] = []
+    started = time.monotonic()
+    with pytest.raises(InputFormatError, match="did not finish reading this file's structure within 0.3 s"):
+        prescan_hdf5(DATA / "hostile" / "loops_hdf5.weights.h5", seconds=0.3, meanwhile=lambda: calls.append(time.sleep(0.5)))
+    assert len(calls) == 1
+    assert time.monotonic() - started >= 0.8
+    assert _no_child_left()
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, ImportError])
+def test_hdf5_walk_is_killed_when_the_work_meanwhile_fails(error: type[BaseException]) -> None:
+    def fail() -> None:
+        raise error("stop")
+
+    from lstmconv.formats.hdf5_guard import prescan_hdf5
+
+    with pytest.raises(error, match="stop"):
+        prescan_hdf5(DATA / "hostile" / "loops_hdf5.weights.h5", meanwhile=fail)
+    assert _no_child_left()  # the looping child would otherwise walk on
+
+
+def test_writer_is_prepared_while_the_source_is_vetted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from lstmconv.formats import hdf5_guard
+
+    waits: list[bool] = []
+    real_wait = hdf5_guard._wait
+    monkeypatch.setattr(hdf5_guard, "_wait", lambda child, seconds: waits.append("onnx.checker" in sys.modules) or real_wait(child, seconds))
+    monkeypatch.delitem(sys.modules, "onnx.checker", raising=False)  # imported again by the writer's preparation
+    lstmconv.convert(SINE, tmp_path / "sine.onnx", to="onnx")
+    assert waits == [True]
+
+
 def _big_endian_copy(source: Path, target: Path) -> None:
     """``source`` with every float dataset rewritten big-endian (HDF5 records the byte order)."""
     shutil.copy(source, target)

@@ -10,9 +10,11 @@ is skipped.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from lstmconv.errors import InputFormatError
@@ -72,9 +74,18 @@ def _walk(path: Path, member: str | None) -> None:
         touch(handle, 0)
 
 
-def prescan_hdf5(path: Path, member: str | None = None, seconds: float = PRESCAN_SECONDS) -> None:
-    """Refuse ``path`` (or its zip ``member``) if walking its HDF5 structure hangs or crashes."""
+def prescan_hdf5(
+    path: Path, member: str | None = None, seconds: float = PRESCAN_SECONDS, meanwhile: Callable[[], object] | None = None
+) -> None:
+    """Refuse ``path`` (or its zip ``member``) if walking its HDF5 structure hangs or crashes.
+
+    ``meanwhile`` runs in this process while the child walks: work that reads nothing of the file (importing a
+    writer), done on this core while the walk takes the other instead of after it. The time limit starts when it
+    returns, so a slow ``meanwhile`` cannot make a healthy file look hung.
+    """
     if not hasattr(os, "fork"):
+        if meanwhile is not None:
+            meanwhile()
         return
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
@@ -84,22 +95,55 @@ def prescan_hdf5(path: Path, member: str | None = None, seconds: float = PRESCAN
         except BaseException:  # a Python-level error is for the real reader to report properly
             code = 3
         os._exit(code)
-    deadline = time.monotonic() + seconds
-    while True:
-        finished, status = os.waitpid(child, os.WNOHANG)
-        if finished:
-            break
-        if time.monotonic() > deadline:
-            os.kill(child, signal.SIGKILL)
-            os.waitpid(child, 0)
-            raise InputFormatError(
-                f"the HDF5 library did not finish reading this file's structure within {seconds:g} s "
-                "(damaged files can make it loop); refused",
-                file=path,
-            )
-        time.sleep(0.002)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        status = _wait(child, seconds)
+    except BaseException:  # Ctrl-C or a failing ``meanwhile``: no child is left walking
+        _kill(child)
+        raise
+    if status is None:
+        raise InputFormatError(
+            f"the HDF5 library did not finish reading this file's structure within {seconds:g} s "
+            "(damaged files can make it loop); refused",
+            file=path,
+        )
     if os.WIFSIGNALED(status):
         raise InputFormatError(
             f"reading this file's HDF5 structure crashed the HDF5 library (signal {os.WTERMSIG(status)}); refused",
             file=path,
         )
+
+
+def _wait(child: int, seconds: float) -> int | None:
+    """``child``'s exit status, or None if it is still running after ``seconds`` (it is then killed)."""
+    deadline = time.monotonic() + seconds
+    try:  # a pidfd becomes readable when the child ends: no polling delay (Linux 5.3 and later)
+        pidfd: int | None = os.pidfd_open(child)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        while True:
+            finished, status = os.waitpid(child, os.WNOHANG)
+            if finished:
+                return status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill(child)
+                return None
+            if pidfd is None:
+                time.sleep(min(remaining, 0.002))
+            else:
+                select.select([pidfd], [], [], remaining)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _kill(child: int) -> None:
+    """Kill and reap ``child`` (it may have ended already)."""
+    try:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    except (ChildProcessError, ProcessLookupError):  # reaped already
+        pass

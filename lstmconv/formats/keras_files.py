@@ -22,7 +22,7 @@ import contextlib
 import json
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,12 @@ _NESTED_MODELS = {"Sequential", "Model", "Functional"}
 
 @contextlib.contextmanager
 def open_keras(
-    path: str | Path, config_path: str | Path | None = None
+    path: str | Path, config_path: str | Path | None = None, *, meanwhile: Callable[[], object] | None = None
 ) -> Iterator[tuple[KerasFileInfo, list[KerasLayerEntry], Wiring | None]]:
-    """Open a Keras file; yields the file facts, one entry per layer (valid inside the ``with``) and the wiring."""
+    """Open a Keras file; yields the file facts, one entry per layer (valid inside the ``with``) and the wiring.
+
+    ``meanwhile`` runs while the HDF5 structure is vetted in a forked child (:func:`prescan_hdf5`), if it is.
+    """
     path = Path(path)
     sidecar = _read_sidecar(config_path) if config_path is not None else None
     if not path.exists():
@@ -54,10 +57,10 @@ def open_keras(
     with contextlib.ExitStack() as stack:
         try:
             if not zipfile.is_zipfile(path):
-                prescan_hdf5(path)
+                prescan_hdf5(path, meanwhile=meanwhile)
             if zipfile.is_zipfile(path):
                 archive = stack.enter_context(zipfile.ZipFile(path))
-                info, entries, model = _open_keras_zip(path, archive, stack, sidecar)
+                info, entries, model = _open_keras_zip(path, archive, stack, sidecar, meanwhile)
                 yield info, entries, _wiring(model)
                 return
             handle = stack.enter_context(h5py.File(path, "r"))
@@ -267,7 +270,11 @@ def _dataset_loader(path: Path, group: h5py.Group, names: list[str], layer: str)
 
 
 def _open_keras_zip(
-    path: Path, archive: zipfile.ZipFile, stack: contextlib.ExitStack, sidecar: dict[str, Any] | None
+    path: Path,
+    archive: zipfile.ZipFile,
+    stack: contextlib.ExitStack,
+    sidecar: dict[str, Any] | None,
+    meanwhile: Callable[[], object] | None,
 ) -> tuple[KerasFileInfo, list[KerasLayerEntry], dict[str, Any]]:
     for member in archive.infolist():
         if member.filename.startswith(("/", "\\")) or ".." in Path(member.filename).parts or ":" in member.filename:
@@ -292,7 +299,7 @@ def _open_keras_zip(
     except ValueError as error:
         raise InputFormatError(f"config.json or metadata.json is not valid JSON: {error}", file=path) from None
     version = metadata.get("keras_version") or "3"
-    prescan_hdf5(path, "model.weights.h5")
+    prescan_hdf5(path, "model.weights.h5", meanwhile=meanwhile)
     handle = stack.enter_context(h5py.File(stack.enter_context(archive.open("model.weights.h5")), "r"))
     info = KerasFileInfo(str(path), version, "keras3-zip", True)
     return info, _keras3_entries(handle, config, info), config
