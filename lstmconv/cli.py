@@ -46,10 +46,23 @@ class Source(str, Enum):
     canonical = "canonical"
 
 
-def _fail(error: Exception) -> NoReturn:
+def _console(*, stderr: bool = False) -> Any:
+    """A rich console that prints text as given: file and layer names are the user's, so ``[best]`` in one is not
+    markup and ``:smile:`` not an emoji (both were, and ``[/x]`` in a path crashed the report)."""
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {error}", markup=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def _styled(style: str, label: str, text: str = "") -> Any:
+    """``label`` in ``style``, then ``text`` as given."""
+    from rich.text import Text
+
+    return Text.assemble((label, style), text)
+
+
+def _fail(error: Exception) -> NoReturn:
+    _console(stderr=True).print(_styled("bold red", "error:", f" {error}"))
     raise typer.Exit(code=2)
 
 
@@ -120,10 +133,9 @@ def convert(
 
 
 def _print_report(report: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     table = Table(title=f"{report.source} -> {report.destination} ({report.target})", title_justify="left")
     table.add_column("layer")
     table.add_column("source")
@@ -139,9 +151,9 @@ def _print_report(report: Any) -> None:
         for note in layer.notes:
             console.print(f"  note: {layer.name}: {note}")
     for item in report.skipped:
-        console.print(f"[yellow]  left out:[/] {item}")
+        console.print(_styled("yellow", "  left out:", f" {item}"))
     if not report.verified:
-        console.print("[yellow]  numeric check skipped (--no-verify)[/]")
+        console.print(_styled("yellow", "  numeric check skipped (--no-verify)"))
     console.print(f"wrote {report.written_tensors} tensors to {report.destination}")
 
 
@@ -163,10 +175,9 @@ def inspect(
         layers = [layer.model_dump(mode="json") for layer in described]
         print(json.dumps({"file": str(src), "layers": layers, "left_out": list(skipped)}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     table = Table(title=str(src), title_justify="left")
     for column in ("layer", "kind", "source layout", "version"):
         table.add_column(column)
@@ -177,7 +188,7 @@ def inspect(
         for fact in layer.source.inferred:
             console.print(f"  inferred: {layer.name}: {fact}")
     for item in skipped:
-        console.print(f"[yellow]  left out:[/] {item}")
+        console.print(_styled("yellow", "  left out:", f" {item}"))
 
 
 @app.command()
@@ -186,13 +197,12 @@ def verify(
     second: Annotated[Path, typer.Argument(help="Another one.")],
 ) -> None:
     """Do FIRST and SECOND compute the same function, layer by layer? Exit 0 if yes, 1 if not."""
-    from rich.console import Console
     from rich.table import Table
 
     from lstmconv.verify_files import compare_files
 
     results = _run(lambda: compare_files(first, second))
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     table = Table(title=f"{first} vs {second}", title_justify="left")
     for column in ("layer", "layer", "max error", "same"):
         table.add_column(column)

@@ -181,3 +181,24 @@ def test_console_entry_collects_garbage_while_converting(tmp_path: Path, monkeyp
     assert stopped.value.code == 2
     assert seen == [True]
     assert gc.isenabled()
+
+
+def test_names_are_printed_as_given_not_as_markup_or_emoji(tmp_path: Path) -> None:
+    """rich read ``[best]`` in a file name as a style tag (dropping it), ``:thumbs_up:`` as an emoji, and a
+    ``[/x]`` in a path crashed the output with a traceback."""
+    folder = tmp_path / "[" / "x]"  # the path holds "[/x]"
+    folder.mkdir(parents=True)
+    source = folder / "model[best]:thumbs_up:.h5"
+    source.write_bytes(SINE.read_bytes())
+    out = folder / "out[bold]:smile:.onnx"
+    converted = _run("convert", source, out, "--to", "onnx")
+    assert converted.exit_code == 0, converted.output
+    assert f"{source} -> {out}" in converted.output.replace("\n", "")
+    assert f"wrote 6 tensors to {out}" in converted.output.replace("\n", "")
+    refused = _run("convert", source, out, "--to", "onnx")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert f"error: {out}: destination exists" in refused.output.replace("\n", "")
+    inspected = _run("inspect", source)
+    assert inspected.exit_code == 0 and str(source) in inspected.output.replace("\n", "")
+    verified = _run("verify", source, out)
+    assert verified.exit_code == 0 and f"{source} vs {out}" in verified.output.replace("\n", "")
