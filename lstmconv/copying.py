@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lstmconv.blas_transpose import transpose_into
+
+if TYPE_CHECKING:  # imported when first needed: a small conversion never starts the pool (concurrent.futures: 5 ms)
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["copy_into"]
 
@@ -59,6 +62,8 @@ def _copy_tiles(target: np.ndarray, source: np.ndarray) -> None:
 
 def _shared_pool() -> ThreadPoolExecutor:
     global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmconv-copy")

@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from threadpoolctl import threadpool_limits
-
 __all__ = ["run_ahead", "one_blas_thread_for"]
 
 T = TypeVar("T")
@@ -64,7 +62,12 @@ def run_ahead(items: Iterator[T], *, one_blas_thread: bool = True) -> Iterator[T
     # Both threads run NumPy products that are memory-bound (the check's batch is 4); two BLAS threads each
     # would fight over two cores and the memory bus (measured: the check ran 2.5x slower). Process-wide while
     # this generator runs, restored when it is closed.
-    blas = threadpool_limits(1, user_api="blas") if one_blas_thread else None
+    if one_blas_thread:
+        from threadpoolctl import threadpool_limits  # here: small conversions never need it (3 ms to import)
+
+        blas = threadpool_limits(1, user_api="blas")
+    else:
+        blas = None
     worker = threading.Thread(target=produce, name="lstmconv-run-ahead", daemon=True)
     worker.start()
     try:

@@ -9,6 +9,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,15 @@ def test_stream_detects_a_tensor_that_does_not_read_back(tmp_path: Path, monkeyp
     stream.abort()
 
 
-def test_stream_writes_what_safetensors_reads_with_background_flushes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flush_every", [1, 200_000, 1 << 30])
+def test_stream_writes_what_safetensors_reads_with_background_flushes(
+    flush_every: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lstmconv.formats import checked_file
+
+    flushes: list[int] = []
+    monkeypatch.setattr(checked_file, "_FLUSH_BEHIND_BYTES", flush_every)
+    monkeypatch.setattr(checked_file, "_datasync", lambda fd: flushes.append(fd) or os.fdatasync(fd))
     path = tmp_path / "x.safetensors"
     arrays = {f"t{k}": np.random.default_rng(k).standard_normal((300, 70 + k)).astype(np.float32) for k in range(6)}
     stream = SafetensorsStream(path, 64)  # too small on purpose: the header must grow once
@@ -142,6 +151,8 @@ def test_stream_writes_what_safetensors_reads_with_background_flushes(tmp_path: 
     back, metadata = _tensors(path)
     assert back == {key: array.tobytes() for key, array in arrays.items()}
     assert metadata == {"note": "x"}
+    # 6 tensors of ~85 kB: a flush may start after each, after every ~2-3, or never (close() fsyncs)
+    assert (1 <= len(flushes) <= 6) if flush_every == 1 else (1 <= len(flushes) <= 3) if flush_every == 200_000 else not flushes
 
 
 @pytest.mark.parametrize("source", KERAS2, ids=lambda p: p.stem)

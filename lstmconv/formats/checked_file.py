@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import mmap
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lstmconv.errors import VerificationError
 
+if TYPE_CHECKING:  # imported on the first background flush (5 ms): small files never start one
+    from concurrent.futures import Future, ThreadPoolExecutor
+
 __all__ = ["CheckedFile"]
 
 _COMPARE_CHUNK = 8 << 20  # bytes compared at a time, so the comparison allocates little
+_FLUSH_BEHIND_BYTES = 4 << 20  # less than this written since the last flush: left to close()
 
 # macOS has no fdatasync; fsync is the same guarantee plus the metadata
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -37,6 +41,7 @@ class CheckedFile:
         self.position = start
         self._flusher: ThreadPoolExecutor | None = None
         self._flushing: Future[None] | None = None
+        self._flushed_to = start  # where the last background flush started
 
     def append(self, data: bytes | np.ndarray, *, tensor: str | None = None) -> int:
         """Write ``data`` at the current end, check it reads back, and return where it starts."""
@@ -74,13 +79,19 @@ class CheckedFile:
         return os.pread(self.handle.fileno(), size, offset)
 
     def flush_behind(self) -> None:
-        """Start flushing what is written so far to disk in the background (unless a flush still runs)."""
+        """Start flushing what is written so far to disk in the background (unless a flush still runs, or
+        less than 4 MiB was written since the last one: a small file is flushed once, by :meth:`close`)."""
         if self._flushing is not None and not self._flushing.done():
+            return
+        if self.position - self._flushed_to < _FLUSH_BEHIND_BYTES:
             return
         if self._flushing is not None:
             self._flushing.result()  # raise a failed flush (EIO, ENOSPC on some filesystems) now
         if self._flusher is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmconv-flush")
+        self._flushed_to = self.position
         self._flushing = self._flusher.submit(_datasync, self.handle.fileno())
 
     def _stop_flushing(self) -> None:
