@@ -132,6 +132,22 @@ def test_stream_detects_a_tensor_that_does_not_read_back(tmp_path: Path, monkeyp
     stream.abort()
 
 
+@pytest.mark.parametrize("length", [0, 1, 7, 8, 9, 16, 23, 1 << 20 | 5])
+def test_read_back_comparison_finds_one_changed_byte_anywhere(length: int) -> None:
+    from lstmconv.formats.checked_file import _same_bytes
+
+    written = np.random.default_rng(length).integers(0, 256, length, dtype=np.uint8)
+    on_disk = written.copy()
+    assert _same_bytes(on_disk, written)
+    positions = range(length) if length < 100 else [0, 7, 8, length // 2, length - 6, length - 5, length - 1]
+    for position in positions:
+        on_disk[position] ^= 1
+        assert not _same_bytes(on_disk, written), position
+        on_disk[position] ^= 1
+    if length > 9:  # views starting at any byte, as the windows of a file do
+        assert _same_bytes(on_disk[3:], written[3:]) and not _same_bytes(on_disk[3:], written[2:-1])
+
+
 @pytest.mark.parametrize("flush_every", [1, 200_000, 1 << 30])
 def test_stream_writes_what_safetensors_reads_with_background_flushes(
     flush_every: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
