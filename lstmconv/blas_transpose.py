@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lstmconv.finite import no_nan
+
 __all__ = ["transpose_into", "available"]
 
 _ROW_MAJOR, _TRANSPOSE = 101, 112
@@ -48,7 +50,7 @@ def transpose_into(target: np.ndarray, matrix: np.ndarray) -> bool:
     """
     kernels = _bound()
     entry = kernels.get(matrix.dtype) if kernels else None
-    if entry is None or not _fits(target, matrix, entry[1]) or np.isnan(matrix).any():
+    if entry is None or not _fits(target, matrix, entry[1]) or not no_nan(matrix):
         return False
     if not _subnormals_survive(entry, matrix.dtype):  # per call: the floating-point modes belong to the thread
         return False

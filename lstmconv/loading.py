@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from lstmconv.errors import InputFormatError, LstmconvError, UnsupportedFeatureError
+from lstmconv.finite import all_finite
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
@@ -203,7 +204,7 @@ def nonfinite_tensor(layer: Layer) -> tuple[str, np.ndarray] | None:
     from lstmconv.formats.canonical_file import canonical_tensors
 
     for key, array in canonical_tensors(CanonicalModel(layers=(layer,))).items():
-        if not np.isfinite(array).all():
+        if not all_finite(array):
             return key, array
     return None
 
