@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from lstmconv import buffers
 from lstmconv.copying import copy_into
 from lstmconv.errors import ShapeMismatchError
 
@@ -114,7 +115,7 @@ def stack_gates(
     shape = list(blocks[0].shape)
     shape[axis] = sum(block.shape[axis] for block in blocks)
     if out is None:
-        out = np.empty(shape, dtype=np.result_type(*blocks), order="C")
+        out = buffers.empty(shape, np.result_type(*blocks))
     elif list(out.shape) != shape:
         raise ShapeMismatchError(f"gates stack to {tuple(shape)}, not into an array of {out.shape}")
     index: list[slice] = [slice(None)] * out.ndim

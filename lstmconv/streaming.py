@@ -16,6 +16,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from lstmconv import buffers
 from lstmconv.errors import InputFormatError
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.torch_files import lstmconv_metadata, open_safetensors_state
@@ -171,7 +172,8 @@ def stream_to(
     """Convert a file read layer by layer (see :func:`streams`) to target ``to`` (:func:`write_to`)."""
     source, destination = Path(source), Path(destination)
     check_suffix(destination, _SUFFIXES[to], force)  # before anything is read
-    with open_layers(
+    # buffers.recycling(): each layer's arrays reuse the memory of a layer already written (see lstmconv.buffers)
+    with buffers.recycling(), open_layers(
         source,
         config=config,
         source_format=source_format,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lstmconv import buffers
 from lstmconv.activations import Activation
 from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.gates import CELL_GATES, split_gates, stack_gates
@@ -149,7 +150,7 @@ def _stack_directions(layer: RecurrentLayer, sides: list[DirectionWeights], fiel
     blocks = [{g: getattr(p, field) for g, p in side.gates.items()} for side in sides]
     first = next(iter(blocks[0].values()))
     rows = sum(block.shape[0] for block in blocks[0].values())
-    out = np.empty((len(sides), rows, *first.shape[1:]), dtype=first.dtype)
+    out = buffers.empty((len(sides), rows, *first.shape[1:]), first.dtype)
     for slot, gates in zip(out, blocks):
         stack_gates(gates, "onnx", layer.cell, axis=0, out=slot)
     return out

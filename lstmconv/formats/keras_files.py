@@ -29,6 +29,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from lstmconv import buffers
 from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
 from lstmconv.formats.hdf5_guard import prescan_hdf5
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
@@ -255,7 +256,7 @@ def read_dataset(path: Path, group: h5py.Group, name: str, layer: str) -> np.nda
         # read_direct into an uninitialised array, not node[()]: h5py zero-fills the arrays it allocates
         # (calloc), a needless pass over every weight that is also where most of a large conversion's page
         # faults came from (100k of 150k at 1.1 GiB). HDF5 writes every element, fill values included.
-        array = np.empty(node.shape, dtype=node.dtype.newbyteorder("="))
+        array = buffers.empty(node.shape, node.dtype.newbyteorder("="))
         if array.size:
             node.read_direct(array)
         return array

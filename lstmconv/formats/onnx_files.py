@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
+from lstmconv import buffers
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.onnx_skeleton import read_skeleton
 from lstmconv.formats.reading import read_into
@@ -142,7 +143,7 @@ class _Reader:
                 "external data length does not match the tensor's shape", file=self.path, tensor=proto.name,
                 expected=math.prod(shape) * plain.itemsize, actual=length,
             )
-        array = self._read(target, proto.name, np.empty(shape, dtype=plain), offset)
+        array = self._read(target, proto.name, buffers.empty(shape, plain), offset)
         return array if plain.isnative else array.astype(plain.newbyteorder("="))
 
     def _read(self, target: Path, tensor: str, array: np.ndarray, offset: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmconv import buffers
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.reading import read_into
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
@@ -92,7 +93,7 @@ def open_safetensors_state(
                 except (SafetensorError, OSError, TypeError) as error:
                     raise InputFormatError(f"cannot read tensor: {error}", file=path, tensor=key) from None
             start, end = offsets[key]
-            array = np.empty(stand_in.shape, dtype=stand_in.dtype.newbyteorder("<"))
+            array = buffers.empty(stand_in.shape, stand_in.dtype.newbyteorder("<"))
             if end - start != array.nbytes:  # the library checks this too; a wrong size must never be read
                 raise InputFormatError(
                     "tensor size does not match its shape", file=path, tensor=key, expected=array.nbytes, actual=end - start

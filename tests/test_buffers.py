@@ -1,0 +1,154 @@
+"""Recycled buffers (lstmconv.buffers) and the allocation-free finiteness tests (lstmconv.finite)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lstmconv
+from lstmconv import buffers
+from lstmconv.finite import all_finite, no_nan
+
+MIB = 1 << 20
+
+
+def _address(array: np.ndarray) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
+def test_outside_recycling_empty_is_a_fresh_array() -> None:
+    first = buffers.empty((512, 1024), np.float32)
+    assert first.shape == (512, 1024) and first.dtype == np.float32 and first.flags.c_contiguous and first.flags.owndata
+
+
+def test_memory_of_a_dropped_array_is_handed_out_again() -> None:
+    with buffers.recycling():
+        first = buffers.empty((512, 1024), np.float32)
+        address = _address(first)
+        del first
+        second = buffers.empty((1024, 512), np.float32)  # same size, other shape
+        assert _address(second) == address
+        assert second.shape == (1024, 512) and second.flags.c_contiguous and second.flags.writeable
+
+
+@pytest.mark.parametrize("keep", ["array", "view", "transposed", "memoryview", "row"])
+def test_memory_still_referred_to_is_never_handed_out(keep: str) -> None:
+    with buffers.recycling():
+        first = buffers.empty((512, 1024), np.float32)
+        first[...] = 1.0
+        keeping = {
+            "array": lambda a: a,
+            "view": lambda a: a[10:20],
+            "transposed": lambda a: a.T,
+            "memoryview": memoryview,
+            "row": lambda a: a[3],
+        }
+        kept = keeping[keep](first)
+        del first
+        second = buffers.empty((512, 1024), np.float32)
+        second[...] = 2.0
+        assert np.asarray(kept).min() == 1.0  # not overwritten
+        del kept
+        third = buffers.empty((512, 1024), np.float32)
+        assert not np.shares_memory(second, third)
+
+
+def test_idle_buffers_are_released_beyond_half_the_memory_in_use() -> None:
+    with buffers.recycling():
+        pool = buffers._pool
+        assert pool is not None
+        dropped = [buffers.empty(4 * MIB, np.uint8) for _ in range(4)]
+        del dropped  # 16 MiB idle
+        held = buffers.empty(2 * MIB, np.uint8)  # a new size: 2 MiB in use, so at most 1 MiB may stay idle
+        assert sum(buffer.nbytes for buffer in pool.buffers) == held.nbytes
+
+
+def test_recycling_ends_with_its_block_and_nests() -> None:
+    with buffers.recycling():
+        with buffers.recycling():
+            pass
+        assert buffers._pool is not None
+    assert buffers._pool is None
+    assert buffers.empty(4 * MIB, np.uint8).flags.owndata
+
+
+def test_threads_never_get_the_same_memory_while_they_hold_it() -> None:
+    clashes: list[int] = []
+
+    def work(value: int) -> None:
+        for _ in range(200):
+            array = buffers.empty(MIB, np.uint8)
+            array[...] = value
+            if not (array == value).all():
+                clashes.append(value)
+            del array
+
+    with buffers.recycling():
+        threads = [threading.Thread(target=work, args=(value,)) for value in (1, 2, 3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert clashes == []
+
+
+def test_a_streaming_conversion_recycles_and_writes_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three stacked LSTM layers of 4 MiB matrices: later layers reuse earlier layers' memory, and the file is
+    the one written without recycling (a reference count misread would make reuse either unsafe or never)."""
+    import h5py
+
+    source = tmp_path / "stacked.h5"
+    rng = np.random.default_rng(0)
+    hidden = 512
+    with h5py.File(source, "w") as handle:
+        handle.attrs["keras_version"] = "2.15.0"
+        handle.attrs["backend"] = "tensorflow"
+        names = [f"lstm_{k}" for k in range(3)]
+        handle.attrs["layer_names"] = [name.encode() for name in names]
+        for name in names:
+            group = handle.create_group(name)
+            weights = {"kernel:0": (hidden, 4 * hidden), "recurrent_kernel:0": (hidden, 4 * hidden), "bias:0": (4 * hidden,)}
+            group.attrs["weight_names"] = [f"{name}/{key}".encode() for key in weights]
+            for key, shape in weights.items():
+                group.create_dataset(f"{name}/{key}", data=rng.standard_normal(shape).astype(np.float32) * 0.1)
+    taken: list[bool] = []
+    real_take = buffers._Pool.take
+
+    def counting(pool: buffers._Pool, nbytes: int) -> np.ndarray:
+        known = {id(buffer) for buffer in pool.buffers}
+        buffer = real_take(pool, nbytes)
+        taken.append(id(buffer) in known)
+        return buffer
+
+    monkeypatch.setattr(buffers._Pool, "take", counting)
+    recycled = lstmconv.convert(source, tmp_path / "recycled.safetensors", to="torch")
+    assert any(taken) and not all(taken)
+    monkeypatch.setattr(buffers, "recycling", contextlib.nullcontext)
+    plain = lstmconv.convert(source, tmp_path / "plain.safetensors", to="torch")
+    assert (tmp_path / "recycled.safetensors").read_bytes() == (tmp_path / "plain.safetensors").read_bytes()
+    assert recycled.layers == plain.layers
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.complex64])
+def test_finiteness_tests_find_nan_and_infinities_anywhere(dtype: type) -> None:
+    array = np.random.default_rng(1).standard_normal((300, 70)).astype(dtype)
+    assert all_finite(array) and no_nan(array)
+    for position in [(0, 0), (150, 35), (299, 69)]:
+        for bad in (np.nan, np.inf, -np.inf):
+            spoiled = array.copy()
+            spoiled[position] = bad
+            assert not all_finite(spoiled) and not all_finite(spoiled.T) and not all_finite(spoiled[position[0] :, position[1] :: 7])
+            assert no_nan(spoiled) is (not np.isnan(bad)) and no_nan(spoiled.T) is (not np.isnan(bad))
+
+
+def test_finiteness_of_large_values_whose_sum_overflows() -> None:
+    big = np.full(1000, np.finfo(np.float32).max / 2, dtype=np.float32)
+    assert all_finite(big)  # the sum is infinite; the exact test decides
+    assert all_finite(np.full(100, 60000.0, dtype=np.float16))
+    both = np.array([np.inf, -np.inf, 1.0], dtype=np.float32)
+    assert not all_finite(both) and no_nan(both)  # the sum is NaN; the exact test finds none
+    assert all_finite(np.arange(10)) and no_nan(np.arange(10)) and all_finite(np.array([True]))
