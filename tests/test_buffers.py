@@ -96,25 +96,34 @@ def test_threads_never_get_the_same_memory_while_they_hold_it() -> None:
     assert clashes == []
 
 
-def test_a_streaming_conversion_recycles_and_writes_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three stacked LSTM layers of 4 MiB matrices: later layers reuse earlier layers' memory, and the file is
-    the one written without recycling (a reference count misread would make reuse either unsafe or never)."""
+def _stacked_keras(path: Path, spoil: tuple[int, str, tuple[int, int], float] | None = None) -> Path:
+    """A weights-only Keras 2 file of three stacked LSTMs (hidden 512: 4 MiB matrices, recycled); ``spoil`` =
+    (layer, weight, position, value) puts one value into one weight."""
     import h5py
 
-    source = tmp_path / "stacked.h5"
     rng = np.random.default_rng(0)
     hidden = 512
-    with h5py.File(source, "w") as handle:
+    with h5py.File(path, "w") as handle:
         handle.attrs["keras_version"] = "2.15.0"
         handle.attrs["backend"] = "tensorflow"
         names = [f"lstm_{k}" for k in range(3)]
         handle.attrs["layer_names"] = [name.encode() for name in names]
-        for name in names:
+        for k, name in enumerate(names):
             group = handle.create_group(name)
             weights = {"kernel:0": (hidden, 4 * hidden), "recurrent_kernel:0": (hidden, 4 * hidden), "bias:0": (4 * hidden,)}
             group.attrs["weight_names"] = [f"{name}/{key}".encode() for key in weights]
             for key, shape in weights.items():
-                group.create_dataset(f"{name}/{key}", data=rng.standard_normal(shape).astype(np.float32) * 0.1)
+                data = rng.standard_normal(shape).astype(np.float32) * 0.1
+                if spoil is not None and spoil[0] == k and spoil[1] == key:
+                    data[spoil[2]] = spoil[3]
+                group.create_dataset(f"{name}/{key}", data=data)
+    return path
+
+
+def test_a_streaming_conversion_recycles_and_writes_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three stacked LSTM layers of 4 MiB matrices: later layers reuse earlier layers' memory, and the file is
+    the one written without recycling (a reference count misread would make reuse either unsafe or never)."""
+    source = _stacked_keras(tmp_path / "stacked.h5")
     taken: list[bool] = []
     real_take = buffers._Pool.take
 
@@ -152,3 +161,18 @@ def test_finiteness_of_large_values_whose_sum_overflows() -> None:
     both = np.array([np.inf, -np.inf, 1.0], dtype=np.float32)
     assert not all_finite(both) and no_nan(both)  # the sum is NaN; the exact test finds none
     assert all_finite(np.arange(10)) and no_nan(np.arange(10)) and all_finite(np.array([True]))
+
+
+@pytest.mark.parametrize("column, gate", [(0, "input"), (700, "forget"), (1100, "cell"), (2047, "output")])
+@pytest.mark.parametrize("value, words", [(np.nan, "1 NaN and 0 infinite"), (-np.inf, "0 NaN and 1 infinite")])
+def test_a_non_finite_weight_in_any_gate_of_a_recycled_array_is_refused_and_named(
+    column: int, gate: str, value: float, words: str, tmp_path: Path
+) -> None:
+    """The scan reads the arrays the gates are views of (recycled raw bytes, here) and must still find and
+    name the one gate holding the value."""
+    source = _stacked_keras(tmp_path / "spoiled.h5", (1, "recurrent_kernel:0", (300, column), value))
+    out = tmp_path / "out.safetensors"
+    for convert in (lambda: lstmconv.convert(source, out, to="torch"), lambda: lstmconv.load(source)):
+        with pytest.raises(lstmconv.LstmconvError, match=rf"layer 'lstm_1'.*{gate}/w_recurrent.*{words}"):
+            convert()
+    assert not out.exists()
