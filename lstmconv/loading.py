@@ -229,11 +229,14 @@ def _whole_arrays(arrays: Iterable[np.ndarray]) -> list[np.ndarray]:
 def _elements_line_up(array: np.ndarray, owner: np.ndarray) -> bool:
     """Whether every element of ``array`` is one element of ``owner``'s memory read as ``array``'s dtype (so that
     scanning the owner scans the array): same dtype, or raw bytes (lstmconv.buffers), and every element at a
-    multiple of the item size from the owner's start."""
+    multiple of the item size from the owner's start. Not for an owner much larger than the array (a gate is a
+    quarter of its matrix, an eighth of a bidirectional ONNX one): an owner holding a whole model, as arrays
+    given by a caller may have, would be scanned again for every layer."""
     item = array.itemsize
     offset = array.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
     return (
-        owner.flags.c_contiguous
+        owner.nbytes <= 16 * array.nbytes
+        and owner.flags.c_contiguous
         and (owner.dtype == array.dtype or owner.dtype == np.uint8)
         and owner.nbytes % item == 0
         and offset % item == 0

@@ -176,3 +176,19 @@ def test_a_non_finite_weight_in_any_gate_of_a_recycled_array_is_refused_and_name
         with pytest.raises(lstmconv.LstmconvError, match=rf"layer 'lstm_1'.*{gate}/w_recurrent.*{words}"):
             convert()
     assert not out.exists()
+
+
+def test_whole_arrays_are_scanned_only_where_every_element_lines_up() -> None:
+    from lstmconv.loading import _whole_arrays
+
+    matrix = np.zeros((64, 4 * 32), np.float32)
+    gates = [matrix[:, k * 32 : (k + 1) * 32].T for k in range(4)]
+    (whole,) = _whole_arrays(gates)  # one scan of the matrix for its four gates
+    assert whole.size == matrix.size and np.shares_memory(whole, matrix)
+    raw = np.zeros(4096, np.uint8)
+    aligned, shifted = raw.view(np.float32), raw[2:4094].view(np.float32)
+    assert _whole_arrays([aligned[256:512]])[0].size == 1024  # recycled raw bytes, read as float32
+    assert _whole_arrays([shifted[256:512]])[0].size == 256  # misaligned against its owner: itself
+    model = np.zeros(100_000, np.float32)
+    assert _whole_arrays([model[:1000]])[0].size == 1000  # an owner much larger than the tensor: itself
+    assert _whole_arrays([np.zeros(64, np.float64).view(np.float32)[3:9]])[0].size == 6  # another dtype: itself
