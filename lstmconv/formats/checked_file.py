@@ -4,8 +4,8 @@ The streaming writers (``.safetensors`` and ``.onnx``) hold one layer at a time,
 copy of what they wrote: every piece is compared with the file's bytes right after it is written (through a
 read-only map, without a second copy), and :meth:`CheckedFile.close` flushes the file to disk before the
 caller renames it into place. Most of that flushing happens while the conversion goes on:
-:meth:`CheckedFile.flush_behind` starts a background ``fdatasync`` of what is written so far, so the final
-``fsync`` only has the last layer left to wait for.
+:meth:`CheckedFile.flush_behind` starts a background ``fdatasync`` of what is written so far (once 4 MiB are
+unflushed), so the final ``fsync`` only has the last layer left to wait for.
 """
 
 from __future__ import annotations
