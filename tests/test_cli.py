@@ -202,3 +202,54 @@ def test_names_are_printed_as_given_not_as_markup_or_emoji(tmp_path: Path) -> No
     assert inspected.exit_code == 0 and str(source) in inspected.output.replace("\n", "")
     verified = _run("verify", source, out)
     assert verified.exit_code == 0 and f"{source} vs {out}" in verified.output.replace("\n", "")
+
+
+def _console_script(code: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` then the console script with ``args``, in a fresh interpreter."""
+    script = code + "\nimport sys\nfrom lstmconv.cli import console_script\nsys.argv = ['lstmconv', *sys.argv[1:]]\nconsole_script()\n"
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+# The interpreter's teardown starts by waiting for threads (``threading._shutdown``): wrapped, it reports that the
+# teardown ran. The atexit function must run either way.
+_TEARDOWN_PROBE = """
+import atexit, os, sys, threading
+_shutdown = threading._shutdown
+def report_teardown():
+    os.write(2, b"torn down\\n")
+    _shutdown()
+threading._shutdown = report_teardown
+atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+"""
+
+
+def test_console_script_skips_teardown_but_runs_atexit_and_flushes(tmp_path: Path) -> None:
+    out = tmp_path / "sine.onnx"
+    result = _console_script(_TEARDOWN_PROBE, "convert", SINE, out, "--to", "onnx")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 6 tensors" in result.stdout  # stdout flushed before the process ended
+    assert out.stat().st_size > 0
+    assert "atexit ran" in result.stderr
+    assert "torn down" not in result.stderr
+
+
+def test_console_script_exit_codes_survive_the_quick_exit(tmp_path: Path) -> None:
+    refused = _console_script(_TEARDOWN_PROBE, "convert", REFUSED, tmp_path / "x.safetensors")
+    assert refused.returncode == 2 and refused.stderr.startswith("error:") and "atexit ran" in refused.stderr
+    assert not (tmp_path / "x.safetensors").exists()
+    usage = _console_script(_TEARDOWN_PROBE, "convert")
+    assert usage.returncode == 2 and "Missing argument" in usage.stderr
+    inspected = _console_script(_TEARDOWN_PROBE, "inspect", "--json", DATA / "keras2" / "bidirectional_sum.h5")
+    assert inspected.returncode == 0 and json.loads(inspected.stdout)["layers"]
+
+
+def test_console_script_exits_normally_while_a_thread_works() -> None:
+    """A live non-daemon thread is not cut short: the ordinary exit waits for it (and tears down)."""
+    worker = _TEARDOWN_PROBE + (
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), sys.stdout.write('thread finished\\n'))).start()\n"
+    )
+    result = _console_script(worker, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout and "thread finished" in result.stdout
+    assert "torn down" in result.stderr  # the probe proves the other branch is tested
