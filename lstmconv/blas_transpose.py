@@ -9,9 +9,11 @@ ILP64 build), so it is called through :mod:`ctypes`, found with threadpoolctl (a
 The routine computes ``b = alpha * a'`` with ``alpha = 1``, and a multiplication is not always a copy. It is
 bit-exact for every finite value, infinity and signed zero, but it quiets a signalling NaN, and flushes
 subnormal values to zero where the thread runs with the CPU's flush-to-zero or denormals-are-zero modes (which
-a library built with ``-ffast-math`` can switch on). So :func:`transpose_into` refuses (returns False, and the
-caller copies with NumPy) a matrix holding any NaN, and a call from a thread where a subnormal does not survive
-a one-element transposition. The first use checks the binding against NumPy on a small matrix with unaligned
+a library built with ``-ffast-math`` can switch on). So :func:`transpose_into` copies again with NumPy a matrix
+whose transposition holds a NaN (only a NaN becomes a NaN, so one there means one in the matrix; looking at the
+result, contiguous and still in cache, costs half of looking at a strided matrix before), and refuses (returns
+False, and the caller copies with NumPy) a call from a thread where a subnormal does not survive a one-element
+transposition. The first use checks the binding against NumPy on a small matrix with unaligned
 rows; any disagreement, missing symbol or other OpenBLAS (MKL, Accelerate) leaves NumPy's copy in charge.
 """
 
@@ -50,11 +52,13 @@ def transpose_into(target: np.ndarray, matrix: np.ndarray) -> bool:
     """
     kernels = _bound()
     entry = kernels.get(matrix.dtype) if kernels else None
-    if entry is None or not _fits(target, matrix, entry[1]) or not no_nan(matrix):
+    if entry is None or not _fits(target, matrix, entry[1]):
         return False
     if not _subnormals_survive(entry, matrix.dtype):  # per call: the floating-point modes belong to the thread
         return False
     _call(entry, target, matrix)
+    if not no_nan(target):
+        target[...] = matrix.T  # a signalling NaN may have been quieted: NumPy copies its bits
     return True
 
 
