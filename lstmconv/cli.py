@@ -279,6 +279,11 @@ def main() -> None:
 def console_script() -> None:
     """The ``lstmconv`` executable: :func:`main`, then the end of the process without the interpreter's teardown
     (callers of ``main`` in a process that goes on get its ``SystemExit``)."""
+    # OpenBLAS's worker threads spin for 2**28 cycles (about 0.1 s) when NumPy starts them and again after every fork
+    # (the HDF5 guard forks): 90-125 ms of CPU (measured) on a core that the child or the conversion's two threads
+    # need. 2**20 cycles (0.4 ms) still spans the gap between back-to-back products. Read when NumPy is imported,
+    # which the commands do later; a user's own setting wins.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
     try:
         main()
     except SystemExit as done:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -253,3 +254,13 @@ def test_console_script_exits_normally_while_a_thread_works() -> None:
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout and "thread finished" in result.stdout
     assert "torn down" in result.stderr  # the probe proves the other branch is tested
+
+
+def test_console_script_shortens_openblas_spinning_unless_the_user_chose() -> None:
+    probe = "import atexit, os\natexit.register(lambda: print('TIMEOUT', os.environ.get('OPENBLAS_THREAD_TIMEOUT')))\n"
+    assert "TIMEOUT 20" in _console_script(probe, "--help").stdout
+    chosen = subprocess.run(
+        [sys.executable, "-c", probe + "import sys\nfrom lstmconv.cli import console_script\nsys.argv = ['lstmconv', '--help']\nconsole_script()"],
+        capture_output=True, text=True, env={**os.environ, "OPENBLAS_THREAD_TIMEOUT": "28"}, timeout=120,
+    )
+    assert "TIMEOUT 28" in chosen.stdout
