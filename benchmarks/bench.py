@@ -95,6 +95,14 @@ def byte_compile() -> None:
     subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "lstmconv")], check=True)
 
 
+def paired_ratios(runs: list[dict[str, float]], base: list[dict[str, float]], name: str = "floor") -> dict[str, float]:
+    """Time over ``base``'s time in the same round, round by round: median and range. On a machine whose speed
+    drifts by tens of percent over minutes, the ratio of two medians can mix slow and fast moments; a ratio of
+    two runs made seconds apart cannot."""
+    ratios = sorted(run["seconds"] / other["seconds"] for run, other in zip(runs, base, strict=True))
+    return {f"ratio_to_{name}": round(statistics.median(ratios), 3), "ratio_min": round(ratios[0], 3), "ratio_max": round(ratios[-1], 3)}
+
+
 def small(args: argparse.Namespace) -> dict[str, object]:
     byte_compile()
     work = Path(tempfile.mkdtemp())
@@ -111,7 +119,12 @@ def small(args: argparse.Namespace) -> dict[str, object]:
             [args.tf2onnx_python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(output)], source, output
         )
     env = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    summary = {name: medians(runs) for name, runs in interleaved(rows, args.rounds, env).items()}
+    samples = interleaved(rows, args.rounds, env)
+    summary: dict[str, object] = {name: medians(runs) for name, runs in samples.items()}
+    if args.tf2onnx_python:
+        tf2onnx = samples["tf2onnx (python -m tf2onnx.convert --keras)"]
+        for name in ("lstmconv convert --to torch", "lstmconv convert --to onnx"):
+            summary[name] = {**medians(samples[name]), **paired_ratios(samples[name], tf2onnx, "tf2onnx")}
     shutil.rmtree(work)
     return summary
 
@@ -163,14 +176,6 @@ with h5py.File(sys.argv[1], "r") as f:
     f.visititems(lambda n, o: tensors.__setitem__(n, np.ascontiguousarray(o[()].T)) if isinstance(o, h5py.Dataset) else None)
 save_file(tensors, sys.argv[2])
 """
-
-
-def paired_ratios(runs: list[dict[str, float]], floor: list[dict[str, float]]) -> dict[str, float]:
-    """Time over the floor's time in the same round, round by round: median and range. On a machine whose speed
-    drifts by tens of percent over minutes, the ratio of two medians can mix slow and fast moments; a ratio of
-    two runs made seconds apart cannot."""
-    ratios = sorted(run["seconds"] / base["seconds"] for run, base in zip(runs, floor, strict=True))
-    return {"ratio_to_floor": round(statistics.median(ratios), 2), "ratio_min": round(ratios[0], 2), "ratio_max": round(ratios[-1], 2)}
 
 
 def large(args: argparse.Namespace) -> dict[str, object]:
