@@ -30,7 +30,7 @@ from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
 __all__ = ["write_keras"]
 
 #: An array's shape, dtype and a hash of its bytes
-ArrayDigests = tuple[tuple[int, ...], str, bytes]
+ArrayDigest = tuple[tuple[int, ...], str, bytes]
 
 
 def write_keras(
@@ -66,9 +66,9 @@ def write_keras(
     refused: list[tuple[str, str]] = []
     written: list[KerasLayerPlan] = []  # the plans written, without their arrays
     seen: list[Layer] = []  # descriptions of every layer read
-    digests: dict[str, list[ArrayDigests]] = {}  # plan name -> (shape, dtype, digest) per array
+    digests: dict[str, list[ArrayDigest]] = {}  # plan name -> (shape, dtype, digest) per array
 
-    def planned() -> Iterator[tuple[list[KerasLayerPlan], list[ArrayDigests], LayerReport]]:
+    def planned() -> Iterator[tuple[list[KerasLayerPlan], list[list[ArrayDigest]], LayerReport]]:
         """Each layer read, planned, checked and hashed (in the run-ahead thread); refusals are collected."""
         for layer, reference in layers.layers:
             seen.append(layer.meta())
@@ -166,7 +166,7 @@ def _became(plans: list[KerasLayerPlan]) -> str:
     )
 
 
-def _digest(array: np.ndarray) -> ArrayDigests:
+def _digest(array: np.ndarray) -> ArrayDigest:
     """Shape, dtype and a hash of the bytes: enough to compare a read-back array without keeping the original.
 
     SHA-256: twice as fast as BLAKE2b where the CPU computes it (1.5 against 0.8 GB/s on this project's
