@@ -100,7 +100,11 @@ def paired_ratios(runs: list[dict[str, float]], base: list[dict[str, float]], na
     drifts by tens of percent over minutes, the ratio of two medians can mix slow and fast moments; a ratio of
     two runs made seconds apart cannot."""
     ratios = sorted(run["seconds"] / other["seconds"] for run, other in zip(runs, base, strict=True))
-    return {f"ratio_to_{name}": round(statistics.median(ratios), 3), "ratio_min": round(ratios[0], 3), "ratio_max": round(ratios[-1], 3)}
+    return {
+        f"ratio_to_{name}": round(statistics.median(ratios), 3),
+        "ratio_min": round(ratios[0], 3),
+        "ratio_max": round(ratios[-1], 3),
+    }
 
 
 def small(args: argparse.Namespace) -> dict[str, object]:

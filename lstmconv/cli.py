@@ -249,7 +249,8 @@ def _exit_without_teardown(code: object) -> None:
     run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
     if run_exit_functions is None or not (code is None or isinstance(code, int)):
         return
-    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate() if thread is not threading.main_thread()):
+    others = [thread for thread in threading.enumerate() if thread is not threading.main_thread()]
+    if any(thread.is_alive() and not thread.daemon for thread in others):
         return
     try:
         sys.stdout.flush()

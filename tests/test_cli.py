@@ -205,10 +205,16 @@ def test_names_are_printed_as_given_not_as_markup_or_emoji(tmp_path: Path) -> No
     assert verified.exit_code == 0 and f"{source} vs {out}" in verified.output.replace("\n", "")
 
 
-def _console_script(code: str, *args: object) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` then the console script with ``args``, in a fresh interpreter."""
-    script = code + "\nimport sys\nfrom lstmconv.cli import console_script\nsys.argv = ['lstmconv', *sys.argv[1:]]\nconsole_script()\n"
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120)
+def _console_script(code: str, *args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` then the console script with ``args``, in a fresh interpreter (``env`` added to ours)."""
+    script = code + (
+        "\nimport sys\nfrom lstmconv.cli import console_script\n"
+        "sys.argv = ['lstmconv', *sys.argv[1:]]\nconsole_script()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 # The interpreter's teardown starts by waiting for threads (``threading._shutdown``): wrapped, it reports that the
@@ -259,8 +265,4 @@ def test_console_script_exits_normally_while_a_thread_works() -> None:
 def test_console_script_shortens_openblas_spinning_unless_the_user_chose() -> None:
     probe = "import atexit, os\natexit.register(lambda: print('TIMEOUT', os.environ.get('OPENBLAS_THREAD_TIMEOUT')))\n"
     assert "TIMEOUT 20" in _console_script(probe, "--help").stdout
-    chosen = subprocess.run(
-        [sys.executable, "-c", probe + "import sys\nfrom lstmconv.cli import console_script\nsys.argv = ['lstmconv', '--help']\nconsole_script()"],
-        capture_output=True, text=True, env={**os.environ, "OPENBLAS_THREAD_TIMEOUT": "28"}, timeout=120,
-    )
-    assert "TIMEOUT 28" in chosen.stdout
+    assert "TIMEOUT 28" in _console_script(probe, "--help", env={"OPENBLAS_THREAD_TIMEOUT": "28"}).stdout
