@@ -107,6 +107,9 @@ def paired_ratios(runs: list[dict[str, float]], base: list[dict[str, float]], na
     }
 
 
+TF2ONNX_ROW = "tf2onnx (python -m tf2onnx.convert --keras)"
+
+
 def small(args: argparse.Namespace) -> dict[str, object]:
     byte_compile()
     work = Path(tempfile.mkdtemp())
@@ -119,14 +122,14 @@ def small(args: argparse.Namespace) -> dict[str, object]:
     }
     if args.tf2onnx_python:
         output = work / "b.onnx"
-        rows["tf2onnx (python -m tf2onnx.convert --keras)"] = Run(
+        rows[TF2ONNX_ROW] = Run(
             [args.tf2onnx_python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(output)], source, output
         )
     env = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     samples = interleaved(rows, args.rounds, env)
     summary: dict[str, object] = {name: medians(runs) for name, runs in samples.items()}
     if args.tf2onnx_python:
-        tf2onnx = samples["tf2onnx (python -m tf2onnx.convert --keras)"]
+        tf2onnx = samples[TF2ONNX_ROW]
         for name in ("lstmconv convert --to torch", "lstmconv convert --to onnx"):
             summary[name] = {**medians(samples[name]), **paired_ratios(samples[name], tf2onnx, "tf2onnx")}
     shutil.rmtree(work)
