@@ -185,10 +185,17 @@ save_file(tensors, sys.argv[2])
 """
 
 
+def scratch(workdir: str | None) -> Path:
+    """A new directory for one benchmark's files, inside ``workdir`` when given (a directory on the disk to
+    measure). Only this directory is removed afterwards: ``--workdir`` may hold anything else."""
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="lstmconv-bench-", dir=workdir))
+
+
 def large(args: argparse.Namespace) -> dict[str, object]:
     byte_compile()
-    work = Path(args.workdir or tempfile.mkdtemp())
-    work.mkdir(parents=True, exist_ok=True)
+    work = scratch(args.workdir)
     results: dict[str, object] = {}
     for layers in args.sizes:
         source = work / f"bilstm_{layers}.h5"
@@ -217,8 +224,7 @@ def sources(args: argparse.Namespace) -> dict[str, object]:
     """ONNX and torch .safetensors sources (written by lstmconv from the generated Keras file) converted on,
     against the same floor (read every tensor, write them with safetensors)."""
     byte_compile()
-    work = Path(args.workdir or tempfile.mkdtemp())
-    work.mkdir(parents=True, exist_ok=True)
+    work = scratch(args.workdir)
     keras = work / "bilstm.h5"
     size = make_checkpoint(keras, args.layers, args.hidden, args.hidden)
     onnx_source, torch_source = work / "bilstm.onnx", work / "bilstm.safetensors"
@@ -283,12 +289,12 @@ def main() -> None:
     p_large.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 6, 12], help="stacked BiLSTM layers")
     p_large.add_argument("--hidden", type=int, default=1024)
     p_large.add_argument("--rounds", type=int, default=3)
-    p_large.add_argument("--workdir")
+    p_large.add_argument("--workdir", help="where to write (a new directory inside it, removed afterwards)")
     p_sources = sub.add_parser("sources")
     p_sources.add_argument("--layers", type=int, default=12)
     p_sources.add_argument("--hidden", type=int, default=1024)
     p_sources.add_argument("--rounds", type=int, default=3)
-    p_sources.add_argument("--workdir")
+    p_sources.add_argument("--workdir", help="where to write (a new directory inside it, removed afterwards)")
     p_ref = sub.add_parser("reference")
     p_ref.add_argument("--threads", type=int, default=1)
     p_ref.add_argument("--rounds", type=int, default=5)
