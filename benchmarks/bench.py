@@ -50,7 +50,7 @@ def script(code: str, source: Path, output: Path) -> Run:
     return Run([PYTHON, "-c", code, str(source), str(output)], source, output)
 
 
-def measure(run: Run, env: dict[str, str] | None = None) -> dict[str, float]:
+def measure(run: Run, env: dict[str, str] | None = None, settle: float = 0.0) -> dict[str, float]:
     """Wall seconds and peak RSS (MiB) of one run of ``run.command``.
 
     Every run starts from the same disk state: ``run.output`` does not exist, nothing is waiting to be written
@@ -59,10 +59,18 @@ def measure(run: Run, env: dict[str, str] | None = None) -> dict[str, float]:
     file it overwrites (0.24 s for a 544 MiB file already on disk on this machine's ext4 with ``discard``,
     0.04 s for one still in the page cache, which favoured the floor, whose output is never flushed); or
     reading a source the machine's memory reclaim evicted (the floor's time at 1.1 GiB varied from 1.1 to 3.3 s).
+
+    ``settle``: seconds to wait after that, so that memory freed a moment ago (the output just deleted) is no
+    longer at hand. On a virtual machine whose balloon driver reports free memory to the host (this one does:
+    ``page_reporting`` in the kernel's profile), memory freed more than about 2 s ago costs a fault in the host
+    on first touch: writing 1.1 GiB to a new file takes 0.35 s right after another 1.1 GiB file was deleted
+    and 1.8-2.3 s eight seconds later. Without settling, a command that touches its memory early (the floor reads
+    everything, then writes everything) is served the memory just freed; one that streams is not.
     """
     if run.output is not None:
         run.output.unlink(missing_ok=True)
     os.sync()
+    time.sleep(settle)
     if run.source is not None:
         with run.source.open("rb") as handle:
             while handle.read(16 << 20):
@@ -76,12 +84,14 @@ def measure(run: Run, env: dict[str, str] | None = None) -> dict[str, float]:
     return {"seconds": float(wall), "peak_rss_mib": int(rss) / 1024}
 
 
-def interleaved(rows: dict[str, Run], rounds: int, env: dict[str, str] | None = None) -> dict[str, list[dict[str, float]]]:
+def interleaved(
+    rows: dict[str, Run], rounds: int, env: dict[str, str] | None = None, settle: float = 0.0
+) -> dict[str, list[dict[str, float]]]:
     """Every row run once per round, ``rounds`` times, so a noisy moment of the machine hits all of them alike."""
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in rows}
     for _ in range(rounds):
         for name, run in rows.items():
-            samples[name].append(measure(run, env))
+            samples[name].append(measure(run, env, settle))
     return samples
 
 
@@ -208,7 +218,7 @@ def large(args: argparse.Namespace) -> dict[str, object]:
             "lstmconv --to torch --no-verify": convert(source, work / "out.safetensors", "--no-verify"),
             "lstmconv --to onnx": convert(source, work / "out.onnx", "--to", "onnx"),
         }
-        samples = interleaved(rows, args.rounds)
+        samples = interleaved(rows, args.rounds, settle=args.settle)
         largest_layer = size / layers
         results[f"{layers} layers"] = {
             "weights_mib": round(size / 2**20, 1),
@@ -290,6 +300,9 @@ def main() -> None:
     p_large.add_argument("--hidden", type=int, default=1024)
     p_large.add_argument("--rounds", type=int, default=3)
     p_large.add_argument("--workdir", help="where to write (a new directory inside it, removed afterwards)")
+    p_large.add_argument(
+        "--settle", type=float, default=0.0, help="seconds to wait before each run, so memory freed just before has settled"
+    )
     p_sources = sub.add_parser("sources")
     p_sources.add_argument("--layers", type=int, default=12)
     p_sources.add_argument("--hidden", type=int, default=1024)
