@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, parse_activations
+from lstmconv.reference import common
 from lstmconv.reference.onnx import onnx_forward
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -56,7 +57,7 @@ def _node(op: str, attrs: dict, arrays: dict) -> OnnxRecurrentNode:  # type: ign
     return OnnxRecurrentNode(
         op=op,
         name="n",
-        hidden_size=H,
+        hidden_size=arrays["R"].shape[-1],
         direction=attrs.get("direction", "forward"),
         activations=acts,
         clip=attrs.get("clip"),
@@ -120,3 +121,24 @@ def test_layout_1_is_the_transpose_of_layout_0() -> None:
     Y1, Yh1, _ = onnx_forward(node1, X.transpose(1, 0, 2), initial_h=h0.transpose(1, 0, 2))
     np.testing.assert_array_equal(Y1, Y0.transpose(2, 0, 1, 3))
     np.testing.assert_array_equal(Yh1, Yh0.transpose(1, 0, 2))
+
+
+# The numeric check's shapes (batch 4, 3 steps) with R of 4096 x 1024 float32 per direction: products in blocks
+LARGE_HIDDEN, LARGE_FEATURES, CHECK_BATCH, CHECK_STEPS = 1024, 96, 4, 3
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_onnx_reference_with_large_weights_matches_onnxruntime(op: str) -> None:
+    rng = np.random.default_rng(3)
+    gates = 4 if op == "LSTM" else 3
+    f32 = lambda *shape: rng.uniform(-0.05, 0.05, shape).astype(np.float32)  # noqa: E731
+    arrays = {"W": f32(2, gates * LARGE_HIDDEN, LARGE_FEATURES), "R": f32(2, gates * LARGE_HIDDEN, LARGE_HIDDEN), "B": f32(2, 2 * gates * LARGE_HIDDEN)}
+    assert arrays["R"][0].nbytes // gates >= common._BLOCKED_FROM_BYTES  # GRU multiplies by one gate's block at a time
+    x = rng.standard_normal((CHECK_STEPS, CHECK_BATCH, LARGE_FEATURES)).astype(np.float32)
+    h0 = rng.standard_normal((2, CHECK_BATCH, LARGE_HIDDEN)).astype(np.float32)
+    attrs = {"direction": "bidirectional"}
+    model = one_node_model(op, {**arrays, "X": None, "initial_h": None}, ["X", "initial_h"], {"hidden_size": LARGE_HIDDEN, **attrs})
+    expected = run_ort(model, {"X": x, "initial_h": h0})
+    Y, Y_h, _ = onnx_forward(_node(op, attrs, arrays), x, initial_h=h0)  # float32 input: computed in float32
+    np.testing.assert_allclose(Y, expected[0], atol=1e-5)
+    np.testing.assert_allclose(Y_h, expected[1], atol=1e-5)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmconv.activations import Activation, apply
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, merge_directions, unroll
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, matmul, merge_directions, unroll
 from lstmconv.schema import DirectionWeights, RecurrentLayer
 
 __all__ = ["canonical_forward"]
@@ -70,7 +70,7 @@ def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type) -> St
 
     def pre(gate: str, x_t: np.ndarray, h: np.ndarray) -> np.ndarray:
         w_in, w_rec, bias, _, _ = gates[gate]
-        return x_t @ w_in.T + h @ w_rec.T + bias
+        return matmul(x_t, w_in.T) + matmul(h, w_rec.T) + bias
 
     if layer.cell == "lstm":
         gate_act, candidate_act, output_act = acts.gate, acts.candidate, acts.cell_output
@@ -90,7 +90,7 @@ def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type) -> St
             o = act(gate_act, pre("output", x_t, h) + (0.0 if peep["output"] is None else peep["output"] * c_new))
             h_new = o * apply(output_act, c_new)  # the cell state fed to the output activation is not clipped
             if projection is not None:
-                h_new = h_new @ projection.T
+                h_new = matmul(h_new, projection.T)
             return h_new, (h_new, c_new)
 
         return lstm
@@ -105,9 +105,9 @@ def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type) -> St
             w_in, w_rec, _, b_rec, _ = gates["candidate"]
             b_in = gates["candidate"][2] - b_rec
             if layer.reset_after:
-                candidate = x_t @ w_in.T + b_in + r * (h @ w_rec.T + b_rec)
+                candidate = matmul(x_t, w_in.T) + b_in + r * (matmul(h, w_rec.T) + b_rec)
             else:
-                candidate = x_t @ w_in.T + b_in + (r * h) @ w_rec.T + b_rec
+                candidate = matmul(x_t, w_in.T) + b_in + matmul(r * h, w_rec.T) + b_rec
             h_new = z * h + (1 - z) * act(candidate_act, candidate)
             return h_new, (h_new, None)
 

@@ -23,7 +23,17 @@ import numpy as np
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
 from lstmconv.keras_layout import KerasCellArrays, KerasRecurrentArrays
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, merge_directions, project, unroll
+from lstmconv.reference.common import (
+    CellState,
+    LayerOutput,
+    LayerStates,
+    Step,
+    compute_dtype,
+    matmul,
+    merge_directions,
+    project,
+    unroll,
+)
 from lstmconv.schema import RecurrentMeta
 
 __all__ = ["keras_forward"]
@@ -179,7 +189,7 @@ def _cudnn_cell(meta: RecurrentMeta, a: dict[str, np.ndarray], x: np.ndarray) ->
     sigmoid, tanh = Activation(name="sigmoid"), Activation(name="tanh")
 
     def recurrent_part(h: np.ndarray) -> dict[str, np.ndarray]:
-        return {g: h @ w_rec[g].T + b_rec[g] for g in gates}
+        return {g: matmul(h, w_rec[g].T) + b_rec[g] for g in gates}
 
     if cell == "lstm":
 

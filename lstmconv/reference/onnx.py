@@ -24,7 +24,7 @@ import numpy as np
 
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
-from lstmconv.reference.common import compute_dtype, project
+from lstmconv.reference.common import compute_dtype, matmul, project
 from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode
 
 __all__ = ["onnx_forward"]
@@ -97,7 +97,7 @@ def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation], 
         )
 
         def lstm(xw: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            g = split_gates(xw + h @ R.T + w_bias + r_bias, "onnx", "lstm", axis=-1)
+            g = split_gates(xw + matmul(h, R.T) + w_bias + r_bias, "onnx", "lstm", axis=-1)
             i_pre, f_pre = g["input"], g["forget"]
             if peep is not None:
                 i_pre, f_pre = i_pre + peep["input"] * c, f_pre + peep["forget"] * c
@@ -118,12 +118,12 @@ def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation], 
 
         def gru(xw: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             x = split_gates(xw, "onnx", "gru", axis=-1)
-            z = act(f_act, x["update"] + h @ r_blocks["update"].T + wb["update"] + rb["update"])
-            r = act(f_act, x["reset"] + h @ r_blocks["reset"].T + wb["reset"] + rb["reset"])
+            z = act(f_act, x["update"] + matmul(h, r_blocks["update"].T) + wb["update"] + rb["update"])
+            r = act(f_act, x["reset"] + matmul(h, r_blocks["reset"].T) + wb["reset"] + rb["reset"])
             if node.linear_before_reset:
-                recurrent = r * (h @ r_blocks["candidate"].T + rb["candidate"])
+                recurrent = r * (matmul(h, r_blocks["candidate"].T) + rb["candidate"])
             else:
-                recurrent = (r * h) @ r_blocks["candidate"].T + rb["candidate"]
+                recurrent = matmul(r * h, r_blocks["candidate"].T) + rb["candidate"]
             candidate = act(g_act, x["candidate"] + recurrent + wb["candidate"])
             return (1 - z) * candidate + z * h, c
 
@@ -131,6 +131,6 @@ def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation], 
     (f_act,) = acts
 
     def rnn(xw: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return act(f_act, xw + h @ R.T + w_bias + r_bias), c
+        return act(f_act, xw + matmul(h, R.T) + w_bias + r_bias), c
 
     return rnn

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lstmconv.gates import split_gates
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, project, unroll
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, matmul, project, unroll
 
 __all__ = ["torch_forward"]
 
@@ -88,11 +88,11 @@ def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearit
 
         def lstm(xg: np.ndarray, state: CellState) -> tuple[np.ndarray, CellState]:
             h, c = state
-            g = split_gates(xg + h @ w_hh_t + b_hh, "torch", "lstm", axis=-1)
+            g = split_gates(xg + matmul(h, w_hh_t) + b_hh, "torch", "lstm", axis=-1)
             c_new = sigmoid(g["forget"]) * c + sigmoid(g["input"]) * np.tanh(g["cell"])
             h_new = sigmoid(g["output"]) * np.tanh(c_new)
             if w_hr_t is not None:
-                h_new = h_new @ w_hr_t
+                h_new = matmul(h_new, w_hr_t)
             return h_new, (h_new, c_new)
 
         return projected, lstm
@@ -101,7 +101,7 @@ def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearit
         def gru(xg: np.ndarray, state: CellState) -> tuple[np.ndarray, CellState]:
             h = state[0]
             xs = split_gates(xg, "torch", "gru", axis=-1)
-            hs = split_gates(h @ w_hh_t + b_hh, "torch", "gru", axis=-1)
+            hs = split_gates(matmul(h, w_hh_t) + b_hh, "torch", "gru", axis=-1)
             r = sigmoid(xs["reset"] + hs["reset"])
             z = sigmoid(xs["update"] + hs["update"])
             n = np.tanh(xs["candidate"] + r * hs["candidate"])
@@ -113,7 +113,7 @@ def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearit
     act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0.0))
 
     def rnn(xg: np.ndarray, state: CellState) -> tuple[np.ndarray, CellState]:
-        h_new = act(xg + state[0] @ w_hh_t + b_hh)
+        h_new = act(xg + matmul(state[0], w_hh_t) + b_hh)
         return h_new, (h_new, None)
 
     return projected, rnn
