@@ -4,6 +4,7 @@ measured side by side in the same run.
 
     .venv/bin/python benchmarks/bench.py small --tf2onnx-python /tmp/tfenv/bin/python
     .venv/bin/python benchmarks/bench.py large --sizes 1 3 6 12
+    .venv/bin/python benchmarks/bench.py large --sizes 1 3 6 12 --settle 6   # memory settled: see docs/performance.md
     .venv/bin/python benchmarks/bench.py sources --layers 12
     .venv/bin/python benchmarks/bench.py reference
 
