@@ -27,6 +27,7 @@ __all__ = ["empty", "recycling"]
 
 _MIN_BYTES = 1 << 20  # smaller arrays come from the allocator's own free lists; recycling them gains nothing
 
+
 def _reference_counts(buffers: list[np.ndarray]) -> list[int]:
     """Each buffer's reference count, as seen from here (the same expression for the pool and its calibration)."""
     return [sys.getrefcount(buffer) for buffer in buffers]

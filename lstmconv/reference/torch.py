@@ -74,8 +74,8 @@ def torch_forward(
 def _cell(mode: str, p: dict[str, np.ndarray | None], x: np.ndarray, nonlinearity: str) -> tuple[np.ndarray, Step]:
     w_ih, w_hh_raw, w_hr = p["weight_ih"], p["weight_hh"], p["weight_hr"]
     assert w_ih is not None and w_hh_raw is not None
-    # (in, out) copies once, so every per-step product is a plain contiguous GEMM.
-    w_hh_t = w_hh_raw.T  # a transposed view: BLAS reads it without a copy
+    # transposed views, never copies: BLAS reads them as they are (common.matmul takes few rows in blocks)
+    w_hh_t = w_hh_raw.T
     w_hr_t = None if w_hr is None else w_hr.T
     b_ih = p["bias_ih"] if p["bias_ih"] is not None else 0.0
     b_hh = p["bias_hh"] if p["bias_hh"] is not None else 0.0
