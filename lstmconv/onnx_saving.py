@@ -20,7 +20,7 @@ from lstmconv.loading import LayerSource, refuse_without_recurrent
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_layers
-from lstmconv.schema import Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.schema import Layer, RecurrentMeta
 from lstmconv.writing import check_suffix
 
 __all__ = ["write_onnx"]
@@ -62,7 +62,7 @@ def write_onnx(
         references: dict[str, ReferenceFn | None] = {}
         for layer, reference in layers.layers:
             seen.append(layer.meta())
-            if isinstance(layer, RecurrentLayer) and (reasons := onnx_refusals(layer)):
+            if reasons := onnx_refusals(layer):
                 hint = "pass --skip-unsupported with --per-layer to convert the other layers"
                 refusals.append(UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint=hint))
                 continue

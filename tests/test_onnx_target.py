@@ -163,3 +163,34 @@ def test_conversion_to_onnx_needs_no_tensorflow_or_torch(tmp_path: Path) -> None
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert out.exists()
+
+
+def test_float16_weights_go_to_onnx_widened_exactly_and_run_as_torch_runs_them(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+    half = {f"rnn.{k}": v.half() for k, v in lstm.state_dict().items()}
+    torch.save(half, tmp_path / "half.pt")
+    lstmconv.convert(tmp_path / "half.pt", tmp_path / "half.onnx", to="onnx")
+    widened = torch.nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+    widened.load_state_dict({k.removeprefix("rnn."): v.float() for k, v in half.items()})
+    x = torch.randn(3, 7, 4)
+    with torch.no_grad():
+        expected, _ = widened(x)
+    (got, *_states) = _session(tmp_path / "half.onnx").run(None, {"rnn.x": x.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-6)
+
+
+def test_float64_weights_are_refused_for_onnx_naming_every_layer(tmp_path: Path) -> None:
+    """onnxruntime has no float64 LSTM, GRU or RNN kernel; rounding to float32 would change the function."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = torch.nn.ModuleDict({"gru": torch.nn.GRU(4, 6), "head": torch.nn.Linear(6, 2)}).double()
+    torch.save(module.state_dict(), tmp_path / "double.pt")
+    with pytest.raises(RefusedConversionError) as caught:
+        lstmconv.convert(tmp_path / "double.pt", tmp_path / "double.onnx", to="onnx")
+    message = str(caught.value)
+    assert "layer 'gru': its weights are float64" in message and "layer 'head': its weights are float64" in message
+    assert "onnxruntime runs no float64" in message and "keep float64" in message
+    assert not (tmp_path / "double.onnx").exists()
+    lstmconv.convert(tmp_path / "double.pt", tmp_path / "double.safetensors")  # torch keeps float64

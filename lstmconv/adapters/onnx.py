@@ -19,6 +19,7 @@ from lstmconv.schema import (
     CellActivations,
     DirectionWeights,
     GateWeights,
+    Layer,
     RecurrentLayer,
     RecurrentMeta,
     SourceInfo,
@@ -89,9 +90,21 @@ def _direction(node: OnnxRecurrentNode, d: int) -> DirectionWeights:
     )
 
 
-def onnx_refusals(layer: RecurrentLayer) -> list[str]:
-    """Why ONNX recurrent ops cannot compute ``layer`` exactly (empty when they can)."""
+def onnx_refusals(layer: Layer) -> list[str]:
+    """Why lstmconv's ONNX models cannot compute ``layer`` exactly (empty when they can).
+
+    The models compute in float32: onnxruntime has no float64 LSTM, GRU or RNN kernel ("does not support double
+    yet", onnxruntime 1.31), and rounding float64 weights to float32 would change the function. float16 weights
+    are widened to float32, which is exact."""
     reasons = []
+    if getattr(layer, "dtype", "float32") == "float64":
+        reasons.append(
+            "its weights are float64, and lstmconv's ONNX models compute in float32 (onnxruntime runs no float64 "
+            "LSTM, GRU or RNN): rounding the weights would change the function. torch, keras and canonical "
+            "targets keep float64"
+        )
+    if not isinstance(layer, RecurrentLayer):
+        return reasons
     roles = {"gate": layer.activations.gate, "candidate": layer.activations.candidate, "cell_output": layer.activations.cell_output}
     for role, activation in roles.items():
         if activation is not None and activation_to_onnx(activation) is None:

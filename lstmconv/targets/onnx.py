@@ -66,8 +66,10 @@ class _Graph:
         return name
 
     def const(self, hint: str, array: np.ndarray) -> str:
+        """An initializer; float16 is widened to float32 (exact), as the graph computes in float32."""
         name = self.fresh(hint)
-        self.initializers[name] = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+        dtype = np.dtype(np.float32) if array.dtype == np.float16 else array.dtype.newbyteorder("=")
+        self.initializers[name] = np.ascontiguousarray(array, dtype=dtype)
         return name
 
     def scalar(self, hint: str, value: float) -> str:
