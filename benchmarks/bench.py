@@ -232,24 +232,31 @@ def large(args: argparse.Namespace) -> dict[str, object]:
 
 
 def sources(args: argparse.Namespace) -> dict[str, object]:
-    """ONNX and torch .safetensors sources (written by lstmconv from the generated Keras file) converted on,
-    against the same floor (read every tensor, write them with safetensors)."""
+    """ONNX, torch .safetensors and torch .pt sources (written from the generated Keras file) converted on,
+    against floors that read every tensor with the source's own library and write them with safetensors."""
     byte_compile()
     work = scratch(args.workdir)
     keras = work / "bilstm.h5"
     size = make_checkpoint(keras, args.layers, args.hidden, args.hidden)
-    onnx_source, torch_source = work / "bilstm.onnx", work / "bilstm.safetensors"
+    onnx_source, torch_source, pt_source = work / "bilstm.onnx", work / "bilstm.safetensors", work / "bilstm.pt"
     for made in (onnx_source, torch_source):
         subprocess.run([LSTMCONV, "convert", str(keras), str(made), "--to", "onnx" if made.suffix == ".onnx" else "torch"], check=True, capture_output=True)
     keras.unlink()
+    # the .pt as torch.save writes a state dict (zip format)
+    resave = "import sys, torch; from safetensors.torch import load_file; torch.save(load_file(sys.argv[1]), sys.argv[2])"
+    subprocess.run([PYTHON, "-c", resave, str(torch_source), str(pt_source)], check=True, capture_output=True)
     floor = "import sys, onnx, numpy; from onnx import numpy_helper; from safetensors.numpy import save_file; " \
         "m = onnx.load(sys.argv[1]); save_file({t.name: numpy_helper.to_array(t) for t in m.graph.initializer}, sys.argv[2])"
+    pt_floor = "import sys, torch; from safetensors.torch import save_file; save_file(torch.load(sys.argv[1], weights_only=True), sys.argv[2])"
     rows = {
         "floor (onnx.load + safetensors save_file)": script(floor, onnx_source, work / "floor.safetensors"),
         "lstmconv onnx -> torch": convert(onnx_source, work / "a.safetensors"),
         "lstmconv onnx -> onnx": convert(onnx_source, work / "a.onnx", "--to", "onnx"),
         "lstmconv safetensors -> onnx": convert(torch_source, work / "b.onnx", "--to", "onnx"),
         "lstmconv inspect onnx": Run([LSTMCONV, "inspect", str(onnx_source)], onnx_source),
+        "floor .pt (torch.load + safetensors save_file)": script(pt_floor, pt_source, work / "pt_floor.safetensors"),
+        "lstmconv pt -> torch": convert(pt_source, work / "c.safetensors"),
+        "lstmconv pt -> onnx": convert(pt_source, work / "c.onnx", "--to", "onnx"),
     }
     samples = interleaved(rows, args.rounds)
     result = {"weights_mib": round(size / 2**20, 1), **{name: medians(runs) for name, runs in samples.items()}}

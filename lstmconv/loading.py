@@ -282,10 +282,10 @@ def _load(path: Path, config: str | Path | None, source_format: str | None, skip
 
 
 def _load_torch(path: Path) -> LoadedModel:
-    from lstmconv.formats.torch_files import read_state_dict
+    from lstmconv.formats.torch_files import open_torch_state
 
-    tensors, metadata, notes = read_state_dict(path)
-    return _torch_model(tensors, metadata, notes, path)
+    with open_torch_state(path) as (stand_ins, metadata, notes, load):
+        return _torch_model(stand_ins, metadata, notes, path, load=load)
 
 
 def load_state_dict(state_dict: Mapping[str, Any], *, nonlinearity: str | None = None) -> LoadedModel:
@@ -329,8 +329,11 @@ def _torch_model(
     path: Path | str,
     *,
     nonlinearity: str | None = None,
+    load: Callable[[str], np.ndarray] | None = None,
 ) -> LoadedModel:
-    layers, references, skipped = _gather(iter_torch_layers(tensors, metadata, notes, path, nonlinearity=nonlinearity))
+    """A state dict's layers; with ``load``, ``tensors`` are stand-ins (see :func:`iter_torch_layers`)."""
+    items = iter_torch_layers(tensors, metadata, notes, path, nonlinearity=nonlinearity, load=load)
+    layers, references, skipped = _gather(items)
     return LoadedModel(
         model=CanonicalModel(layers=tuple(layers), skipped=tuple(skipped)),
         references=references,

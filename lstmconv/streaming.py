@@ -19,7 +19,7 @@ from pathlib import Path
 from lstmconv import buffers
 from lstmconv.errors import InputFormatError
 from lstmconv.formats.keras_files import open_keras
-from lstmconv.formats.torch_files import lstmconv_metadata, open_safetensors_state
+from lstmconv.formats.torch_files import open_torch_state
 from lstmconv.loading import (
     LayerSource,
     load_file,
@@ -45,10 +45,10 @@ __all__ = ["stream_to", "write_to", "describe_file", "open_layers", "streams"]
 
 
 def streams(source: str | Path, source_format: str | None) -> bool:
-    """Whether ``source`` is read one layer at a time: Keras, ONNX, torch ``.safetensors`` and canonical files
-    (a torch ``.pt`` pickle is read whole)."""
+    """Whether ``source`` is read one layer at a time: Keras, ONNX, torch and canonical files all are (a legacy
+    torch pickle is then loaded whole, see :func:`lstmconv.formats.torch_files.open_pt_state`)."""
     fmt = source_format or detect_format(Path(source))
-    return fmt in ("keras", "onnx", "canonical") or (fmt == "torch" and Path(source).suffix == ".safetensors")
+    return fmt in ("keras", "onnx", "canonical", "torch")
 
 
 @contextlib.contextmanager
@@ -85,10 +85,10 @@ def open_layers(
         reserve = header_reserve(names, 8 * len(names))
         yield LayerSource(str(source), fmt, _checked_layers(source, items, skipped, allow_nonfinite), skipped, None, reserve)
         return
-    if fmt == "torch" and source.suffix == ".safetensors":
-        with open_safetensors_state(source) as (stand_ins, header, load):
+    if fmt == "torch":
+        with open_torch_state(source) as (stand_ins, metadata, notes, load):
             modules = sorted({key.rpartition(".")[0] for key in stand_ins})
-            torch_items = iter_torch_layers(stand_ins, lstmconv_metadata(source, header), [], source, load=load)
+            torch_items = iter_torch_layers(stand_ins, metadata, notes, source, load=load)
             checked = _checked_layers(source, torch_items, skipped, allow_nonfinite)
             yield LayerSource(str(source), fmt, checked, skipped, None, header_reserve(modules, len(stand_ins)))
         return

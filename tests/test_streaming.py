@@ -363,7 +363,7 @@ def test_a_torch_safetensors_source_is_read_one_module_at_a_time(tmp_path: Path,
             assert all(array.base is not None and array.base.size == 1 for array in stand_ins.values())  # no data read
             yield stand_ins, metadata, lambda key: (loaded.append(key), load(key))[1]
 
-    monkeypatch.setattr("lstmconv.streaming.open_safetensors_state", counting)
+    monkeypatch.setattr(torch_files, "open_safetensors_state", counting)
     from lstmconv.streaming import open_layers
 
     with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:

@@ -7,16 +7,19 @@ be rebuilt from the file alone. Writing ``.safetensors`` never imports torch; ``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lstmconv import buffers
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
+from lstmconv.formats.mapped_pages import drop_pages
 from lstmconv.formats.reading import read_into
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
@@ -25,8 +28,9 @@ __all__ = [
     "METADATA_KEY",
     "write_torch_file",
     "read_torch_file",
-    "read_state_dict",
+    "open_torch_state",
     "open_safetensors_state",
+    "open_pt_state",
     "lstmconv_metadata",
 ]
 
@@ -136,21 +140,81 @@ def _import_torch(path: Path):  # type: ignore[no-untyped-def]
     return torch
 
 
-def read_state_dict(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object] | None, list[str]]:
-    """A torch ``state_dict`` from ``.pt``/``.pth`` (``weights_only=True``, never anything else) or ``.safetensors``.
-
-    Returns the tensors as NumPy arrays, lstmconv's metadata when the file was written by lstmconv, and notes
-    (entries that were not tensors, dtypes widened).
-    """
-    notes: list[str] = []
+@contextlib.contextmanager
+def open_torch_state(
+    path: Path,
+) -> Iterator[tuple[dict[str, np.ndarray], dict[str, object] | None, list[str], Callable[[str], np.ndarray]]]:
+    """A torch ``state_dict`` file (``.safetensors``, or ``.pt``/``.pth`` loaded with ``weights_only=True`` and
+    never anything else) without reading its tensors: stand-ins of each tensor's shape and dtype, lstmconv's
+    metadata when lstmconv wrote the file, notes (weights taken from a checkpoint's entry, dtypes widened), and a
+    function reading one tensor (valid inside the ``with`` block). See :func:`open_safetensors_state` and
+    :func:`open_pt_state`."""
     if path.suffix == ".safetensors":
-        tensors, metadata = read_torch_file(path)
-        return tensors, metadata, notes
+        with open_safetensors_state(path) as (stand_ins, header, load):
+            yield stand_ins, lstmconv_metadata(path, header), [], load
+        return
+    with open_pt_state(path) as (stand_ins, notes, load):
+        yield stand_ins, None, notes, load
+
+
+@contextlib.contextmanager
+def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str], Callable[[str], np.ndarray]]]:
+    """A ``.pt``/``.pth`` ``state_dict`` (``weights_only=True``, never anything else) without copying its tensors:
+    stand-ins of each tensor's shape and dtype (NumPy's; bfloat16 is widened to float32, exactly), notes, and a
+    function returning one tensor as a NumPy array (valid inside the ``with`` block).
+
+    A file in torch's zip format (every ``torch.save`` since PyTorch 1.6) is mapped (``mmap=True``): a tensor is
+    read when it is loaded, copied into an array of its own, and once every tensor on a storage has been loaded
+    the storage's pages are dropped from the process (:func:`~lstmconv.formats.mapped_pages.drop_pages`), so
+    memory holds the layers being converted, not the file. A legacy pickle cannot be mapped and is loaded whole.
+    """
+    import zipfile
+
     torch = _import_torch(path)
-    import pickle
+    mapped = zipfile.is_zipfile(path)
+    tensors, notes = _load_pt(torch, path, mapped=mapped)
+    stand_ins: dict[str, np.ndarray] = {}
+    for key, tensor in tensors.items():
+        dtype = _numpy_dtype(torch, tensor)
+        if tensor.dtype == torch.bfloat16:
+            notes.append(f"{key}: bfloat16 widened to float32 (exact)")
+        stand_ins[key] = np.broadcast_to(np.zeros((), dtype), tuple(tensor.shape))
+    users = collections.Counter(tensor.untyped_storage().data_ptr() for tensor in tensors.values())
+
+    def load(key: str) -> np.ndarray:
+        tensor = tensors[key]
+        if stand_ins[key].dtype == _UNREAD:
+            raise InputFormatError(
+                f"torch dtype {tensor.dtype} has no NumPy equivalent", file=path, tensor=key,
+                hint="save the state dict in float32, float64 or bfloat16",
+            )
+        if tensor.dtype == torch.bfloat16:
+            array = tensor.detach().float().numpy()
+        elif mapped:  # a copy of its own: the mapped pages are dropped below
+            array = buffers.empty(tuple(tensor.shape), stand_ins[key].dtype)
+            np.copyto(array, tensor.detach().numpy(), casting="no")
+        else:
+            array = tensor.detach().numpy()
+        storage = tensor.untyped_storage()
+        users[storage.data_ptr()] -= 1
+        if mapped and users[storage.data_ptr()] == 0:  # no tensor still to load reads these pages
+            drop_pages(storage.data_ptr(), storage.nbytes())
+        return array
 
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        yield stand_ins, notes, load
+    finally:
+        tensors.clear()  # the file is unmapped once no array made from a tensor is alive (the copies are not)
+
+
+def _load_pt(torch: Any, path: Path, *, mapped: bool) -> tuple[dict[str, Any], list[str]]:
+    """The tensors of a ``.pt``/``.pth`` state dict (its non-tensor entries left out), found at the top level or
+    under a checkpoint's ``state_dict``/``model_state_dict``/``model`` entry, and notes saying which."""
+    import pickle
+
+    notes: list[str] = []
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputFormatError(
@@ -172,12 +236,14 @@ def read_state_dict(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object
         raise InputFormatError(
             f"expected a state_dict (a mapping of names to tensors), found {type(state).__name__}", file=path
         )
-    tensors: dict[str, np.ndarray] = {}
-    for key, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        if value.dtype == torch.bfloat16:
-            notes.append(f"{key}: bfloat16 widened to float32 (exact)")
-            value = value.float()
-        tensors[str(key)] = value.detach().cpu().numpy()
-    return tensors, None, notes
+    return {str(key): value for key, value in state.items() if isinstance(value, torch.Tensor)}, notes
+
+
+def _numpy_dtype(torch: Any, tensor: Any) -> np.dtype:
+    """The NumPy dtype ``tensor`` is read as: its own, float32 for bfloat16, :data:`_UNREAD` for dtypes NumPy lacks."""
+    if tensor.dtype == torch.bfloat16:
+        return np.dtype(np.float32)
+    try:
+        return torch.empty(0, dtype=tensor.dtype).numpy().dtype
+    except TypeError:
+        return _UNREAD

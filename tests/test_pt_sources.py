@@ -1,0 +1,178 @@
+"""``.pt``/``.pth`` state dicts read one module at a time: a file in torch's zip format is mapped and each
+tensor copied out when its module is built, its pages dropped once copied; a legacy pickle is loaded whole.
+Every tensor must equal what ``torch.load`` itself reads, and the conversions what loading the file whole gives."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lstmconv
+from lstmconv.errors import InputFormatError
+from lstmconv.formats import torch_files
+from lstmconv.formats.torch_files import open_pt_state
+from tests.test_streaming import _streams_like_the_in_memory_paths
+
+torch = pytest.importorskip("torch")
+
+
+def _modules() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    return {
+        "lstm_bidirectional_2": torch.nn.Sequential(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)),
+        "gru_and_linear": torch.nn.ModuleDict({"gru": torch.nn.GRU(4, 6), "head": torch.nn.Linear(6, 2)}),
+        "lstm_projection": torch.nn.ModuleDict({"lstm": torch.nn.LSTM(3, 6, proj_size=2)}),
+    }
+
+
+def _pt_sources(folder: Path) -> list[Path]:
+    """State dicts as torch saves them: zip format and legacy pickle, a training checkpoint, float64 and bfloat16,
+    tensors sharing one storage and a tensor that is a transposed (non-contiguous) view."""
+    paths = []
+    for name, module in _modules().items():
+        for legacy in (False, True):
+            path = folder / f"{name}{'_legacy' if legacy else ''}.pt"
+            torch.save(module.state_dict(), path, _use_new_zipfile_serialization=not legacy)
+            paths.append(path)
+    lstm = torch.nn.LSTM(4, 3, batch_first=True)
+    state = lstm.state_dict()
+    torch.save({"epoch": 7, "model_state_dict": state, "optimizer": {"lr": 0.1}}, folder / "checkpoint.pth")
+    torch.save({k: v.double() for k, v in state.items()}, folder / "float64.pt")
+    torch.save({k: v.bfloat16() for k, v in state.items()}, folder / "bfloat16.pt")
+    # weight_hh_l0 saved as the transpose of a (hidden, 4*hidden) tensor; both biases one slice each of one tensor
+    both_biases = torch.cat([state["bias_ih_l0"], state["bias_hh_l0"]])
+    odd = {
+        "rnn.weight_ih_l0": state["weight_ih_l0"],
+        "rnn.weight_hh_l0": state["weight_hh_l0"].t().contiguous().t(),
+        "rnn.bias_ih_l0": both_biases[:12],
+        "rnn.bias_hh_l0": both_biases[12:],
+    }
+    assert not odd["rnn.weight_hh_l0"].is_contiguous()
+    assert odd["rnn.bias_ih_l0"].untyped_storage().data_ptr() == odd["rnn.bias_hh_l0"].untyped_storage().data_ptr()
+    torch.save(odd, folder / "shared_and_strided.pt")
+    return [*paths, folder / "checkpoint.pth", folder / "float64.pt", folder / "bfloat16.pt", folder / "shared_and_strided.pt"]
+
+
+def test_tensors_read_from_a_pt_file_equal_what_torch_load_reads(tmp_path: Path) -> None:
+    compared = 0
+    for source in _pt_sources(tmp_path):
+        expected = torch.load(source, weights_only=True)
+        expected = expected.get("model_state_dict", expected)
+        with open_pt_state(source) as (stand_ins, notes, load):
+            assert set(stand_ins) == {k for k, v in expected.items() if isinstance(v, torch.Tensor)}, source.name
+            for key, tensor in expected.items():
+                for _ in range(2):  # a second read of a tensor whose pages were dropped reads the file again
+                    back = load(key)
+                    truth = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+                    assert back.dtype == truth.dtype and back.shape == truth.shape, (source.name, key)
+                    assert np.array_equal(back, truth), (source.name, key)
+                    assert stand_ins[key].shape == truth.shape and stand_ins[key].dtype == truth.dtype
+                compared += 1
+        if source.name == "checkpoint.pth":
+            assert notes == ["weights taken from the checkpoint's 'model_state_dict' entry"]
+        if source.name == "bfloat16.pt":
+            assert sorted(notes) == sorted(f"{key}: bfloat16 widened to float32 (exact)" for key in expected)
+    assert compared > 60
+
+
+def test_pt_sources_stream_like_the_in_memory_paths(tmp_path: Path) -> None:
+    sources = _pt_sources(tmp_path)
+    assert sum(_streams_like_the_in_memory_paths(source, tmp_path) for source in sources) >= 20
+
+
+def test_a_pt_source_is_read_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmconv.streaming import open_layers
+
+    source = next(p for p in _pt_sources(tmp_path) if p.name == "gru_and_linear.pt")
+    loaded: list[str] = []
+    real = torch_files.open_pt_state
+
+    @contextlib.contextmanager
+    def counting(path: Path):  # type: ignore[no-untyped-def]
+        with real(path) as (stand_ins, notes, load):
+            assert all(array.base is not None and array.base.size == 1 for array in stand_ins.values())  # no data read
+            yield stand_ins, notes, lambda key: (loaded.append(key), load(key))[1]
+
+    monkeypatch.setattr(torch_files, "open_pt_state", counting)
+    with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+        assert loaded == []
+        first, _ = next(opened.layers)
+        assert sorted(loaded) == sorted(f"{first.name}.{k}" for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
+        second, _ = next(opened.layers)
+        assert sorted(loaded[4:]) == [f"{second.name}.bias", f"{second.name}.weight"]
+
+
+def _resident_kib(path: Path) -> int:
+    """KiB of ``path``'s mappings resident in this process (Linux ``/proc/self/smaps``)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+@pytest.mark.parametrize("drop", [True, False], ids=["pages dropped", "pages kept"])
+def test_the_pages_of_a_mapped_pt_file_are_given_back_once_copied(drop: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What bounds memory by the layer, not the file: after every tensor is read, almost none of the mapped file
+    is resident. With dropping switched off, all of it is (so the measurement can tell the two apart)."""
+    source = tmp_path / "big.pt"
+    torch.manual_seed(0)
+    torch.save({f"m{i}.weight": torch.randn(512, 512) for i in range(8)}, source)  # 8 MiB of float32
+    if not drop:
+        monkeypatch.setattr(torch_files, "drop_pages", lambda address, nbytes: 0)
+    with open_pt_state(source) as (stand_ins, _notes, load):
+        assert _resident_kib(source) < 256  # mapped, nothing read yet
+        arrays = [load(key) for key in stand_ins]
+        resident = _resident_kib(source)
+    assert sum(a.nbytes for a in arrays) == 8 * 2**20
+    if drop:
+        # at most the partial pages at both ends of the 8 tensors and the pages the pickle and zip headers sit on
+        assert resident <= (2 * 8 + 8) * mmap.PAGESIZE // 1024
+    else:
+        assert resident >= 8 * 1024
+
+
+def test_a_tensor_numpy_cannot_hold_is_refused_by_name(tmp_path: Path) -> None:
+    lstm = torch.nn.LSTM(2, 3)
+    state = {f"rnn.{k}": v for k, v in lstm.state_dict().items()}
+    state["rnn.weight_hh_l0"] = state["rnn.weight_hh_l0"].to(torch.float8_e4m3fn)
+    torch.save(state, tmp_path / "fp8.pt")
+    with pytest.raises(InputFormatError, match=r"float8_e4m3fn has no NumPy equivalent") as caught:
+        lstmconv.convert(tmp_path / "fp8.pt", tmp_path / "out.safetensors")
+    assert "rnn.weight_hh_l0" in str(caught.value)
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_big_endian_file_is_read_right_when_tensors_share_a_storage(tmp_path: Path) -> None:
+    """torch byte-swaps a big-endian file's storages in place, in the private mapping: those pages then exist
+    only in memory, and dropping them before every tensor on the storage was read would lose the swap."""
+    import zipfile
+
+    torch.manual_seed(1)
+    storage = torch.randn(2 * 8192)  # 64 KiB: whole pages inside, whichever tensor drops them
+    state = {"rnn.weight_ih_l0": storage[:8192].view(2048, 4), "rnn.weight_hh_l0": storage[8192:].view(2048, 4)}
+    little = tmp_path / "little.pt"
+    torch.save(state, little)
+    big = tmp_path / "big.pt"
+    with zipfile.ZipFile(little) as source, zipfile.ZipFile(big, "w", compression=zipfile.ZIP_STORED) as swapped:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename.endswith("/byteorder"):
+                data = b"big"
+            elif "/data/" in info.filename:
+                data = np.frombuffer(data, "<f4").astype(">f4").tobytes()
+            swapped.writestr(info, data)
+    expected = torch.load(big, weights_only=True)  # torch's own reading, not mapped
+    assert torch.equal(expected["rnn.weight_ih_l0"], state["rnn.weight_ih_l0"])
+    with open_pt_state(big) as (_stand_ins, _notes, load):
+        for key in state:
+            assert np.array_equal(load(key), state[key].numpy()), key
