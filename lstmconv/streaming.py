@@ -1,12 +1,13 @@
-"""Read a Keras, ONNX, torch ``.safetensors`` or canonical file one layer at a time, and convert it that way.
+"""Read a Keras, ONNX, torch or canonical file one layer at a time, and convert it that way.
 
 :func:`open_layers` yields the file's layers one by one, each built (its weights read) when it is reached and
 dropped by the caller when it has been written: Keras datasets by h5py; ONNX files parsed without their large
 tensors (:mod:`lstmconv.formats.onnx_skeleton`), a node reading its weights when its layer is built;
-``.safetensors`` files (torch or canonical) one module's or layer's tensors at a time. :func:`stream_to` feeds
+``.safetensors`` files (torch or canonical) one module's or layer's tensors at a time; torch ``.pt`` files mapped
+and copied out one module at a time (:func:`lstmconv.formats.torch_files.open_pt_state`). :func:`stream_to` feeds
 them to the layer-by-layer writers (:mod:`lstmconv.torch_saving`, :mod:`lstmconv.onnx_saving`,
 :mod:`lstmconv.canonical_saving`), so memory is bounded by the largest layer rather than the model
-(``benchmarks/bench.py large`` and ``sources`` measure it). Torch ``.pt`` pickles are read whole (``load_file``).
+(``benchmarks/bench.py large`` and ``sources`` measure it).
 """
 
 from __future__ import annotations
