@@ -3,9 +3,9 @@
 :func:`open_layers` yields the file's layers one by one, each built (its weights read) when it is reached and
 dropped by the caller when it has been written: Keras datasets by h5py; ONNX files parsed without their large
 tensors (:mod:`lstmconv.formats.onnx_skeleton`), a node reading its weights when its layer is built;
-``.safetensors`` files (torch or canonical) one module's or layer's tensors at a time; torch ``.pt`` files mapped
-and copied out one module at a time (:func:`lstmconv.formats.torch_files.open_pt_state`). :func:`stream_to` feeds
-them to the layer-by-layer writers (:mod:`lstmconv.torch_saving`, :mod:`lstmconv.onnx_saving`,
+``.safetensors`` files (torch or canonical) one module's or layer's tensors at a time; torch ``.pt`` files
+one module's tensors at a time, read from their zip records (:func:`lstmconv.formats.torch_files.open_pt_state`).
+:func:`stream_to` feeds them to the layer-by-layer writers (:mod:`lstmconv.torch_saving`, :mod:`lstmconv.onnx_saving`,
 :mod:`lstmconv.canonical_saving`), so memory is bounded by the largest layer rather than the model
 (``benchmarks/bench.py large`` and ``sources`` measure it).
 """

@@ -1,13 +1,10 @@
-"""``.pt``/``.pth`` state dicts read one module at a time: a file in torch's zip format is mapped and each
-tensor copied out when its module is built, its pages dropped once copied; a legacy pickle is loaded whole.
+"""``.pt``/``.pth`` state dicts read one module at a time: a file in torch's zip format is unpickled onto the
+meta device and each tensor read from its zip record when its module is built; a legacy pickle is loaded whole.
 Every tensor must equal what ``torch.load`` itself reads, and the conversions what loading the file whole gives."""
 
 from __future__ import annotations
 
 import contextlib
-import mmap
-import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,39 +105,6 @@ def test_a_pt_source_is_read_one_module_at_a_time(tmp_path: Path, monkeypatch: p
         assert sorted(loaded[4:]) == [f"{second.name}.bias", f"{second.name}.weight"]
 
 
-def _resident_kib(path: Path) -> int:
-    """KiB of ``path``'s mappings resident in this process (Linux ``/proc/self/smaps``)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-            inside = line.rstrip().endswith(str(path))
-        elif inside and line.startswith("Rss:"):
-            total += int(line.split()[1])
-    return total
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
-@pytest.mark.parametrize("drop", [True, False], ids=["pages dropped", "pages kept"])
-def test_the_pages_of_a_mapped_pt_file_are_given_back_once_copied(drop: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What bounds memory by the layer, not the file: after every tensor is read, almost none of the mapped file
-    is resident. With dropping switched off, all of it is (so the measurement can tell the two apart)."""
-    source = tmp_path / "big.pt"
-    torch.manual_seed(0)
-    torch.save({f"m{i}.weight": torch.randn(512, 512) for i in range(8)}, source)  # 8 MiB of float32
-    if not drop:
-        monkeypatch.setattr(torch_files, "drop_pages", lambda address, nbytes: 0)
-    with open_pt_state(source) as (stand_ins, _notes, load):
-        assert _resident_kib(source) < 256  # mapped, nothing read yet
-        arrays = [load(key) for key in stand_ins]
-        resident = _resident_kib(source)
-    assert sum(a.nbytes for a in arrays) == 8 * 2**20
-    if drop:
-        # at most the partial pages at both ends of the 8 tensors and the pages the pickle and zip headers sit on
-        assert resident <= (2 * 8 + 8) * mmap.PAGESIZE // 1024
-    else:
-        assert resident >= 8 * 1024
-
-
 def test_a_tensor_numpy_cannot_hold_is_refused_by_name(tmp_path: Path) -> None:
     lstm = torch.nn.LSTM(2, 3)
     state = {f"rnn.{k}": v for k, v in lstm.state_dict().items()}
@@ -153,8 +117,7 @@ def test_a_tensor_numpy_cannot_hold_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_a_big_endian_file_is_read_right_when_tensors_share_a_storage(tmp_path: Path) -> None:
-    """torch byte-swaps a big-endian file's storages in place, in the private mapping: those pages then exist
-    only in memory, and dropping them before every tensor on the storage was read would lose the swap."""
+    """A file saved on a big-endian machine records it; its values are read swapped into native order."""
     import zipfile
 
     torch.manual_seed(1)
@@ -176,3 +139,39 @@ def test_a_big_endian_file_is_read_right_when_tensors_share_a_storage(tmp_path: 
     with open_pt_state(big) as (_stand_ins, _notes, load):
         for key in state:
             assert np.array_equal(load(key), state[key].numpy()), key
+
+
+@pytest.mark.parametrize("shortened", ["data/0", "data/1"], ids=["first record", "last record"])
+def test_a_record_shorter_than_its_tensor_is_refused_not_read_past(shortened: str, tmp_path: Path) -> None:
+    """Each storage must fill its record exactly, as torch's own loader demands (its mmap loader does not: a first
+    record cut short then yields the bytes of the records after it). Refused before any tensor is read."""
+    import zipfile
+
+    lstm = torch.nn.LSTM(8, 16)
+    good = tmp_path / "good.pt"
+    torch.save({f"rnn.{k}": v for k, v in lstm.state_dict().items()}, good)
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_STORED) as cut:
+        names = [info.filename for info in source.infolist()]
+        assert any(name.endswith(shortened) for name in names)
+        for info in source.infolist():
+            data = source.read(info.filename)
+            cut.writestr(info, data[: len(data) // 3] if info.filename.endswith(shortened) else data)
+    with pytest.raises(InputFormatError, match="does not match its record|cannot load as a torch file") as caught:
+        lstmconv.convert(bad, tmp_path / "out.safetensors")
+    assert str(bad) in str(caught.value)
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_verify_reads_a_pt_file_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lstmconv.verify_files as verify_files
+
+    source = next(p for p in _pt_sources(tmp_path) if p.name == "gru_and_linear.pt")
+    lstmconv.convert(source, tmp_path / "m.onnx", to="onnx")
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a whole model was loaded")
+
+    monkeypatch.setattr(verify_files, "load_file", whole)
+    results = verify_files.compare_files(source, tmp_path / "m.onnx")
+    assert len(results) == 2 and all(r.same for r in results)

@@ -7,10 +7,10 @@ be rebuilt from the file alone. Writing ``.safetensors`` never imports torch; ``
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import struct
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ import numpy as np
 
 from lstmconv import buffers
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
-from lstmconv.formats.mapped_pages import drop_pages
 from lstmconv.formats.reading import read_into
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
@@ -159,62 +158,130 @@ def open_torch_state(
 
 @contextlib.contextmanager
 def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str], Callable[[str], np.ndarray]]]:
-    """A ``.pt``/``.pth`` ``state_dict`` (``weights_only=True``, never anything else) without copying its tensors:
+    """A ``.pt``/``.pth`` ``state_dict`` (``weights_only=True``, never anything else) without reading its tensors:
     stand-ins of each tensor's shape and dtype (NumPy's; bfloat16 is widened to float32, exactly), notes, and a
-    function returning one tensor as a NumPy array (valid inside the ``with`` block).
+    function reading one tensor into an array of its own (valid inside the ``with`` block).
 
-    A file in torch's zip format (every ``torch.save`` since PyTorch 1.6) is mapped (``mmap=True``): a tensor is
-    read when it is loaded, copied into an array of its own, and once every tensor on a storage has been loaded
-    the storage's pages are dropped from the process (:func:`~lstmconv.formats.mapped_pages.drop_pages`), so
-    memory holds the layers being converted, not the file. A legacy pickle cannot be mapped and is loaded whole.
+    A file in torch's zip format (every ``torch.save`` since PyTorch 1.6) is unpickled onto torch's ``meta``
+    device, which reads no tensor data and records where each storage's record starts in the file. Every
+    storage must fill its zip record exactly (torch's own loader demands it; its ``mmap=True`` loader does not,
+    and a record cut short then yields bytes of the records after it). A tensor is then read with ``pread``
+    straight into its array when its module is built, so memory holds the layers being converted, not the file.
+    A legacy pickle, or a torch without the meta loader's offsets, is loaded whole.
     """
-    import zipfile
-
     torch = _import_torch(path)
-    mapped = zipfile.is_zipfile(path)
-    tensors, notes = _load_pt(torch, path, mapped=mapped)
+    records = _stored_records(path)
+    # torch byte-swaps a storage from another machine's byte order as it loads it, and crashes doing so on the meta
+    # device (torch 2.13, a segmentation fault): such files, and legacy pickles, are loaded whole.
+    by_offsets = records is not None and records.get("byteorder") in (None, sys.byteorder.encode())
+    tensors, notes = _load_pt(torch, path, map_location="meta" if by_offsets else "cpu")
+    if any(getattr(t.untyped_storage(), "_checkpoint_offset", None) is None for t in tensors.values() if t.device.type == "meta"):
+        tensors, notes = _load_pt(torch, path, map_location="cpu")  # this torch does not say where storages are
     stand_ins: dict[str, np.ndarray] = {}
     for key, tensor in tensors.items():
-        dtype = _numpy_dtype(torch, tensor)
         if tensor.dtype == torch.bfloat16:
             notes.append(f"{key}: bfloat16 widened to float32 (exact)")
-        stand_ins[key] = np.broadcast_to(np.zeros((), dtype), tuple(tensor.shape))
-    users = collections.Counter(tensor.untyped_storage().data_ptr() for tensor in tensors.values())
+        stand_ins[key] = np.broadcast_to(np.zeros((), _numpy_dtype(torch, tensor)), tuple(tensor.shape))
+        if tensor.device.type == "meta":
+            _check_record(path, key, tensor, records or {})
 
-    def load(key: str) -> np.ndarray:
-        tensor = tensors[key]
-        if stand_ins[key].dtype == _UNREAD:
-            raise InputFormatError(
-                f"torch dtype {tensor.dtype} has no NumPy equivalent", file=path, tensor=key,
-                hint="save the state dict in float32, float64 or bfloat16",
-            )
-        if tensor.dtype == torch.bfloat16:
-            array = tensor.detach().float().numpy()
-        elif mapped:  # a copy of its own: the mapped pages are dropped below
-            array = buffers.empty(tuple(tensor.shape), stand_ins[key].dtype)
-            np.copyto(array, tensor.detach().numpy(), casting="no")
-        else:
-            array = tensor.detach().numpy()
-        storage = tensor.untyped_storage()
-        users[storage.data_ptr()] -= 1
-        if mapped and users[storage.data_ptr()] == 0:  # no tensor still to load reads these pages
-            drop_pages(storage.data_ptr(), storage.nbytes())
-        return array
+    with path.open("rb") as stream:
 
-    try:
+        def load(key: str) -> np.ndarray:
+            tensor, stand_in = tensors[key], stand_ins[key]
+            if stand_in.dtype == _UNREAD:
+                raise InputFormatError(
+                    f"torch dtype {tensor.dtype} has no NumPy equivalent", file=path, tensor=key,
+                    hint="save the state dict in float32, float64, float16 or bfloat16",
+                )
+            if tensor.device.type != "meta":  # loaded whole
+                return (tensor.detach().float() if tensor.dtype == torch.bfloat16 else tensor.detach()).numpy()
+            return _read_tensor(stream, path, key, tensor, stand_in.dtype, bfloat16=tensor.dtype == torch.bfloat16)
+
         yield stand_ins, notes, load
-    finally:
-        tensors.clear()  # the file is unmapped once no array made from a tensor is alive (the copies are not)
 
 
-def _load_pt(torch: Any, path: Path, *, mapped: bool) -> tuple[dict[str, Any], list[str]]:
+def _stored_records(path: Path) -> dict[int | str, Any] | None:
+    """The zip's records (None for a legacy pickle or a zip Python cannot list): for each stored record, where its bytes start ->
+    its size; and ``"byteorder"`` -> the archive's byteorder record (None when there is none: native order)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None
+    records: dict[int | str, Any] = {"byteorder": None}
+    try:
+        with path.open("rb") as stream, zipfile.ZipFile(stream) as archive:
+            records.update(_records_of(stream, archive))
+    except (zipfile.BadZipFile, OSError, ValueError, struct.error, EOFError):
+        return None  # loaded whole: torch's loader says what is wrong with the file
+    return records
+
+
+def _records_of(stream: Any, archive: Any) -> dict[int | str, Any]:
+    """:func:`_stored_records` of an open archive."""
+    import zipfile
+
+    records: dict[int | str, Any] = {}
+    for info in archive.infolist():
+        if info.filename.endswith("/byteorder") and info.file_size <= 16:
+            records["byteorder"] = archive.read(info).strip()
+        stream.seek(info.header_offset)
+        header = stream.read(30)  # the local file header: its name and extra fields may differ from the central one's
+        if len(header) < 30 or header[:4] != b"PK\x03\x04" or info.compress_type != zipfile.ZIP_STORED:
+            continue  # not a record a storage can be read from: a storage placed there is refused (_check_record)
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        records[info.header_offset + 30 + name_length + extra_length] = info.file_size
+    return records
+
+
+def _check_record(path: Path, key: str, tensor: Any, records: dict[int | str, Any]) -> None:
+    """Refuse ``tensor`` unless its storage fills one stored record exactly and the tensor lies inside it."""
+    storage = tensor.untyped_storage()
+    size = records.get(storage._checkpoint_offset)
+    if size != storage.nbytes():
+        raise InputFormatError(
+            "the tensor's storage does not match its record in the zip archive", file=path, tensor=key,
+            expected=f"a stored record of {storage.nbytes()} bytes", actual="none" if size is None else f"{size} bytes",
+            hint="the file is damaged; save the state dict again",
+        )
+    extent = tensor.storage_offset() + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride())) + 1
+    if tensor.numel() and (min(tensor.stride(), default=0) < 0 or extent * tensor.element_size() > storage.nbytes()):
+        raise InputFormatError("the tensor reaches past its storage", file=path, tensor=key)
+
+
+def _read_tensor(
+    stream: Any, path: Path, key: str, tensor: Any, dtype: np.dtype, *, bfloat16: bool
+) -> np.ndarray:
+    """Read ``tensor`` (a meta tensor checked by :func:`_check_record`) from the file into an array of its own."""
+    stored = np.dtype(np.uint16) if bfloat16 else dtype  # in this machine's byte order (see open_pt_state)
+    start = tensor.untyped_storage()._checkpoint_offset + tensor.storage_offset() * stored.itemsize
+    shape = tuple(tensor.shape)
+    if tensor.is_contiguous() and not bfloat16:
+        array = buffers.empty(shape, dtype)
+        if not read_into(stream, array, start):
+            raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
+        return array
+    # strided or bfloat16: the span the tensor covers, then a strided view of it, copied
+    extent = sum((n - 1) * s for n, s in zip(shape, tensor.stride())) + 1 if tensor.numel() else 0
+    span = np.empty(extent, dtype=stored)
+    if not read_into(stream, span, start):
+        raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
+    view = np.lib.stride_tricks.as_strided(span, shape, tuple(s * stored.itemsize for s in tensor.stride()), writeable=False)
+    if bfloat16:  # bfloat16 is the top half of a float32: widening is a shift, exact
+        return (view.astype(np.uint32) << 16).view(np.float32)
+    array = buffers.empty(shape, dtype)
+    np.copyto(array, view, casting="no")
+    return array
+
+
+def _load_pt(torch: Any, path: Path, *, map_location: str) -> tuple[dict[str, Any], list[str]]:
     """The tensors of a ``.pt``/``.pth`` state dict (its non-tensor entries left out), found at the top level or
     under a checkpoint's ``state_dict``/``model_state_dict``/``model`` entry, and notes saying which."""
     import pickle
 
     notes: list[str] = []
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mapped)
+        loaded = torch.load(str(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputFormatError(
