@@ -171,19 +171,21 @@ def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str]
     """
     torch = _import_torch(path)
     records = _stored_records(path)
+    spans = records[0] if records is not None else {}
     # torch byte-swaps a storage from another machine's byte order as it loads it, and crashes doing so on the meta
     # device (torch 2.13, a segmentation fault): such files, and legacy pickles, are loaded whole.
-    by_offsets = records is not None and records.get("byteorder") in (None, sys.byteorder.encode())
+    by_offsets = records is not None and records[1] in (None, sys.byteorder.encode())
     tensors, notes = _load_pt(torch, path, map_location="meta" if by_offsets else "cpu")
-    if any(getattr(t.untyped_storage(), "_checkpoint_offset", None) is None for t in tensors.values() if t.device.type == "meta"):
-        tensors, notes = _load_pt(torch, path, map_location="cpu")  # this torch does not say where storages are
+    placed = [getattr(t.untyped_storage(), "_checkpoint_offset", None) for t in tensors.values() if t.device.type == "meta"]
+    if None in placed:  # this torch does not say where storages are
+        tensors, notes = _load_pt(torch, path, map_location="cpu")
     stand_ins: dict[str, np.ndarray] = {}
     for key, tensor in tensors.items():
         if tensor.dtype == torch.bfloat16:
             notes.append(f"{key}: bfloat16 widened to float32 (exact)")
         stand_ins[key] = np.broadcast_to(np.zeros((), _numpy_dtype(torch, tensor)), tuple(tensor.shape))
         if tensor.device.type == "meta":
-            _check_record(path, key, tensor, records or {})
+            _check_record(path, key, tensor, spans)
 
     with path.open("rb") as stream:
 
@@ -201,51 +203,51 @@ def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str]
         yield stand_ins, notes, load
 
 
-def _stored_records(path: Path) -> dict[int | str, Any] | None:
-    """The zip's records (None for a legacy pickle or a zip Python cannot list): for each stored record, where its bytes start ->
-    its size; and ``"byteorder"`` -> the archive's byteorder record (None when there is none: native order)."""
+def _stored_records(path: Path) -> tuple[dict[int, int], bytes | None] | None:
+    """Where each stored (uncompressed) record's bytes start in the zip -> its size, and the content of the
+    archive's byteorder record (None when there is none: native order); None for a legacy pickle or a zip Python
+    cannot list (loaded whole: torch's loader then says what is wrong with the file)."""
     import zipfile
 
     if not zipfile.is_zipfile(path):
         return None
-    records: dict[int | str, Any] = {"byteorder": None}
+    spans: dict[int, int] = {}
+    byteorder = None
     try:
         with path.open("rb") as stream, zipfile.ZipFile(stream) as archive:
-            records.update(_records_of(stream, archive))
+            for info in archive.infolist():
+                if info.filename.endswith("/byteorder") and info.file_size <= 16:
+                    byteorder = archive.read(info).strip()
+                stream.seek(info.header_offset)
+                # the local file header: its name and extra fields may differ from the central directory's
+                header = stream.read(30)
+                if len(header) < 30 or header[:4] != b"PK\x03\x04" or info.compress_type != zipfile.ZIP_STORED:
+                    continue  # no storage can be read from it: one placed there is refused (_check_record)
+                name_length, extra_length = struct.unpack("<HH", header[26:30])
+                spans[info.header_offset + 30 + name_length + extra_length] = info.file_size
     except (zipfile.BadZipFile, OSError, ValueError, struct.error, EOFError):
-        return None  # loaded whole: torch's loader says what is wrong with the file
-    return records
+        return None
+    return spans, byteorder
 
 
-def _records_of(stream: Any, archive: Any) -> dict[int | str, Any]:
-    """:func:`_stored_records` of an open archive."""
-    import zipfile
-
-    records: dict[int | str, Any] = {}
-    for info in archive.infolist():
-        if info.filename.endswith("/byteorder") and info.file_size <= 16:
-            records["byteorder"] = archive.read(info).strip()
-        stream.seek(info.header_offset)
-        header = stream.read(30)  # the local file header: its name and extra fields may differ from the central one's
-        if len(header) < 30 or header[:4] != b"PK\x03\x04" or info.compress_type != zipfile.ZIP_STORED:
-            continue  # not a record a storage can be read from: a storage placed there is refused (_check_record)
-        name_length, extra_length = struct.unpack("<HH", header[26:30])
-        records[info.header_offset + 30 + name_length + extra_length] = info.file_size
-    return records
+def _span(tensor: Any) -> int:
+    """Elements of its storage that ``tensor`` reaches, from its own first one (0 for an empty tensor)."""
+    return sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride())) + 1 if tensor.numel() else 0
 
 
-def _check_record(path: Path, key: str, tensor: Any, records: dict[int | str, Any]) -> None:
-    """Refuse ``tensor`` unless its storage fills one stored record exactly and the tensor lies inside it."""
+def _check_record(path: Path, key: str, tensor: Any, spans: dict[int, int]) -> None:
+    """Refuse ``tensor`` unless its storage fills one stored record exactly (``spans``: see :func:`_stored_records`)
+    and the tensor lies inside it."""
     storage = tensor.untyped_storage()
-    size = records.get(storage._checkpoint_offset)
+    size = spans.get(storage._checkpoint_offset)
     if size != storage.nbytes():
         raise InputFormatError(
             "the tensor's storage does not match its record in the zip archive", file=path, tensor=key,
             expected=f"a stored record of {storage.nbytes()} bytes", actual="none" if size is None else f"{size} bytes",
             hint="the file is damaged; save the state dict again",
         )
-    extent = tensor.storage_offset() + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride())) + 1
-    if tensor.numel() and (min(tensor.stride(), default=0) < 0 or extent * tensor.element_size() > storage.nbytes()):
+    reach = (tensor.storage_offset() + _span(tensor)) * tensor.element_size()
+    if tensor.numel() and (min(tensor.stride(), default=0) < 0 or reach > storage.nbytes()):
         raise InputFormatError("the tensor reaches past its storage", file=path, tensor=key)
 
 
@@ -262,11 +264,11 @@ def _read_tensor(
             raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
         return array
     # strided or bfloat16: the span the tensor covers, then a strided view of it, copied
-    extent = sum((n - 1) * s for n, s in zip(shape, tensor.stride())) + 1 if tensor.numel() else 0
-    span = np.empty(extent, dtype=stored)
+    span = np.empty(_span(tensor), dtype=stored)
     if not read_into(stream, span, start):
         raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
-    view = np.lib.stride_tricks.as_strided(span, shape, tuple(s * stored.itemsize for s in tensor.stride()), writeable=False)
+    strides = tuple(s * stored.itemsize for s in tensor.stride())
+    view = np.lib.stride_tricks.as_strided(span, shape, strides, writeable=False)
     if bfloat16:  # bfloat16 is the top half of a float32: widening is a shift, exact
         return (view.astype(np.uint32) << 16).view(np.float32)
     array = buffers.empty(shape, dtype)
