@@ -4,7 +4,6 @@ Every tensor must equal what ``torch.load`` itself reads, and the conversions wh
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -12,27 +11,17 @@ import pytest
 
 import lstmconv
 from lstmconv.errors import InputFormatError
-from lstmconv.formats import torch_files
 from lstmconv.formats.torch_files import open_pt_state
-from tests.test_streaming import _streams_like_the_in_memory_paths
+from tests.test_streaming import _streams_like_the_in_memory_paths, assert_read_one_module_at_a_time, torch_modules
 
 torch = pytest.importorskip("torch")
-
-
-def _modules() -> dict[str, torch.nn.Module]:
-    torch.manual_seed(0)
-    return {
-        "lstm_bidirectional_2": torch.nn.Sequential(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)),
-        "gru_and_linear": torch.nn.ModuleDict({"gru": torch.nn.GRU(4, 6), "head": torch.nn.Linear(6, 2)}),
-        "lstm_projection": torch.nn.ModuleDict({"lstm": torch.nn.LSTM(3, 6, proj_size=2)}),
-    }
 
 
 def _pt_sources(folder: Path) -> list[Path]:
     """State dicts as torch saves them: zip format and legacy pickle, a training checkpoint, float64 and bfloat16,
     tensors sharing one storage and a tensor that is a transposed (non-contiguous) view."""
     paths = []
-    for name, module in _modules().items():
+    for name, module in torch_modules().items():
         for legacy in (False, True):
             path = folder / f"{name}{'_legacy' if legacy else ''}.pt"
             torch.save(module.state_dict(), path, _use_new_zipfile_serialization=not legacy)
@@ -84,25 +73,8 @@ def test_pt_sources_stream_like_the_in_memory_paths(tmp_path: Path) -> None:
 
 
 def test_a_pt_source_is_read_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lstmconv.streaming import open_layers
-
     source = next(p for p in _pt_sources(tmp_path) if p.name == "gru_and_linear.pt")
-    loaded: list[str] = []
-    real = torch_files.open_pt_state
-
-    @contextlib.contextmanager
-    def counting(path: Path):  # type: ignore[no-untyped-def]
-        with real(path) as (stand_ins, notes, load):
-            assert all(array.base is not None and array.base.size == 1 for array in stand_ins.values())  # no data read
-            yield stand_ins, notes, lambda key: (loaded.append(key), load(key))[1]
-
-    monkeypatch.setattr(torch_files, "open_pt_state", counting)
-    with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
-        assert loaded == []
-        first, _ = next(opened.layers)
-        assert sorted(loaded) == sorted(f"{first.name}.{k}" for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
-        second, _ = next(opened.layers)
-        assert sorted(loaded[4:]) == [f"{second.name}.bias", f"{second.name}.weight"]
+    assert_read_one_module_at_a_time(source, "open_pt_state", monkeypatch)
 
 
 def test_a_tensor_numpy_cannot_hold_is_refused_by_name(tmp_path: Path) -> None:

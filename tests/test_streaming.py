@@ -281,19 +281,24 @@ def test_run_ahead_can_leave_blas_alone() -> None:
         assert [_blas_threads() for _ in run_ahead(iter(range(2)), one_blas_thread=False)] == [before, before]
 
 
-def _torch_safetensors_sources(folder: Path) -> list[Path]:
-    """State dicts as torch writes them (no lstmconv metadata) and files lstmconv wrote (with it)."""
+def torch_modules() -> dict[str, object]:
+    """torch.nn modules whose state dicts the torch-source tests save (seeded)."""
     torch = pytest.importorskip("torch")
-    from safetensors.torch import save_file
-
     torch.manual_seed(0)
-    modules = {
+    return {
         "lstm_bidirectional_2": torch.nn.Sequential(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)),
         "gru_and_linear": torch.nn.ModuleDict({"gru": torch.nn.GRU(4, 6), "head": torch.nn.Linear(6, 2)}),
         "lstm_projection": torch.nn.ModuleDict({"lstm": torch.nn.LSTM(3, 6, proj_size=2)}),
     }
+
+
+def _torch_safetensors_sources(folder: Path) -> list[Path]:
+    """State dicts as torch writes them (no lstmconv metadata) and files lstmconv wrote (with it)."""
+    pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
     paths = []
-    for name, module in modules.items():
+    for name, module in torch_modules().items():
         path = folder / f"{name}.safetensors"
         save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
         paths.append(path)
@@ -350,28 +355,33 @@ def test_torch_safetensors_sources_stream_like_the_in_memory_paths(tmp_path: Pat
     assert sum(_streams_like_the_in_memory_paths(source, tmp_path) for source in sources) >= 8
 
 
-def test_a_torch_safetensors_source_is_read_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def assert_read_one_module_at_a_time(source: Path, opener: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``source`` (the ``gru_and_linear`` state dict: a GRU, then a Linear) opened for streaming reads no tensor,
+    then the GRU's four, then the Linear's two. ``opener``: the ``torch_files`` function that opens it."""
     from lstmconv.formats import torch_files
+    from lstmconv.streaming import open_layers
 
-    (source,) = [p for p in _torch_safetensors_sources(tmp_path) if p.stem == "gru_and_linear"]
     loaded: list[str] = []
-    real = torch_files.open_safetensors_state
+    real = getattr(torch_files, opener)
 
     @contextlib.contextmanager
     def counting(path: Path):  # type: ignore[no-untyped-def]
-        with real(path) as (stand_ins, metadata, load):
+        with real(path) as (stand_ins, metadata_or_notes, load):
             assert all(array.base is not None and array.base.size == 1 for array in stand_ins.values())  # no data read
-            yield stand_ins, metadata, lambda key: (loaded.append(key), load(key))[1]
+            yield stand_ins, metadata_or_notes, lambda key: (loaded.append(key), load(key))[1]
 
-    monkeypatch.setattr(torch_files, "open_safetensors_state", counting)
-    from lstmconv.streaming import open_layers
-
+    monkeypatch.setattr(torch_files, opener, counting)
     with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
         assert loaded == []
         first, _ = next(opened.layers)
         assert sorted(loaded) == sorted(f"{first.name}.{k}" for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
         second, _ = next(opened.layers)
         assert sorted(loaded[4:]) == [f"{second.name}.bias", f"{second.name}.weight"]
+
+
+def test_a_torch_safetensors_source_is_read_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (source,) = [p for p in _torch_safetensors_sources(tmp_path) if p.stem == "gru_and_linear"]
+    assert_read_one_module_at_a_time(source, "open_safetensors_state", monkeypatch)
 
 
 def test_verify_reads_streamable_files_one_layer_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
