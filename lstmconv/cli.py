@@ -105,6 +105,12 @@ def convert(
     per_layer: Annotated[
         bool, typer.Option("--per-layer", help="ONNX: every layer on its own (<layer>.x -> <layer>.y), not the whole model.")
     ] = False,
+    external_data: Annotated[
+        bool,
+        typer.Option(
+            "--external-data", help="ONNX: write the weights to DST.data beside the model (needed above 2 GiB)."
+        ),
+    ] = False,
     emit_module: Annotated[
         Path | None,
         typer.Option("--emit-module", help="torch: write a PyTorch module file (.py) for layers torch.nn cannot compute."),
@@ -127,6 +133,7 @@ def convert(
             force=force,
             skip_unsupported=skip_unsupported,
             per_layer=per_layer,
+            external_data=external_data,
             emit_module=emit_module,
             allow_nonfinite=allow_nonfinite,
         )

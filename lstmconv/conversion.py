@@ -90,16 +90,23 @@ def convert(
     force: bool = False,
     skip_unsupported: bool = False,
     per_layer: bool = False,
+    external_data: bool = False,
     emit_module: str | Path | None = None,
     allow_nonfinite: bool = False,
 ) -> ConversionReport:
     """Convert ``source`` into ``destination`` for framework ``to``, checked numerically (see module doc).
 
     ``per_layer`` (ONNX only) writes every layer as its own subgraph even when the source's wiring is known.
+    ``external_data`` (ONNX only) writes the weights to ``<destination>.data`` beside the model (ONNX external
+    data; a model of more than 2 GiB needs it).
     ``emit_module`` (torch only) writes a PyTorch module file for the layers torch.nn cannot compute.
     """
     if emit_module is not None and to != "torch":
         raise UnsupportedFeatureError("--emit-module applies to --to torch only")
+    if external_data and to != "onnx":
+        raise UnsupportedFeatureError(
+            "--external-data applies to --to onnx only", hint=f"the {to} target has no size limit: leave it out"
+        )
     destination = Path(destination)
     if to not in TARGETS:
         raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
@@ -111,7 +118,8 @@ def convert(
     streamed_target = to_safetensors or to in ("onnx", "canonical", "keras")
     if streamed_target and streams(source, source_format):
         return stream_to(
-            to, source, destination, config=config, source_format=source_format, per_layer=per_layer, verify=verify,
+            to, source, destination, config=config, source_format=source_format, per_layer=per_layer,
+            external_data=external_data, verify=verify,
             force=force, skip_unsupported=skip_unsupported, allow_nonfinite=allow_nonfinite,
         )
     loaded = load_file(
@@ -122,7 +130,10 @@ def convert(
         allow_nonfinite=allow_nonfinite,
     )
     if to == "onnx":
-        return save_onnx(loaded, destination, per_layer=per_layer, verify=verify, force=force, skip_unsupported=skip_unsupported)
+        return save_onnx(
+            loaded, destination, per_layer=per_layer, external_data=external_data, verify=verify, force=force,
+            skip_unsupported=skip_unsupported,
+        )
     if to == "canonical":
         return save_canonical(loaded, destination, verify=verify, force=force)
     if to == "keras":
@@ -233,14 +244,16 @@ def save_onnx(
     destination: str | Path,
     *,
     per_layer: bool = False,
+    external_data: bool = False,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
 ) -> ConversionReport:
-    """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked."""
+    """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked;
+    with ``external_data``, its weights go to ``<destination>.data`` beside it."""
     return write_to(
-        "onnx", loaded_layers(loaded), destination, per_layer=per_layer, verify=verify, force=force,
-        skip_unsupported=skip_unsupported,
+        "onnx", loaded_layers(loaded), destination, per_layer=per_layer, external_data=external_data, verify=verify,
+        force=force, skip_unsupported=skip_unsupported,
     )
 
 

@@ -12,7 +12,7 @@ describes the whole file comes last, and the file is renamed into place only onc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -51,17 +51,20 @@ def write_layers(
     *,
     source: str | Path,
     destination: Path,
-    open_stream: Callable[[Path], Stream],
+    open_stream: Callable[..., Stream],
     finish_file: Callable[[Stream], None],
-    check: Callable[[Path], None],
+    check: Callable[..., None],
+    companions: Sequence[Path] = (),
 ) -> list[LayerReport]:
     """Write every planned layer to ``open_stream(temporary file)``, then ``finish_file(stream)`` (which may
     refuse the whole file: it runs once ``planned`` is exhausted, so what the planning thread collected is
-    complete), ``check`` the file and rename it to ``destination``. Returns the report rows."""
+    complete), ``check`` the file and rename it to ``destination``. Returns the report rows. ``companions``:
+    files the stream writes besides the destination (:func:`lstmconv.writing.write_atomically`); their
+    temporary files are passed to ``open_stream`` and ``check`` after the destination's."""
     reports: list[LayerReport] = []
 
-    def write(path: Path) -> None:
-        stream = open_stream(path)
+    def write(path: Path, *companion_paths: Path) -> None:
+        stream = open_stream(path, *companion_paths)
         try:
             # closing(): the background thread is stopped and joined however this block ends
             with contextlib.closing(run_ahead(planned, one_blas_thread=one_blas_thread_for(source))) as items:
@@ -77,7 +80,7 @@ def write_layers(
         finally:
             stream.abort()
 
-    write_atomically(destination, write, check)
+    write_atomically(destination, write, check, companions=companions)
     return reports
 
 

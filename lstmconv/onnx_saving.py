@@ -21,7 +21,7 @@ from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_layers
 from lstmconv.schema import Layer, RecurrentMeta
-from lstmconv.writing import check_suffix
+from lstmconv.writing import check_destination, check_suffix
 
 __all__ = ["write_onnx"]
 
@@ -31,23 +31,28 @@ def write_onnx(
     destination: str | Path,
     *,
     per_layer: bool = False,
+    external_data: bool = False,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
     known_finite: bool = False,
 ) -> ConversionReport:
-    """Write ``layers`` as one ONNX model; see the module docstring. ``known_finite``: the caller refused
-    non-finite weights already."""
+    """Write ``layers`` as one ONNX model; see the module docstring. ``external_data``: the weights go to
+    ``<destination>.data`` beside the model (:mod:`lstmconv.formats.onnx_stream`; needed above 2 GiB).
+    ``known_finite``: the caller refused non-finite weights already."""
     import onnx
 
     from lstmconv import __version__
     from lstmconv.adapters.onnx import onnx_refusals
-    from lstmconv.formats.onnx_stream import OnnxStream
+    from lstmconv.formats.onnx_stream import OnnxStream, external_data_path
     from lstmconv.targets.onnx import OnnxPlan
 
     source, skipped, wiring = layers.source, layers.skipped, layers.wiring  # skipped grows while the layers are read
     destination = Path(destination)
     check_suffix(destination, (".onnx",), force)
+    data_destination = external_data_path(destination) if external_data else None
+    if data_destination is not None:
+        check_destination(data_destination, force)
     whole = not per_layer and wiring is not None
     plan = OnnxPlan(wiring if whole else None, __version__)
     # filled by the background thread of ``planned``; read here only once it has finished
@@ -91,16 +96,30 @@ def write_onnx(
         stream.finish(rest)
         written.extend([*stream.written, *(t.name for t in rest.graph.initializer)])
 
-    def check(path: Path) -> None:
+    opened: list[OnnxStream] = []  # the stream write_layers opens, for check
+
+    def open_stream(path: Path, data_path: Path | None = None) -> OnnxStream:
+        location = data_destination.name if data_destination is not None else ""
+        opened.append(OnnxStream(path, data_path, location=location, destination=destination))
+        return opened[-1]
+
+    def check(path: Path, data_path: Path | None = None) -> None:
         """Every piece was read back as written; here the pieces must make one model: the file splits
-        exactly into ModelProto fields, one graph field per streamed tensor plus the graph itself."""
+        exactly into ModelProto fields, one graph field per streamed tensor plus the graph itself, and the
+        data file holds exactly the bytes written to it."""
         from lstmconv.formats.onnx_stream import count_graph_fields
 
         if count_graph_fields(path) != len(plan.large) + 1:
-            raise VerificationError("the written file does not hold the model meant", file=path)
+            raise VerificationError("the written file does not hold the model meant", file=destination)
+        if data_path is not None and data_path.stat().st_size != opened[-1].data_size:
+            raise VerificationError(
+                "the external data file does not hold the bytes written", file=data_destination,
+                expected=opened[-1].data_size, actual=data_path.stat().st_size,
+            )
 
     reports = write_layers(
-        planned(), source=source, destination=destination, open_stream=OnnxStream, finish_file=finish_file, check=check
+        planned(), source=source, destination=destination, open_stream=open_stream, finish_file=finish_file,
+        check=check, companions=(data_destination,) if data_destination is not None else (),
     )
     return ConversionReport(
         source=source,

@@ -165,6 +165,7 @@ def stream_to(
     config: str | Path | None = None,
     source_format: str | None = None,
     per_layer: bool = False,
+    external_data: bool = False,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
@@ -183,7 +184,7 @@ def stream_to(
         meanwhile=lambda: prepare_writer(to, verify=verify),
     ) as opened:
         return write_to(
-            to, opened, destination, per_layer=per_layer, verify=verify, force=force,
+            to, opened, destination, per_layer=per_layer, external_data=external_data, verify=verify, force=force,
             skip_unsupported=skip_unsupported, known_finite=not allow_nonfinite,
         )
 
@@ -194,14 +195,15 @@ def write_to(
     destination: str | Path,
     *,
     per_layer: bool = False,
+    external_data: bool = False,
     verify: bool = True,
     force: bool = False,
     skip_unsupported: bool = False,
     known_finite: bool = False,
 ) -> ConversionReport:
     """Write ``layers`` layer by layer as torch ``.safetensors`` (``to="torch"``,
-    :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` as
-    there), lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras weights
+    :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` and
+    ``external_data`` as there), lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras weights
     (:func:`lstmconv.keras_saving.write_keras`). ``known_finite``: non-finite weights were refused already."""
     if to == "canonical":  # every layer has a canonical form: none is refused, so there is no skip_unsupported
         from lstmconv.canonical_saving import write_canonical_layers
@@ -209,7 +211,7 @@ def write_to(
         return write_canonical_layers(layers, destination, verify=verify, force=force, known_finite=known_finite)
     options = {"verify": verify, "force": force, "skip_unsupported": skip_unsupported, "known_finite": known_finite}
     if to == "onnx":
-        return write_onnx(layers, destination, per_layer=per_layer, **options)
+        return write_onnx(layers, destination, per_layer=per_layer, external_data=external_data, **options)
     if to == "keras":
         from lstmconv.keras_saving import write_keras
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lstmconv.errors import InputFormatError, OutputExistsError
@@ -37,20 +37,49 @@ def check_destination(destination: Path, force: bool) -> None:
         raise InputFormatError("destination folder does not exist", file=destination.parent)
 
 
-def write_atomically(destination: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
-    """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then rename it."""
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
-    )
+def write_atomically(
+    destination: Path,
+    write: Callable[..., None],
+    check: Callable[..., None],
+    *,
+    companions: Sequence[Path] = (),
+) -> None:
+    """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then rename it.
+
+    ``companions`` are more files the same write produces (ONNX external data): each gets its own temporary
+    file, passed to ``write`` and ``check`` after the destination's, and is renamed into place just before the
+    destination, so that a complete destination never refers to a missing or unfinished companion. On any
+    failure every temporary file is removed, and so is a companion already renamed into place.
+    """
+    finals = (destination, *companions)
+    temporaries: list[Path] = []
+    placed: list[Path] = []
+    try:
+        temporaries.extend(_temporary_beside(final) for final in finals)
+        write(*temporaries)
+        check(*temporaries)
+        for temporary, final in reversed(list(zip(temporaries, finals))):  # the destination last
+            os.replace(temporary, final)
+            placed.append(final)
+    except BaseException:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+        for final in placed:
+            if final != destination:
+                final.unlink(missing_ok=True)
+        raise
+
+
+def _temporary_beside(final: Path) -> Path:
+    """A new empty file beside ``final``, with a normal file's mode (``mkstemp`` creates 0600)."""
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     os.close(handle)
     temporary = Path(temporary_name)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file a normal file's mode
     try:
-        write(temporary)
-        check(temporary)
-        os.replace(temporary, destination)
+        os.chmod(temporary, 0o666 & ~umask)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return temporary
