@@ -34,16 +34,18 @@ LSTMCONV = str(Path(PYTHON).parent / "lstmconv")
 
 @dataclass(frozen=True)
 class Run:
-    """A benchmarked command, with the model file it reads and the file it writes (either may be None)."""
+    """A benchmarked command, with the model file it reads and the files it writes (any may be None)."""
 
     command: list[str]
     source: Path | None = None
     output: Path | None = None
+    companion: Path | None = None  # written beside ``output`` (ONNX external data)
 
 
 def convert(source: Path, output: Path, *options: str) -> Run:
     """``lstmconv convert source output options``."""
-    return Run([LSTMCONV, "convert", str(source), str(output), *options], source, output)
+    companion = output.with_name(output.name + ".data") if "--external-data" in options else None
+    return Run([LSTMCONV, "convert", str(source), str(output), *options], source, output, companion)
 
 
 def script(code: str, source: Path, output: Path) -> Run:
@@ -68,8 +70,9 @@ def measure(run: Run, env: dict[str, str] | None = None, settle: float = 0.0) ->
     and 1.8-2.3 s eight seconds later. Without settling, a command that touches its memory early (the floor reads
     everything, then writes everything) is served the memory just freed; one that streams is not.
     """
-    if run.output is not None:
-        run.output.unlink(missing_ok=True)
+    for output in (run.output, run.companion):
+        if output is not None:
+            output.unlink(missing_ok=True)
     os.sync()
     time.sleep(settle)
     if run.source is not None:
@@ -217,8 +220,11 @@ def large(args: argparse.Namespace) -> dict[str, object]:
             "floor + transposes (not a goal)": script(FLOOR_TRANSPOSED, source, work / "floor_t.safetensors"),
             "lstmconv --to torch": convert(source, work / "out.safetensors"),
             "lstmconv --to torch --no-verify": convert(source, work / "out.safetensors", "--no-verify"),
-            "lstmconv --to onnx": convert(source, work / "out.onnx", "--to", "onnx"),
         }
+        if size < 2**31 - 2**24:  # one .onnx file holds at most 2 GiB, weights and graph
+            rows["lstmconv --to onnx"] = convert(source, work / "out.onnx", "--to", "onnx")
+        if args.external_data or "lstmconv --to onnx" not in rows:
+            rows["lstmconv --to onnx --external-data"] = convert(source, work / "ext.onnx", "--to", "onnx", "--external-data")
         samples = interleaved(rows, args.rounds, settle=args.settle)
         largest_layer = size / layers
         results[f"{layers} layers"] = {
@@ -308,6 +314,9 @@ def main() -> None:
     p_large.add_argument("--hidden", type=int, default=1024)
     p_large.add_argument("--rounds", type=int, default=3)
     p_large.add_argument("--workdir", help="where to write (a new directory inside it, removed afterwards)")
+    p_large.add_argument(
+        "--external-data", action="store_true", help="also ONNX with --external-data (always above 2 GiB)"
+    )
     p_large.add_argument(
         "--settle", type=float, default=0.0, help="seconds to wait before each run, so memory freed just before has settled"
     )

@@ -51,6 +51,16 @@ def test_skip_unsupported_converts_the_rest(tmp_path: Path) -> None:
     assert "left out" in result.output and "lstm" in result.output
 
 
+def test_external_data_writes_the_model_and_its_data_file_and_is_onnx_only(tmp_path: Path) -> None:
+    out = tmp_path / "sine.onnx"
+    result = _run("convert", SINE, out, "--to", "onnx", "--external-data")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sine.onnx", "sine.onnx.data"]
+    result = _run("convert", SINE, tmp_path / "sine.safetensors", "--to", "torch", "--external-data")
+    assert result.exit_code == 2 and "--external-data applies to --to onnx only" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "sine.safetensors").exists()
+
+
 def test_existing_destination_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "sine.safetensors"
     out.write_bytes(b"keep me")
