@@ -55,7 +55,8 @@ def write_atomically(
     temporaries: list[Path] = []
     placed: list[Path] = []
     try:
-        temporaries.extend(_temporary_beside(final) for final in finals)
+        for final in finals:
+            temporaries.append(_temporary_beside(final))
         write(*temporaries)
         check(*temporaries)
         for temporary, final in reversed(list(zip(temporaries, finals))):  # the destination last

@@ -136,9 +136,11 @@ class OnnxStream:
 
     def abort(self) -> None:
         """Close unfinished (the caller removes the files)."""
-        self.file.abort()
-        if self.data is not None:
-            self.data.abort()
+        try:
+            self.file.abort()
+        finally:
+            if self.data is not None:
+                self.data.abort()
 
 
 def count_graph_fields(path: Path) -> int:
