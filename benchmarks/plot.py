@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
 def panel(series: dict[str, list[tuple[float, float]]], x0: int, title: str, unit: str) -> list[str]:
@@ -50,9 +50,10 @@ def panel(series: dict[str, list[tuple[float, float]]], x0: int, title: str, uni
 def main() -> None:
     data = json.loads(Path(sys.argv[1]).read_text())
     rows = list(data.values())
-    names = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    time_series = {n: [(r["weights_mib"], r[n]["seconds"]) for r in rows] for n in names}
-    rss_series = {n: [(r["weights_mib"], r[n]["peak_rss_mib"]) for r in rows] for n in names}
+    # every command measured at some size, in first-seen order (one .onnx file stops at 2 GiB: that row ends there)
+    names = list(dict.fromkeys(k for r in rows for k in r if isinstance(r[k], dict)))
+    time_series = {n: [(r["weights_mib"], r[n]["seconds"]) for r in rows if n in r] for n in names}
+    rss_series = {n: [(r["weights_mib"], r[n]["peak_rss_mib"]) for r in rows if n in r] for n in names}
     body = panel(time_series, 0, "conversion time", "seconds") + panel(rss_series, 440, "peak RSS", "MiB")
     svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="880" height="320" font-family="sans-serif">{"".join(body)}</svg>'
     Path(sys.argv[2]).write_text(svg + "\n")
