@@ -64,7 +64,6 @@ class OnnxStream:
     ) -> None:
         if (data_path is None) != (not location):
             raise ValueError("external data needs both a data file and its location")
-        self.path = path
         self.destination = destination or path
         self.file = CheckedFile(path)
         self.data = CheckedFile(data_path) if data_path is not None else None
