@@ -163,7 +163,8 @@ def _print_report(report: Any) -> None:
         console.print(_styled("yellow", "  left out:", f" {item}"))
     if not report.verified:
         console.print(_styled("yellow", "  numeric check skipped (--no-verify)"))
-    console.print(f"wrote {report.written_tensors} tensors to {report.destination}")
+    data = f" (external data: {report.external_data})" if report.external_data else ""
+    console.print(f"wrote {report.written_tensors} tensors to {report.destination}{data}")
 
 
 @app.command()

@@ -129,6 +129,7 @@ def write_onnx(
         skipped=(*skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
         verified=verify,
         written_tensors=len(written),
+        external_data=str(data_destination) if data_destination is not None else None,
     )
 
 

@@ -33,6 +33,7 @@ class ConversionReport:
     verified: bool = True
     written_tensors: int = 0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    external_data: str | None = None  # the file holding the weights of an ONNX destination, if not itself
 
 
 def describe(layer: Layer | RecurrentMeta | DenseMeta) -> str:

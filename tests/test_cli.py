@@ -56,6 +56,7 @@ def test_external_data_writes_the_model_and_its_data_file_and_is_onnx_only(tmp_p
     result = _run("convert", SINE, out, "--to", "onnx", "--external-data")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sine.onnx", "sine.onnx.data"]
+    assert f"(external data: {tmp_path / 'sine.onnx.data'})" in result.output.replace("\n", "")
     result = _run("convert", SINE, tmp_path / "sine.safetensors", "--to", "torch", "--external-data")
     assert result.exit_code == 2 and "--external-data applies to --to onnx only" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "sine.safetensors").exists()
