@@ -225,3 +225,16 @@ def test_the_data_file_is_in_place_before_the_model_and_removed_if_the_model_can
     with pytest.raises(OSError, match="disk gone"):
         write_atomically(model, write, lambda *paths: None, companions=(data,))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_loaded_model_is_saved_with_external_data_as_a_file_is_converted(tmp_path: Path) -> None:
+    """The library path (``load`` then ``save_onnx``) writes the same pair of files as ``convert``."""
+    from lstmconv.conversion import save_onnx
+
+    _torch, _lstm, source = _torch_model(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_onnx(lstmconv.load(source), tmp_path / "a" / "m.onnx", external_data=True)
+    lstmconv.convert(source, tmp_path / "b" / "m.onnx", to="onnx", external_data=True)
+    for name in ("m.onnx", "m.onnx.data"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
