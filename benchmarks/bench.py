@@ -224,7 +224,8 @@ def large(args: argparse.Namespace) -> dict[str, object]:
         if size < 2**31 - 2**24:  # one .onnx file holds at most 2 GiB, weights and graph
             rows["lstmconv --to onnx"] = convert(source, work / "out.onnx", "--to", "onnx")
         if args.external_data or "lstmconv --to onnx" not in rows:
-            rows["lstmconv --to onnx --external-data"] = convert(source, work / "ext.onnx", "--to", "onnx", "--external-data")
+            external = convert(source, work / "ext.onnx", "--to", "onnx", "--external-data")
+            rows["lstmconv --to onnx --external-data"] = external
         samples = interleaved(rows, args.rounds, settle=args.settle)
         largest_layer = size / layers
         results[f"{layers} layers"] = {

@@ -50,7 +50,7 @@ def panel(series: dict[str, list[tuple[float, float]]], x0: int, title: str, uni
 def main() -> None:
     data = json.loads(Path(sys.argv[1]).read_text())
     rows = list(data.values())
-    # every command measured at some size, in first-seen order (one .onnx file stops at 2 GiB: that row ends there)
+    # every command measured at some size, in first-seen order (one .onnx file stops at 2 GiB: its row ends)
     names = list(dict.fromkeys(k for r in rows for k in r if isinstance(r[k], dict)))
     time_series = {n: [(r["weights_mib"], r[n]["seconds"]) for r in rows if n in r] for n in names}
     rss_series = {n: [(r["weights_mib"], r[n]["peak_rss_mib"]) for r in rows if n in r] for n in names}

@@ -252,8 +252,8 @@ def save_onnx(
     """Write ``loaded`` as an ONNX model (whole model when its wiring is known, else per layer), checked;
     with ``external_data``, its weights go to ``<destination>.data`` beside it."""
     return write_to(
-        "onnx", loaded_layers(loaded), destination, per_layer=per_layer, external_data=external_data, verify=verify,
-        force=force, skip_unsupported=skip_unsupported,
+        "onnx", loaded_layers(loaded), destination, per_layer=per_layer, external_data=external_data,
+        verify=verify, force=force, skip_unsupported=skip_unsupported,
     )
 
 

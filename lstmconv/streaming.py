@@ -184,8 +184,8 @@ def stream_to(
         meanwhile=lambda: prepare_writer(to, verify=verify),
     ) as opened:
         return write_to(
-            to, opened, destination, per_layer=per_layer, external_data=external_data, verify=verify, force=force,
-            skip_unsupported=skip_unsupported, known_finite=not allow_nonfinite,
+            to, opened, destination, per_layer=per_layer, external_data=external_data, verify=verify,
+            force=force, skip_unsupported=skip_unsupported, known_finite=not allow_nonfinite,
         )
 
 

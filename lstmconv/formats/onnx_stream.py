@@ -49,7 +49,7 @@ _TENSOR_RAW_DATA = 9
 
 
 def external_data_path(model: Path) -> Path:
-    """Where the external data of ``model`` goes: ``<model file name>.data`` beside it (as torch.onnx names it)."""
+    """Where the external data of ``model`` goes: ``<model file name>.data`` beside it (torch.onnx's name)."""
     return model.with_name(model.name + ".data")
 
 
@@ -129,8 +129,8 @@ class OnnxStream:
                 f"the model does not fit in one .onnx file: protobuf caps a model at 2 GiB and {what} would end at "
                 f"{(self.file.position + size) / 2**30:.2f} GiB",
                 file=self.destination,
-                hint=f"pass --external-data to write the weights to {external_data_path(self.destination).name} beside "
-                "the model, or convert to torch or canonical .safetensors (no size limit)",
+                hint=f"pass --external-data to write the weights to {external_data_path(self.destination).name} "
+                "beside the model, or convert to torch or canonical .safetensors (no size limit)",
             )
 
     def abort(self) -> None:
