@@ -111,10 +111,10 @@ def write_onnx(
 
         if count_graph_fields(path) != len(plan.large) + 1:
             raise VerificationError("the written file does not hold the model meant", file=destination)
-        if data_path is not None and data_path.stat().st_size != opened[-1].data_size:
+        if data_path is not None and (size := data_path.stat().st_size) != opened[-1].data_size:
             raise VerificationError(
                 "the external data file does not hold the bytes written", file=data_destination,
-                expected=opened[-1].data_size, actual=data_path.stat().st_size,
+                expected=opened[-1].data_size, actual=size,
             )
 
     reports = write_layers(

@@ -203,7 +203,8 @@ def write_to(
 ) -> ConversionReport:
     """Write ``layers`` layer by layer as torch ``.safetensors`` (``to="torch"``,
     :func:`lstmconv.torch_saving.write_torch`), ONNX (:func:`lstmconv.onnx_saving.write_onnx`; ``per_layer`` and
-    ``external_data`` as there), lstmconv's canonical file (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras weights
+    ``external_data`` as there), lstmconv's canonical file
+    (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras weights
     (:func:`lstmconv.keras_saving.write_keras`). ``known_finite``: non-finite weights were refused already."""
     if to == "canonical":  # every layer has a canonical form: none is refused, so there is no skip_unsupported
         from lstmconv.canonical_saving import write_canonical_layers

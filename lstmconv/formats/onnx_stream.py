@@ -111,7 +111,7 @@ class OnnxStream:
 
     def flush_behind(self) -> None:
         """Start flushing the tensors written so far to disk in the background."""
-        (self.data or self.file).flush_behind()
+        (self.data if self.data is not None else self.file).flush_behind()  # the model's part is small
 
     def finish(self, rest: onnx.ModelProto) -> None:
         """Write ``rest`` (the model without the streamed tensors) after them, flush and close (the data file
