@@ -206,11 +206,11 @@ def test_the_data_file_is_in_place_before_the_model_and_removed_if_the_model_can
     renamed: list[str] = []
     real_replace = os.replace
 
-    def replace(source: Path, target: Path) -> None:
+    def recording_replace(source: Path, target: Path) -> None:
         renamed.append(Path(target).name)
         real_replace(source, target)
 
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", recording_replace)
     write_atomically(model, write, lambda *paths: None, companions=(data,))
     assert renamed == ["m.onnx.data", "m.onnx"]
     assert model.read_bytes() == b"model" and data.read_bytes() == b"data"
