@@ -12,6 +12,7 @@ The CLI turns any ``LstmconvError`` into exit code 2 with that message and no tr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,31 @@ class LstmconvError(Exception):
             clone.file = str(file)
         if layer is not None and not self.layer:
             clone.layer = layer
+        Exception.__init__(clone, clone._render())
+        return clone
+
+    def with_files_renamed(self, renames: Mapping[str, str]) -> LstmconvError:
+        """Return the same error with every path in ``renames`` replaced by its new name, in the file and in the
+        text (the message, the hint and any refusals). An output is written to a temporary file and renamed
+        into place (:func:`lstmconv.writing.write_atomically`); an error found while writing or reading it back
+        names the temporary file, which the user never sees and which is removed by then."""
+        if not renames:
+            return self
+
+        def renamed(text: str | None) -> str | None:
+            if text is None:
+                return None
+            for old, new in renames.items():
+                text = text.replace(old, new)
+            return text
+
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.file = renamed(self.file)
+        clone.message = renamed(self.message) or ""
+        clone.hint = renamed(self.hint)
+        if isinstance(self, RefusedConversionError):
+            clone.refusals = [refusal.with_files_renamed(renames) for refusal in self.refusals]
         Exception.__init__(clone, clone._render())
         return clone
 

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lstmconv.errors import InputFormatError, OutputExistsError
+from lstmconv.errors import InputFormatError, LstmconvError, OutputExistsError
 
 __all__ = ["KERAS_SUFFIXES", "check_suffix", "check_destination", "write_atomically"]
 
@@ -49,7 +49,8 @@ def write_atomically(
     ``companions`` are more files the same write produces (ONNX external data): each gets its own temporary
     file, passed to ``write`` and ``check`` after the destination's, and is renamed into place just before the
     destination, so that a complete destination never refers to a missing or unfinished companion. On any
-    failure every temporary file is removed, and so is a companion already renamed into place.
+    failure every temporary file is removed, and so is a companion already renamed into place; an error that
+    names a temporary file is raised naming its final path instead.
     """
     finals = (destination, *companions)
     temporaries: list[Path] = []
@@ -62,12 +63,21 @@ def write_atomically(
         for temporary, final in reversed(list(zip(temporaries, finals))):  # the destination last
             os.replace(temporary, final)
             placed.append(final)
-    except BaseException:
+    except BaseException as error:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
         for final in placed:
             if final != destination:
                 final.unlink(missing_ok=True)
+        renames = {str(temporary): str(final) for temporary, final in zip(temporaries, finals)}
+        if isinstance(error, LstmconvError):
+            # the same error, naming the file the user asked for (the temporary file is gone)
+            raise error.with_files_renamed(renames).with_traceback(error.__traceback__) from error.__cause__
+        if isinstance(error, OSError):  # e.g. the disk filled up while writing the temporary file
+            if str(error.filename) in renames:  # (setting filename2 at all, even to None, changes the message)
+                error.filename = renames[str(error.filename)]
+            if str(error.filename2) in renames:
+                error.filename2 = renames[str(error.filename2)]
         raise
 
 

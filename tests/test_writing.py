@@ -1,0 +1,100 @@
+"""Outputs are written to a temporary file and renamed into place; an error found on the way names the file the
+user asked for, never the temporary file (which is gone by the time the message is read)."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+import lstmconv
+from lstmconv.errors import RefusedConversionError, VerificationError
+from lstmconv.writing import write_atomically
+from tests.conftest import DATA
+
+SOURCE = DATA / "keras2" / "stacked_lstm.h5"
+
+
+def _fail_check(error_for_path):  # type: ignore[no-untyped-def]
+    def check(path: Path, *companions: Path) -> None:
+        raise error_for_path(path)
+
+    return check
+
+
+def test_an_error_naming_the_temporary_file_names_the_destination(tmp_path: Path) -> None:
+    destination = tmp_path / "m.safetensors"
+
+    def error(path: Path) -> VerificationError:
+        return VerificationError(f"cannot parse {path}", file=path, tensor="w", hint=f"look at {path}")
+
+    with pytest.raises(VerificationError) as caught:
+        write_atomically(destination, lambda path: path.write_bytes(b"x"), _fail_check(error))
+    assert caught.value.file == str(destination)
+    assert str(caught.value) == f"{destination}: tensor 'w': cannot parse {destination}. look at {destination}"
+    assert caught.value.tensor == "w"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refusals_inside_an_error_are_renamed_too(tmp_path: Path) -> None:
+    destination = tmp_path / "m.onnx"
+
+    def error(path: Path) -> RefusedConversionError:
+        return RefusedConversionError("refused", file=path, refusals=[VerificationError("bad", file=path)])
+
+    with pytest.raises(RefusedConversionError) as caught:
+        write_atomically(destination, lambda path: path.write_bytes(b"x"), _fail_check(error))
+    assert [refusal.file for refusal in caught.value.refusals] == [str(destination)]
+    assert ".tmp" not in str(caught.value)
+
+
+def test_an_os_error_on_the_temporary_file_names_the_destination(tmp_path: Path) -> None:
+    destination = tmp_path / "m.onnx"
+
+    def disk_full(path: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with pytest.raises(OSError) as caught:
+        write_atomically(destination, disk_full, lambda path: None)
+    assert caught.value.filename == str(destination)
+    assert str(caught.value) == f"[Errno {errno.ENOSPC}] No space left on device: '{destination}'"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_original_error_keeps_its_cause(tmp_path: Path) -> None:
+    cause = ValueError("underlying")
+
+    def check(path: Path) -> None:
+        raise VerificationError("bad", file=path) from cause
+
+    with pytest.raises(VerificationError) as caught:
+        write_atomically(tmp_path / "m.onnx", lambda path: path.write_bytes(b"x"), check)
+    assert caught.value.__cause__ is cause
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("m.safetensors", {"to": "torch"}),
+        ("m.onnx", {"to": "onnx"}),
+        ("m.onnx", {"to": "onnx", "external_data": True}),
+        ("m.safetensors", {"to": "canonical"}),
+    ],
+    ids=["torch", "onnx", "onnx-external-data", "canonical"],
+)
+def test_a_failed_read_back_names_the_output(
+    name: str, options: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every streamed tensor is read back as written; when one is not, the message names the destination (or
+    its data file), as the real conversion would leave it."""
+    from lstmconv.formats import checked_file
+
+    monkeypatch.setattr(checked_file, "_same_bytes", lambda on_disk, written: False)
+    destination = tmp_path / name
+    with pytest.raises(VerificationError, match="read back differ") as caught:
+        lstmconv.convert(SOURCE, destination, **options)  # type: ignore[arg-type]
+    named = {str(destination), str(destination) + ".data"}
+    assert caught.value.file in named
+    assert ".tmp" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
