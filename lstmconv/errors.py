@@ -73,14 +73,12 @@ class LstmconvError(Exception):
         """Return the same error with file/layer filled in where they were unknown."""
         if (file is None or self.file) and (layer is None or self.layer):
             return self
-        clone = type(self).__new__(type(self))
-        clone.__dict__.update(self.__dict__)
+        changes: dict[str, Any] = {}
         if file is not None and not self.file:
-            clone.file = str(file)
+            changes["file"] = str(file)
         if layer is not None and not self.layer:
-            clone.layer = layer
-        Exception.__init__(clone, clone._render())
-        return clone
+            changes["layer"] = layer
+        return self._replaced(changes)
 
     def with_files_renamed(self, renames: Mapping[str, str]) -> LstmconvError:
         """Return the same error with every path in ``renames`` replaced by its new name, in the file and in the
@@ -97,13 +95,16 @@ class LstmconvError(Exception):
                 text = text.replace(old, new)
             return text
 
+        changes = {"file": renamed(self.file), "message": renamed(self.message), "hint": renamed(self.hint)}
+        if isinstance(self, RefusedConversionError):
+            changes["refusals"] = [refusal.with_files_renamed(renames) for refusal in self.refusals]
+        return self._replaced(changes)
+
+    def _replaced(self, changes: dict[str, Any]) -> LstmconvError:
+        """A copy of this error (same type, same fields) with ``changes``, its message rendered again."""
         clone = type(self).__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        clone.file = renamed(self.file)
-        clone.message = renamed(self.message) or ""
-        clone.hint = renamed(self.hint)
-        if isinstance(self, RefusedConversionError):
-            clone.refusals = [refusal.with_files_renamed(renames) for refusal in self.refusals]
+        clone.__dict__.update(changes)
         Exception.__init__(clone, clone._render())
         return clone
 
