@@ -100,7 +100,7 @@ def write_onnx(
 
     def open_stream(path: Path, data_path: Path | None = None) -> OnnxStream:
         location = data_destination.name if data_destination is not None else ""
-        opened.append(OnnxStream(path, data_path, location=location, destination=destination))
+        opened.append(OnnxStream(path, data_path, location=location))
         return opened[-1]
 
     def check(path: Path, data_path: Path | None = None) -> None:

@@ -56,15 +56,12 @@ def external_data_path(model: Path) -> Path:
 class OnnxStream:
     """Append initializers to ``path``; :meth:`finish` writes the rest of the model after them. With
     ``data_path``, their bytes go there instead, as external data the model finds under the name ``location``
-    (the data file's final name, relative to the model's folder). Errors name ``destination`` (the file
-    ``path`` becomes once renamed into place), or ``path``."""
+    (the data file's final name, relative to the model's folder). Errors name ``path``: when it is a temporary
+    file, :func:`lstmconv.writing.write_atomically` renames it to the destination in the message."""
 
-    def __init__(
-        self, path: Path, data_path: Path | None = None, *, location: str = "", destination: Path | None = None
-    ) -> None:
+    def __init__(self, path: Path, data_path: Path | None = None, *, location: str = "") -> None:
         if (data_path is None) != (not location):
             raise ValueError("external data needs both a data file and its location")
-        self.destination = destination or path
         self.file = CheckedFile(path)
         self.data = CheckedFile(data_path) if data_path is not None else None
         self.location = location
@@ -128,8 +125,8 @@ class OnnxStream:
             raise UnsupportedFeatureError(
                 f"the model does not fit in one .onnx file: protobuf caps a model at 2 GiB and {what} would end at "
                 f"{(self.file.position + size) / 2**30:.2f} GiB",
-                file=self.destination,
-                hint=f"pass --external-data to write the weights to {external_data_path(self.destination).name} "
+                file=self.file.path,
+                hint=f"pass --external-data to write the weights to {external_data_path(self.file.path)} "
                 "beside the model, or convert to torch or canonical .safetensors (no size limit)",
             )
 
