@@ -70,6 +70,19 @@ def measure(run: Run, env: dict[str, str] | None = None, settle: float = 0.0) ->
     and 1.8-2.3 s eight seconds later. Without settling, a command that touches its memory early (the floor reads
     everything, then writes everything) is served the memory just freed; one that streams is not.
     """
+    start_clean(run, settle)
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M", *run.command], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{run.command} failed: {done.stderr[-2000:]}")
+    wall, rss = done.stderr.strip().splitlines()[-1].split()
+    return {"seconds": float(wall), "peak_rss_mib": int(rss) / 1024}
+
+
+def start_clean(run: Run, settle: float) -> None:
+    """The disk state every run starts from (see :func:`measure`): ``run``'s outputs deleted, nothing waiting to
+    be written back, ``settle`` seconds passed, its source read into the page cache."""
     for output in (run.output, run.companion):
         if output is not None:
             output.unlink(missing_ok=True)
@@ -79,13 +92,6 @@ def measure(run: Run, env: dict[str, str] | None = None, settle: float = 0.0) ->
         with run.source.open("rb") as handle:
             while handle.read(16 << 20):
                 pass
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%e %M", *run.command], capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{run.command} failed: {done.stderr[-2000:]}")
-    wall, rss = done.stderr.strip().splitlines()[-1].split()
-    return {"seconds": float(wall), "peak_rss_mib": int(rss) / 1024}
 
 
 def interleaved(

@@ -5,9 +5,9 @@
 Each run is a new process that runs ``lstmconv convert SOURCE DEST --to ... --force`` in-process, with
 timestamps added around lstmconv's layer pipeline (``layer_writing.run_ahead``), the rename into place
 (``layer_writing.write_atomically``) and the report (``cli._print_report``). It is a diagnostic tied to those
-internal names, not a benchmark of the whole command: ``bench.py`` measures that. Before each run, as
-``bench.py`` does, DEST (and its ONNX data file) is deleted, nothing is left to write back, ``--settle``
-seconds pass and SOURCE is read into the page cache.
+internal names, not a benchmark of the whole command: ``bench.py`` measures that. Each run starts from
+``bench.py``'s disk state (``bench.start_clean``: DEST and its ONNX data file deleted, nothing left to write
+back, ``--settle`` seconds passed, SOURCE in the page cache).
 
 Phases, in milliseconds: ``start-up`` (from the script's first line to the pipeline's start: imports,
 parsing, vetting the source), ``fill`` (the first layer read, converted and source-checked, with nothing yet
@@ -23,7 +23,6 @@ STARTED = time.perf_counter()
 
 import argparse  # noqa: E402 - after the clock starts
 import json  # noqa: E402
-import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -85,22 +84,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait before each run (bench.py --settle)")
     args, convert_options = parser.parse_known_args()
-    # as bench.py does: an installed package's modules are compiled; an editable install under
-    # PYTHONDONTWRITEBYTECODE would compile them on every run
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parents[1] / "lstmconv")], check=True)
+    import bench  # beside this script
+
+    bench.byte_compile()
+    disk_state = bench.Run([], args.source, args.destination, args.destination.with_name(args.destination.name + ".data"))
     runs = []
     for _ in range(args.runs):
-        for output in (args.destination, args.destination.with_name(args.destination.name + ".data")):
-            output.unlink(missing_ok=True)
-        os.sync()
-        time.sleep(args.settle)
-        with args.source.open("rb") as handle:
-            while handle.read(16 << 20):
-                pass
+        bench.start_clean(disk_state, args.settle)
         command = [sys.executable, __file__, "--child", str(args.source), str(args.destination), *convert_options]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         runs.append(phases(json.loads(done.stdout.strip().splitlines()[-1])))
-    medians = {phase: statistics.median(run[phase] for run in runs) for phase in PHASES}
+    medians = {phase: round(statistics.median(run[phase] for run in runs), 1) for phase in PHASES}
     print(json.dumps({"medians_ms": medians, "runs_ms": runs}, indent=2))
 
 
