@@ -29,7 +29,7 @@ from lstmconv.torch_saving import (
     torch_refusal,
     torch_refusals_error,
 )
-from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
+from lstmconv.writing import KERAS_SUFFIXES, check_suffix, refuse_overwriting_source, write_atomically
 
 __all__ = [
     "TARGETS",
@@ -111,6 +111,9 @@ def convert(
     if to not in TARGETS:
         raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
     # The destination is checked before anything is read, so a wrong name fails at once.
+    data_file = destination.with_name(destination.name + ".data") if external_data else None
+    module_file = Path(emit_module) if emit_module is not None else None
+    refuse_overwriting_source((source, config), (destination, data_file, module_file))
     suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
     check_suffix(destination, suffixes[to], force)
     # sources streams() accepts, to any target but .pt and --emit-module: read, converted, written layer by layer
@@ -161,6 +164,7 @@ def save_torch(
 
     destination = Path(destination)
     check_torch_destination(destination, force)
+    refuse_overwriting_source((loaded.source,), (destination, Path(emit_module) if emit_module is not None else None))
     if destination.suffix == ".safetensors" and emit_module is None:  # the layer-by-layer writer, as for files
         return write_to("torch", loaded_layers(loaded), destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     module_path = Path(emit_module) if emit_module is not None else None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lstmconv.errors import InputFormatError, LstmconvError, OutputExistsError
 
-__all__ = ["KERAS_SUFFIXES", "check_suffix", "check_destination", "write_atomically"]
+__all__ = ["KERAS_SUFFIXES", "check_suffix", "check_destination", "refuse_overwriting_source", "write_atomically"]
 
 KERAS_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
@@ -35,6 +35,26 @@ def check_destination(destination: Path, force: bool) -> None:
         raise OutputExistsError("destination is a directory", file=destination)
     if not destination.parent.exists():
         raise InputFormatError("destination folder does not exist", file=destination.parent)
+
+
+def refuse_overwriting_source(sources: Sequence[str | Path | None], outputs: Sequence[Path | None]) -> None:
+    """Refuse to write an output over one of the inputs: the same path, another spelling of it, a hard link or a
+    symbolic link to it. ``--force`` does not change this: replacing the source loses what the conversion did not
+    carry over (the rest of an ONNX graph, a Keras config), and a failed check would leave nothing at all."""
+    for output in outputs:
+        if output is None or not os.path.exists(output):
+            continue
+        for source in sources:
+            if source is None or not os.path.exists(source):
+                continue
+            if os.path.samefile(output, source) or os.path.abspath(output) == os.path.abspath(source):
+                raise OutputExistsError(
+                    "the destination is the source file itself (the same file under this name)",
+                    file=output,
+                    expected="a new file or a different existing one",
+                    actual=f"the same file as {source}",
+                    hint="write to another file name; --force does not replace the file being read",
+                )
 
 
 def write_atomically(
