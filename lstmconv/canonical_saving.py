@@ -31,7 +31,7 @@ def write_canonical_layers(
     """Write ``layers`` as a canonical ``.safetensors``. ``known_finite``: non-finite weights were refused already."""
     source = layers.source
     destination = Path(destination)
-    check_suffix(destination, (".safetensors",), force)
+    check_suffix(destination, "canonical", force)
     described: list[Layer] = []  # filled by the planning thread; read once it has finished
 
     def planned() -> Iterator[PlannedLayer]:

@@ -19,6 +19,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from lstmconv.registry import TARGET_NAMES
+
 __all__ = ["app", "console_script", "main"]
 
 app = typer.Typer(
@@ -30,13 +32,8 @@ app = typer.Typer(
 )
 
 
-class Target(str, Enum):
-    """Frameworks ``convert --to`` accepts."""
-
-    torch = "torch"
-    keras = "keras"
-    onnx = "onnx"
-    canonical = "canonical"
+# ``convert --to`` choices: the registry's targets.
+Target = Enum("Target", {name: name for name in TARGET_NAMES}, type=str)  # type: ignore[misc]
 
 
 class Source(str, Enum):
@@ -90,7 +87,10 @@ def _run(action: Any) -> Any:
 def convert(
     src: Annotated[Path, typer.Argument(help="Source file (Keras .h5/.hdf5/.keras/.weights.h5, ONNX .onnx).")],
     dst: Annotated[Path, typer.Argument(help="Destination file; its extension picks the format.")],
-    to: Annotated[Target, typer.Option("--to", help="Target framework.")] = Target.torch,
+    to: Annotated[
+        Target | None,
+        typer.Option("--to", help="Target framework (default: the one DST's suffix names; .safetensors is torch's)."),
+    ] = None,
     source_format: Annotated[
         Source | None, typer.Option("--from", help="Source format (detected from the file by default).")
     ] = None,
@@ -126,7 +126,7 @@ def convert(
         lambda: run_convert(
             src,
             dst,
-            to=to.value,
+            to=to.value if to is not None else None,
             config=config,
             source_format=source_format.value if source_format else None,
             verify=verify,

@@ -15,7 +15,7 @@ from lstmconv.errors import (
     UnsupportedFeatureError,
     VerificationError,
 )
-from lstmconv.formats.torch_files import TORCH_SUFFIXES, read_torch_file, write_torch_file
+from lstmconv.formats.torch_files import read_torch_file, write_torch_file
 from lstmconv.loading import LoadedModel, load_file, loaded_layers
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport
@@ -29,10 +29,10 @@ from lstmconv.torch_saving import (
     torch_refusal,
     torch_refusals_error,
 )
-from lstmconv.writing import KERAS_SUFFIXES, check_suffix, refuse_overwriting_source, write_atomically
+from lstmconv.registry import target_for_destination, target_named
+from lstmconv.writing import check_named, check_suffix, refuse_overwriting_source, write_atomically
 
 __all__ = [
-    "TARGETS",
     "LayerReport",  # from lstmconv.reporting
     "ConversionReport",
     "convert",
@@ -42,9 +42,6 @@ __all__ = [
     "save_keras",
     "to_torch_state_dict",
 ]
-
-TARGETS = ("torch", "keras", "onnx", "canonical")
-
 
 def to_torch_state_dict(loaded: LoadedModel, *, skip_unsupported: bool = False) -> dict[str, np.ndarray]:
     """``{"<layer>.<torch parameter>": array}`` for every layer (see :func:`_plan_torch` for refusals)."""
@@ -83,7 +80,7 @@ def convert(
     source: str | Path,
     destination: str | Path,
     *,
-    to: str = "torch",
+    to: str | None = None,
     config: str | Path | None = None,
     source_format: str | None = None,
     verify: bool = True,
@@ -96,26 +93,33 @@ def convert(
 ) -> ConversionReport:
     """Convert ``source`` into ``destination`` for framework ``to``, checked numerically (see module doc).
 
+    ``to`` defaults to the target ``destination``'s suffix names (:mod:`lstmconv.registry`): ``.onnx``,
+    ``.keras``/``.weights.h5``/``.h5``, ``.safetensors``/``.pt``/``.pth`` (torch), ``.lstmconv.safetensors``.
+
     ``per_layer`` (ONNX only) writes every layer as its own subgraph even when the source's wiring is known.
     ``external_data`` (ONNX only) writes the weights to ``<destination>.data`` beside the model (ONNX external
     data; a model of more than 2 GiB needs it).
     ``emit_module`` (torch only) writes a PyTorch module file for the layers torch.nn cannot compute.
     """
+    destination = Path(destination)
+    spec = target_named(to) if to is not None else target_for_destination(destination)
+    assert spec is not None
+    to = spec.name
     if emit_module is not None and to != "torch":
-        raise UnsupportedFeatureError("--emit-module applies to --to torch only")
+        raise UnsupportedFeatureError(
+            "--emit-module applies to --to torch only (emit_module=... with to='torch')",
+            hint=f"the {to} target computes these layers itself or refuses them: leave it out",
+        )
     if external_data and to != "onnx":
         raise UnsupportedFeatureError(
-            "--external-data applies to --to onnx only", hint=f"the {to} target has no size limit: leave it out"
+            "--external-data applies to --to onnx only (external_data=True with to='onnx')",
+            hint=f"the {to} target has no size limit: leave it out",
         )
-    destination = Path(destination)
-    if to not in TARGETS:
-        raise UnsupportedFeatureError(f"unknown target {to!r}", hint=f"choose one of {', '.join(TARGETS)}")
     # The destination is checked before anything is read, so a wrong name fails at once.
     data_file = destination.with_name(destination.name + ".data") if external_data else None
     module_file = Path(emit_module) if emit_module is not None else None
     refuse_overwriting_source((source, config), (destination, data_file, module_file))
-    suffixes = {"onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES, "torch": TORCH_SUFFIXES}
-    check_suffix(destination, suffixes[to], force)
+    check_suffix(destination, to, force)
     # sources streams() accepts, to any target but .pt and --emit-module: read, converted, written layer by layer
     to_safetensors = to == "torch" and destination.suffix == ".safetensors" and emit_module is None
     streamed_target = to_safetensors or to in ("onnx", "canonical", "keras")
@@ -169,7 +173,7 @@ def save_torch(
         return write_to("torch", loaded_layers(loaded), destination, verify=verify, force=force, skip_unsupported=skip_unsupported)
     module_path = Path(emit_module) if emit_module is not None else None
     if module_path is not None:
-        check_suffix(module_path, (".py",), force)
+        check_named(module_path, (".py",), "the --emit-module file", force)
     source = loaded.source
     custom: list[RecurrentLayer] = []
     tensors, per_layer, refused = _plan_torch(
@@ -192,7 +196,7 @@ def save_torch(
                 raise UnsupportedFeatureError(
                     "checking the emitted module means running it, which needs PyTorch",
                     layer=layer.name,
-                    hint="pip install torch, or pass --no-verify",
+                    hint="pip install torch, or pass --no-verify (verify=False)",
                 ) from None
         elif isinstance(layer, (RecurrentLayer, DenseLayer)):
             target = torch_layer_function(layer, per_layer[layer.name])

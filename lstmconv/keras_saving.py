@@ -25,7 +25,7 @@ from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.run_ahead import one_blas_thread_for, run_ahead
 from lstmconv.schema import Layer
 from lstmconv.targets.keras import KerasLayerPlan, plan_keras_layer
-from lstmconv.writing import KERAS_SUFFIXES, check_suffix, write_atomically
+from lstmconv.writing import check_suffix, write_atomically
 
 __all__ = ["write_keras"]
 
@@ -46,7 +46,7 @@ def write_keras(
     refused already."""
     source, skipped, wiring = layers.source, layers.skipped, layers.wiring  # skipped grows while the layers are read
     destination = Path(destination)
-    check_suffix(destination, KERAS_SUFFIXES, force)
+    check_suffix(destination, "keras", force)
     archive = destination.suffix == ".keras"
     keras3 = archive or destination.name.endswith(".weights.h5")
     major = 3 if keras3 else 2
@@ -104,7 +104,7 @@ def write_keras(
             refuse_without_recurrent(seen, skipped, source)  # as load_file does, whatever the target refuses
             if refused and (archive or not skip_unsupported):
                 refusals = [
-                    UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported to convert the other layers")
+                    UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported (skip_unsupported=True) to convert the other layers")
                     for name, reason in refused
                 ]
                 raise RefusedConversionError(

@@ -125,7 +125,7 @@ def detect_format(path: Path) -> str:
     raise InputFormatError(
         "unrecognised file: not HDF5 (Keras .h5), a Keras 3 .keras archive, a torch file or an ONNX model",
         file=path,
-        hint="pass --from to say what it is",
+        hint="pass --from (source_format=...) to say what it is",
     )
 
 
@@ -257,7 +257,7 @@ def refuse_nonfinite_layer(layer: Layer, source: str) -> None:
         file=source,
         layer=layer_name,
         tensor=tensor,
-        hint="pass --allow-nonfinite to convert them anyway (the numeric check is then skipped for this layer)",
+        hint="pass --allow-nonfinite (allow_nonfinite=True) to convert them anyway (the numeric check is then skipped for this layer)",
     )
 
 

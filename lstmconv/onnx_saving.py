@@ -49,7 +49,7 @@ def write_onnx(
 
     source, skipped, wiring = layers.source, layers.skipped, layers.wiring  # skipped grows while the layers are read
     destination = Path(destination)
-    check_suffix(destination, (".onnx",), force)
+    check_suffix(destination, "onnx", force)
     data_destination = external_data_path(destination) if external_data else None
     if data_destination is not None:
         check_destination(data_destination, force)
@@ -58,7 +58,7 @@ def write_onnx(
     # filled by the background thread of ``planned``; read here only once it has finished
     refusals: list[LstmconvError] = []
     if whole and wiring is not None:
-        hint = "pass --per-layer to convert layer by layer"
+        hint = "pass --per-layer (per_layer=True) to convert layer by layer"
         refusals += [UnsupportedFeatureError(reason, hint=hint) for reason in wiring.unsupported]
     seen: list[Layer] = []  # descriptions of every layer read
     written: list[str] = []
@@ -68,7 +68,7 @@ def write_onnx(
         for layer, reference in layers.layers:
             seen.append(layer.meta())
             if reasons := onnx_refusals(layer):
-                hint = "pass --skip-unsupported with --per-layer to convert the other layers"
+                hint = "pass --skip-unsupported with --per-layer (skip_unsupported=True, per_layer=True) to convert the other layers"
                 refusals.append(UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint=hint))
                 continue
             if refusals and (whole or not skip_unsupported):

@@ -40,7 +40,7 @@ from lstmconv.reporting import ConversionReport
 from lstmconv.schema import Layer
 from lstmconv.layer_writing import header_reserve
 from lstmconv.torch_saving import write_torch
-from lstmconv.writing import KERAS_SUFFIXES, check_suffix, refuse_overwriting_source
+from lstmconv.writing import check_suffix, refuse_overwriting_source
 
 __all__ = ["stream_to", "write_to", "describe_file", "open_layers", "streams"]
 
@@ -154,9 +154,6 @@ def describe_file(
     return described, opened.skipped
 
 
-_SUFFIXES = {"torch": (".safetensors",), "onnx": (".onnx",), "canonical": (".safetensors",), "keras": KERAS_SUFFIXES}
-
-
 def stream_to(
     to: str,
     source: str | Path,
@@ -173,7 +170,7 @@ def stream_to(
 ) -> ConversionReport:
     """Convert a file read layer by layer (see :func:`streams`) to target ``to`` (:func:`write_to`)."""
     source, destination = Path(source), Path(destination)
-    check_suffix(destination, _SUFFIXES[to], force)  # before anything is read
+    check_suffix(destination, to, force)  # before anything is read
     # buffers.recycling(): each layer's arrays reuse the memory of a layer already written (see lstmconv.buffers)
     with buffers.recycling(), open_layers(
         source,

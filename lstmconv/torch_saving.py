@@ -20,7 +20,7 @@ import numpy as np
 from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
 from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError
-from lstmconv.formats.torch_files import METADATA_KEY, TORCH_SUFFIXES
+from lstmconv.formats.torch_files import METADATA_KEY
 from lstmconv.loading import LayerSource, refuse_without_recurrent
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_safetensors
@@ -43,8 +43,8 @@ def torch_refusal(layer: str, reasons: list[str]) -> UnsupportedFeatureError:
     return UnsupportedFeatureError(
         "; ".join(reasons),
         layer=layer,
-        hint="pass --emit-module layers.py to get a small PyTorch module that computes it, "
-        "--to onnx (exact for these cells), or --skip-unsupported to convert the other layers",
+        hint="pass --emit-module layers.py (emit_module='layers.py') to get a small PyTorch module that computes it, "
+        "--to onnx (exact for these cells), or --skip-unsupported (skip_unsupported=True) to convert the other layers",
     )
 
 
@@ -88,7 +88,7 @@ def torch_metadata(
 
 
 def check_torch_destination(destination: Path, force: bool) -> None:
-    check_suffix(destination, TORCH_SUFFIXES, force)
+    check_suffix(destination, "torch", force)
 
 
 def write_torch(

@@ -12,25 +12,42 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lstmconv.errors import InputFormatError, LstmconvError, OutputExistsError
+from lstmconv.registry import suffix_of, target_for_destination, target_named
 
-__all__ = ["KERAS_SUFFIXES", "check_suffix", "check_destination", "refuse_overwriting_source", "write_atomically"]
-
-KERAS_SUFFIXES = (".weights.h5", ".h5", ".keras")
+__all__ = ["check_suffix", "check_named", "check_destination", "refuse_overwriting_source", "write_atomically"]
 
 
-def check_suffix(destination: Path, suffixes: tuple[str, ...], force: bool) -> None:
+def check_suffix(destination: Path, target: str, force: bool) -> None:
+    """Check that ``target`` writes files named like ``destination`` (the registry's suffixes), then
+    :func:`check_destination`. A suffix of another target is named as the other way out."""
+    spec = target_named(target)
+    if suffix_of(destination, spec) is None:
+        fixes = f"name the output e.g. {destination.with_suffix(spec.suffixes[0]).name}"
+        other = target_for_destination(destination, required=False)
+        if other is not None:
+            fixes += f", or pass --to {other.name} (to={other.name!r}) to write {other.writes}"
+        raise InputFormatError(
+            f"the {spec.name} target writes {', '.join(spec.suffixes)} files, not '{destination.suffix or 'no suffix'}'",
+            file=destination,
+            hint=fixes,
+        )
+    check_destination(destination, force)
+
+
+def check_named(destination: Path, suffixes: tuple[str, ...], what: str, force: bool) -> None:
+    """Check that ``destination`` (a companion output such as ``--emit-module``'s) ends with one of ``suffixes``."""
     if not destination.name.endswith(suffixes):
         raise InputFormatError(
-            f"this target writes {', '.join(suffixes)} files, not '{destination.suffix or 'no suffix'}'",
+            f"{what} is a {', '.join(suffixes)} file, not '{destination.suffix or 'no suffix'}'",
             file=destination,
-            hint=f"name the output e.g. {destination.with_suffix(suffixes[0]).name}",
+            hint=f"name it e.g. {destination.with_suffix(suffixes[0]).name}",
         )
     check_destination(destination, force)
 
 
 def check_destination(destination: Path, force: bool) -> None:
     if destination.exists() and not force:
-        raise OutputExistsError("destination exists", file=destination, hint="pass --force to overwrite it")
+        raise OutputExistsError("destination exists", file=destination, hint="pass --force (force=True) to overwrite it")
     if destination.is_dir():
         raise OutputExistsError("destination is a directory", file=destination)
     if not destination.parent.exists():

@@ -61,3 +61,52 @@ def test_library_save_refuses_the_file_it_was_loaded_from(tmp_path: Path) -> Non
     with pytest.raises(lstmconv.errors.OutputExistsError, match="source file itself"):
         lstmconv.save_keras(loaded, original, force=True)
     assert original.read_bytes() == SINE.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "key"),
+    [
+        ("out.onnx", "onnx", None),
+        ("out.keras", "keras", None),
+        ("out.weights.h5", "keras", None),
+        ("out.h5", "keras", None),
+        ("out.safetensors", "torch", "lstm.weight_ih_l0"),
+        ("out.pt", "torch", None),
+        ("out.lstmconv.safetensors", "canonical", None),
+    ],
+)
+def test_the_target_comes_from_the_destination_suffix(tmp_path: Path, name: str, target: str, key: str | None) -> None:
+    out = tmp_path / name
+    result = _run("convert", SINE, out)
+    assert result.exit_code == 0, result.output
+    assert f"({target}" in result.output and out.exists()
+    if key is not None:
+        from safetensors.numpy import load_file
+
+        assert key in load_file(out)
+
+
+def test_an_unknown_suffix_asks_for_to_and_names_the_suffixes(tmp_path: Path) -> None:
+    result = _run("convert", SINE, tmp_path / "out.bin")
+    assert result.exit_code == 2 and "--to" in result.output and ".onnx" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_suffix_of_another_target_names_both_fixes(tmp_path: Path) -> None:
+    result = _run("convert", SINE, tmp_path / "out.onnx", "--to", "torch")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "out.safetensors" in text and "--to onnx" in text, text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_raised_to_python_callers_name_the_keyword(tmp_path: Path) -> None:
+    import lstmconv
+
+    out = tmp_path / "sine.onnx"
+    out.write_bytes(b"keep")
+    with pytest.raises(lstmconv.errors.OutputExistsError, match=r"force=True"):
+        lstmconv.convert(SINE, out)
+    with pytest.raises(lstmconv.LstmconvError, match=r"skip_unsupported=True"):
+        lstmconv.convert(DATA / "keras2" / "char_lstm_sigmoid.h5", tmp_path / "c.safetensors")
+    assert out.read_bytes() == b"keep"

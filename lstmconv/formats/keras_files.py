@@ -343,7 +343,7 @@ def _keras3_entries(handle: h5py.File, model: dict[str, Any] | None, info: Keras
             entry = _keras3_entry(handle, f"layers/{key}", name or key, cls, None, info)
             entry.notes.append(
                 "layer class from its path in the weights file; config not in the file "
-                "(return_sequences/go_backwards unknown; pass --config to state them)"
+                "(return_sequences/go_backwards unknown; pass --config (config=...) to state them)"
             )
             entries.append(entry)
         return entries

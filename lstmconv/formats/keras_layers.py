@@ -370,7 +370,7 @@ def _cell_activations(
             stated = _default_gate_activation(info)
             inferred.append(
                 f"recurrent_activation={stated} (default of Keras {info.keras_version or '1.x'}; "
-                "not stated in the file; pass --config to state it)"
+                "not stated in the file; pass --config (config=...) to state it)"
             )
         gate = keras_activation(stated, info.major, layer=name)
     return CellActivations(gate=gate, candidate=candidate, cell_output=candidate if kind == "lstm" else None)

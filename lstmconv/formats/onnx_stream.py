@@ -126,7 +126,7 @@ class OnnxStream:
                 f"the model does not fit in one .onnx file: protobuf caps a model at 2 GiB and {what} would end at "
                 f"{(self.file.position + size) / 2**30:.2f} GiB",
                 file=self.file.path,
-                hint=f"pass --external-data to write the weights to {external_data_path(self.file.path)} "
+                hint=f"pass --external-data (external_data=True) to write the weights to {external_data_path(self.file.path)} "
                 "beside the model, or convert to torch or canonical .safetensors (no size limit)",
             )
 
