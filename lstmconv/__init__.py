@@ -3,9 +3,11 @@
 Library use::
 
     import lstmconv
-    report = lstmconv.convert("model.h5", "weights.safetensors", to="torch")
+    report = lstmconv.convert("model.h5", "weights.safetensors")   # target from the suffix (torch)
     loaded = lstmconv.load("model.h5")                    # canonical form + source references
-    state = lstmconv.to_torch_state_dict(loaded)[0]       # {"lstm_1.weight_ih_l0": ndarray, ...}
+    state = lstmconv.to_torch_state_dict(loaded)          # {"lstm_1.weight_ih_l0": ndarray, ...}
+    outcome = lstmconv.verify("model.h5", "weights.safetensors")  # outcome.same, outcome.layers
+    found = lstmconv.inspect("model.h5")                  # found.layers, found.left_out, found.refusals
 
 Importing this package imports no framework (torch, keras, tensorflow, onnxruntime); submodules are
 loaded on first use.
@@ -18,6 +20,8 @@ from typing import Any
 
 __all__ = [
     "convert",
+    "verify",
+    "inspect",
     "load",
     "load_keras_weights",
     "load_state_dict",
@@ -34,6 +38,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "convert": ("lstmconv.conversion", "convert"),
+    "verify": ("lstmconv.verify_files", "verify"),
+    "inspect": ("lstmconv.inspection", "inspect"),
     "load": ("lstmconv.loading", "load_file"),
     "load_keras_weights": ("lstmconv.loading", "load_keras_weights"),
     "load_state_dict": ("lstmconv.loading", "load_state_dict"),

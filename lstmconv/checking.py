@@ -1,6 +1,6 @@
 """Run the numeric check of one converted layer and turn its outcome into a report row or an error.
 
-The check itself (inputs, tolerances, differences) is :mod:`lstmconv.verify`; this module decides whether a
+The check itself (inputs, tolerances, differences) is :mod:`lstmconv.numeric_check`; this module decides whether a
 layer is checked at all (``--no-verify``, no reference for the source, non-finite weights allowed by
 ``--allow-nonfinite``) and raises :class:`VerificationError` on a mismatch. It runs in two halves so that a
 streaming conversion can compute the source side while the source arrays are in memory and the target side
@@ -15,7 +15,7 @@ from lstmconv.errors import VerificationError
 from lstmconv.loading import LoadedModel, nonfinite_tensor
 from lstmconv.reference.common import LayerOutput, ReferenceFn
 from lstmconv.schema import DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
-from lstmconv.verify import difference_from, source_output, tolerance
+from lstmconv.numeric_check import difference_from, source_output, tolerance
 
 __all__ = ["CheckOutcome", "SourceSide", "check_conversion", "check_source_side"]
 

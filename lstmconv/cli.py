@@ -47,10 +47,17 @@ class Source(str, Enum):
 
 def _console(*, stderr: bool = False) -> Any:
     """A rich console that prints text as given: file and layer names are the user's, so ``[best]`` in one is not
-    markup and ``:smile:`` not an emoji (both were, and ``[/x]`` in a path crashed the report)."""
+    markup and ``:smile:`` not an emoji. Where the output is not a terminal (a CI log, a pipe, a file) there is no
+    width to fit: tables are printed whole rather than cut at rich's default of 80 columns."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    width = None if terminal or os.environ.get("COLUMNS") else _UNBOUNDED_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False, width=width)
+
+
+_UNBOUNDED_WIDTH = 10_000  # wider than any report line; rich pads nothing (tables do not expand)
 
 
 def _styled(style: str, label: str, text: str = "") -> Any:
@@ -81,6 +88,23 @@ def _run(action: Any) -> Any:
         if os.environ.get("LSTMCONV_DEBUG"):
             raise
         _fail(RuntimeError(f"unexpected {type(error).__name__}: {error} (set LSTMCONV_DEBUG=1 for a traceback)"))
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from lstmconv import __version__
+
+        print(f"lstmconv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Convert trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch and ONNX, checked numerically."""
 
 
 @app.command()
@@ -118,6 +142,7 @@ def convert(
     allow_nonfinite: Annotated[
         bool, typer.Option("--allow-nonfinite", help="Convert weights holding NaN or Inf instead of refusing them.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Convert SRC into DST for framework --to, after checking that both compute the same function."""
     from lstmconv.conversion import convert as run_convert
@@ -138,6 +163,9 @@ def convert(
             allow_nonfinite=allow_nonfinite,
         )
     )
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
     _print_report(report)
 
 
@@ -174,16 +202,15 @@ def inspect(
     config: Annotated[Path | None, typer.Option("--config", help="Architecture JSON for weights-only files.")] = None,
     source_format: Annotated[Source | None, typer.Option("--from", help="Source format.")] = None,
 ) -> None:
-    """List the layers lstmconv finds in SRC, without converting."""
+    """List SRC's layers, what is left out and what each target would refuse, without converting."""
+    from lstmconv.inspection import inspect as run_inspect
     from lstmconv.reporting import describe
-    from lstmconv.streaming import describe_file
 
-    described, skipped = _run(
-        lambda: describe_file(src, config=config, source_format=source_format.value if source_format else None)
+    found = _run(
+        lambda: run_inspect(src, config=config, source_format=source_format.value if source_format else None)
     )
     if as_json:
-        layers = [layer.model_dump(mode="json") for layer in described]
-        print(json.dumps({"file": str(src), "layers": layers, "left_out": list(skipped)}, indent=2))
+        print(json.dumps(found.as_dict(), indent=2))
         return
     from rich.table import Table
 
@@ -191,38 +218,62 @@ def inspect(
     table = Table(title=str(src), title_justify="left")
     for column in ("layer", "kind", "source layout", "version"):
         table.add_column(column)
-    for layer in described:
+    for layer in found.layers:
         table.add_row(layer.name, describe(layer), layer.source.layout, layer.source.version or "-")
     console.print(table)
-    for layer in described:
+    for layer in found.layers:
         for fact in layer.source.inferred:
             console.print(f"  inferred: {layer.name}: {fact}")
-    for item in skipped:
+        for note in layer.source.notes:
+            console.print(f"  note: {layer.name}: {note}")
+    for item in found.left_out:
         console.print(_styled("yellow", "  left out:", f" {item}"))
+    for target, refused in found.refusals.items():
+        for refusal in refused:
+            console.print(_styled("yellow", f"  {target} refuses:", f" {refusal['layer']}: {refusal['reason']}"))
 
 
 @app.command()
 def verify(
-    first: Annotated[Path, typer.Argument(help="A model or weights file.")],
+    first: Annotated[Path, typer.Argument(help="A model or weights file (the source, for --config and --from).")],
     second: Annotated[Path, typer.Argument(help="Another one.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Architecture JSON (model.to_json()) for FIRST when weights-only.")
+    ] = None,
+    source_format: Annotated[Source | None, typer.Option("--from", help="FIRST's format (detected by default).")] = None,
+    common_only: Annotated[
+        bool, typer.Option("--common-only", help="Compare the layers both files hold; layers in one only do not count.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
-    """Do FIRST and SECOND compute the same function, layer by layer? Exit 0 if yes, 1 if not."""
+    """Do FIRST and SECOND compute the same function? Exit 0 only if every layer of both matched."""
+    from lstmconv.verify_files import verify as run_verify
+
+    outcome = _run(
+        lambda: run_verify(
+            first,
+            second,
+            config=config,
+            source_format=source_format.value if source_format else None,
+            common_only=common_only,
+        )
+    )
+    if as_json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+        raise typer.Exit(code=0 if outcome.same else 1)
     from rich.table import Table
 
-    from lstmconv.verify_files import compare_files
-
-    results = _run(lambda: compare_files(first, second))
     console = _console()
     table = Table(title=f"{first} vs {second}", title_justify="left")
     for column in ("layer", "layer", "max error", "same"):
         table.add_column(column)
-    for r in results:
+    for r in outcome.layers:
         error = "-" if r.max_abs_error is None else f"{r.max_abs_error:.2e}"
-        table.add_row(r.left, r.right, error, ("yes" if r.same else "NO") + (f" ({r.note})" if r.note else ""))
+        verdict = "yes" if r.same else ("NO" if r.compared else "not compared")
+        table.add_row(r.left, r.right, error, verdict + (f" ({r.note})" if r.note else ""))
     console.print(table)
-    same = bool(results) and all(r.same for r in results)
-    console.print("same function" if same else "different functions")
-    raise typer.Exit(code=0 if same else 1)
+    console.print("same function" if outcome.same else "different functions, or not everything was compared")
+    raise typer.Exit(code=0 if outcome.same else 1)
 
 
 # Start-up creates a few hundred thousand objects that live until the process ends (numpy, pydantic's

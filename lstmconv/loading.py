@@ -23,6 +23,7 @@ from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
 from lstmconv.reference.common import ReferenceFn
+from lstmconv.reporting import LeftOut
 from lstmconv.schema import CanonicalModel, Layer, SourceInfo, Wiring
 
 if TYPE_CHECKING:
@@ -366,7 +367,7 @@ def iter_torch_layers(
     modules, leftover = find_torch_modules(dict(tensors))
     if not modules:
         raise InputFormatError("no nn.LSTM/GRU/RNN or nn.Linear parameters found", file=path, hint=", ".join(leftover[:8]) or None)
-    yield from (f"{key}: not an nn.LSTM/GRU/RNN/Linear parameter" for key in leftover)
+    yield from (LeftOut(key, "not an nn.LSTM/GRU/RNN/Linear parameter") for key in leftover)
     for module in modules:
         if load is not None:
             module.params = {param: load(key) for param, key in module.keys.items()}
@@ -452,14 +453,35 @@ def _load_onnx(path: Path) -> LoadedModel:
 
 
 def iter_onnx_layers(onnx_file: OnnxFile) -> Iterator[tuple[Layer, ReferenceFn]]:
-    """Build the file's recurrent layers one at a time, each reading only its own weights from the file."""
+    """Build the file's recurrent and Dense layers one at a time, each reading only its own weights from the file."""
+    from lstmconv.activations import Activation
     from lstmconv.adapters.onnx import node_to_canonical
-    from lstmconv.targets.onnx_function import onnx_layer_function
+    from lstmconv.formats.onnx_files import OnnxDenseEntry
+    from lstmconv.schema import DenseLayer
+    from lstmconv.targets.onnx_function import onnx_dense_function, onnx_layer_function
 
-    for entry in onnx_file.nodes:
+    for entry in onnx_file.entries:
         source = SourceInfo(
             framework="onnx", layout=f"onnx-opset{onnx_file.opset}", version=onnx_file.producer or None, notes=entry.notes
         )
+        if isinstance(entry, OnnxDenseEntry):
+            kernel, bias = entry.load()
+            name, alpha, beta = entry.activation
+            activation = Activation(name=name, alpha=alpha, beta=beta)  # type: ignore[arg-type]
+            dense = DenseLayer(
+                name=entry.name,
+                input_size=int(kernel.shape[0]),
+                units=int(kernel.shape[1]),
+                activation=activation,
+                use_bias=bias is not None,
+                dtype=str(kernel.dtype),
+                source=source,
+                weight=kernel.T,
+                bias=bias,
+            )
+            yield dense, onnx_dense_function(activation, kernel, bias)
+            del dense, kernel, bias
+            continue
         node = entry.node
         try:
             layer = node_to_canonical(node, source)
@@ -506,7 +528,7 @@ def iter_keras_layers(
         except UnsupportedFeatureError as error:
             if entry.class_name in RECURRENT_CLASSES and not skip_unsupported:
                 raise
-            yield f"{entry.name} ({entry.class_name or 'no config'}): {error.message}"
+            yield LeftOut(entry.name, error.message, entry.class_name or "no config")
             continue
         if built is not None:
             yield built.layer, built.reference

@@ -22,12 +22,22 @@ from lstmconv.activations import Activation
 __all__ = [
     "OnnxRecurrentNode",
     "ONNX_ACTIVATIONS",
+    "STANDALONE_OPS",
     "ACTIVATION_COUNT",
     "onnx_activation",
     "activation_to_onnx",
     "parse_activations",
     "activation_attributes",
 ]
+
+#: Activations that one ONNX op computes on its own (Dense and Activation layers), canonical name -> op. The
+#: parameterised ones (HardSigmoid, Elu, LeakyRelu, ThresholdedRelu) take ``alpha``/``beta`` attributes; the
+#: softmaxes work on the last axis.
+STANDALONE_OPS: dict[str, str] = {
+    "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softsign": "Softsign", "softplus": "Softplus",
+    "exponential": "Exp", "hard_sigmoid": "HardSigmoid", "elu": "Elu", "leaky_relu": "LeakyRelu",
+    "thresholded_relu": "ThresholdedRelu", "softmax": "Softmax", "log_softmax": "LogSoftmax",
+}
 
 #: How many activations each op lists per direction.
 ACTIVATION_COUNT = {"lstm": 3, "gru": 2, "rnn": 1}

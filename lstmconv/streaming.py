@@ -80,7 +80,7 @@ def open_layers(
 
         with reading_errors(source):
             onnx_file = read_onnx(source)
-        names = [entry.name for entry in onnx_file.nodes]
+        names = [entry.name for entry in onnx_file.entries]
         items = iter_onnx_layers(onnx_file)
         # torch writes 4 tensors per direction and level: the node's levels are not known before its weights are read
         reserve = header_reserve(names, 8 * len(names))
@@ -135,19 +135,28 @@ def _checked_layers(
 
 
 def describe_file(
-    source: str | Path, *, config: str | Path | None = None, source_format: str | None = None
+    source: str | Path,
+    *,
+    config: str | Path | None = None,
+    source_format: str | None = None,
+    each: Callable[[Layer], object] | None = None,
 ) -> tuple[list[Layer], list[str]]:
     """The descriptions of a file's layers and what is left out (for ``lstmconv inspect``), reading one layer at
     a time where the format allows (:func:`streams`: memory stays at one layer whatever the file size), else
-    loading it. Refuses what ``load_file`` refuses."""
+    loading it. Refuses what ``load_file`` refuses. ``each`` is called with every whole layer (weights too)."""
     source = Path(source)
     if not streams(source, source_format):
         loaded = load_file(source, config=config, source_format=source_format)
+        for layer in loaded.model.layers:
+            if each is not None:
+                each(layer)
         return [layer.meta() for layer in loaded.model.layers], list(loaded.model.skipped)
     described: list[Layer] = []
     with open_layers(source, config=config, source_format=source_format, skip_unsupported=False, allow_nonfinite=False) as opened:
         for layer, _reference in opened.layers:
             described.append(layer.meta())
+            if each is not None:
+                each(layer)
             del layer, _reference
     refuse_nothing_read(described, opened.skipped, source)
     refuse_without_recurrent(described, opened.skipped, source)

@@ -70,7 +70,7 @@ def torch_layer_report(
     if params:
         became += f" as {layer.name}.*"
     notes = (
-        (*layer.source.inferred, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentMeta, DenseMeta)) else ()
+        (*layer.source.inferred, *layer.source.notes, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentMeta, DenseMeta)) else ()
     )
     return LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes))
 

@@ -18,9 +18,9 @@ import numpy as np
 from lstmconv.loading import load_file, loaded_layers
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.schema import DenseMeta, Layer, RecurrentMeta
-from lstmconv.verify import max_difference, random_inputs, tolerance
+from lstmconv.numeric_check import max_difference, random_inputs, tolerance
 
-__all__ = ["LayerComparison", "compare_files"]
+__all__ = ["LayerComparison", "Verification", "compare_files", "verify"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,50 @@ class LayerComparison:
     def same(self) -> bool:
         """Within tolerance."""
         return self.max_abs_error is not None and self.max_abs_error <= self.tolerance
+
+    @property
+    def compared(self) -> bool:
+        """Both sides were run and compared (else the pair is no evidence either way)."""
+        return self.max_abs_error is not None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of ``lstmconv verify``: every pair of layers, and whether the files are the same function.
+
+    ``same`` holds only when every layer of both files was compared and matched; with ``common_only``, layers
+    found in one file only are listed but do not count."""
+
+    first: str
+    second: str
+    layers: tuple[LayerComparison, ...]
+    common_only: bool = False
+
+    @property
+    def same(self) -> bool:
+        counted = [r for r in self.layers if not (self.common_only and "-" in (r.left, r.right))]
+        return bool(counted) and all(r.same for r in counted)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready data (``verify --json``)."""
+        return {
+            "first": self.first,
+            "second": self.second,
+            "same": self.same,
+            "common_only": self.common_only,
+            "layers": [
+                {
+                    "first": r.left if r.left != "-" else None,
+                    "second": r.right if r.right != "-" else None,
+                    "compared": r.compared,
+                    "max_abs_error": r.max_abs_error,
+                    "tolerance": r.tolerance,
+                    "same": r.same,
+                    "note": r.note or None,
+                }
+                for r in self.layers
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -68,17 +112,18 @@ class _File:
     """One side of the comparison, read one layer at a time where its format allows
     (:func:`lstmconv.streaming.streams`), else loaded once for both passes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, config: str | Path | None = None, source_format: str | None = None) -> None:
         from lstmconv.streaming import streams
 
-        self.path = path
-        self.loaded = None if streams(path, None) else load_file(path)
+        self.path, self.config, self.source_format = path, config, source_format
+        streamed = streams(path, source_format)
+        self.loaded = None if streamed else load_file(path, config=config, source_format=source_format)
 
     def describe(self) -> list[Layer]:
         from lstmconv.streaming import describe_file
 
         if self.loaded is None:
-            return describe_file(self.path)[0]
+            return describe_file(self.path, config=self.config, source_format=self.source_format)[0]
         return [layer.meta() for layer in self.loaded.model.layers]  # already in memory: not loaded again
 
     @contextlib.contextmanager
@@ -89,7 +134,9 @@ class _File:
         if self.loaded is not None:
             yield loaded_layers(self.loaded).layers
             return
-        with open_layers(self.path, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+        with open_layers(
+            self.path, config=self.config, source_format=self.source_format, skip_unsupported=False, allow_nonfinite=False
+        ) as opened:
             yield opened.layers
 
 
@@ -116,14 +163,36 @@ def _outputs(file: _File, units: list[_Unit], inputs: dict[str, tuple[np.ndarray
     return outputs
 
 
-def compare_files(left: str | Path, right: str | Path, *, seed: int = 0) -> list[LayerComparison]:
+def verify(
+    first: str | Path,
+    second: str | Path,
+    *,
+    config: str | Path | None = None,
+    source_format: str | None = None,
+    common_only: bool = False,
+    seed: int = 0,
+) -> Verification:
+    """Do ``first`` and ``second`` compute the same function, layer by layer (``lstmconv verify``)?
+    ``config`` and ``source_format`` apply to ``first``, as ``convert``'s do to its source."""
+    layers = compare_files(first, second, seed=seed, config=config, source_format=source_format)
+    return Verification(str(first), str(second), tuple(layers), common_only)
+
+
+def compare_files(
+    left: str | Path,
+    right: str | Path,
+    *,
+    seed: int = 0,
+    config: str | Path | None = None,
+    source_format: str | None = None,
+) -> list[LayerComparison]:
     """Pair the layers of ``left`` and ``right`` and compare their functions.
 
     Each file is read twice, one layer at a time where its format allows (else it is loaded once): once for
     the layers' descriptions (to pair them and choose each pair's input), once to run each layer's source
     reference on that input. Only the outputs (a few steps of a small batch) are kept between the two files.
     """
-    file_a, file_b = _File(Path(left)), _File(Path(right))
+    file_a, file_b = _File(Path(left), config, source_format), _File(Path(right))
     units_a, units_b = _comparable(file_a.describe()), _comparable(file_b.describe())
     names_b = {unit.name: unit for unit in units_b}
     pairs = [(ua, names_b[ua.name]) for ua in units_a if ua.name in names_b]
@@ -165,10 +234,7 @@ def compare_files(left: str | Path, right: str | Path, *, seed: int = 0) -> list
         error = max_difference(a, b)
         results.append(LayerComparison(ua.name, ub.name, error, tol, "" if structure_matches[ua.name] else "outputs only"))
     for extra, side in [(u, "first") for u in rest_a[len(rest_b) :]] + [(u, "second") for u in rest_b[len(rest_a) :]]:
-        # A Dense layer the other format does not carry (ONNX sources hold recurrent nodes only) is not compared;
-        # a recurrent layer missing on one side is a difference.
-        recurrent = isinstance(extra.first, RecurrentMeta)
+        # A layer found in one file only was not compared: no evidence that the files agree there.
         left_name, right_name = (extra.name, "-") if side == "first" else ("-", extra.name)
-        note = f"only in the {side} file" + ("" if recurrent else ", not compared")
-        results.append(LayerComparison(left_name, right_name, None if recurrent else 0.0, 0.0, note))
+        results.append(LayerComparison(left_name, right_name, None, 0.0, f"only in the {side} file, not compared"))
     return results

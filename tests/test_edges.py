@@ -110,3 +110,167 @@ def test_errors_raised_to_python_callers_name_the_keyword(tmp_path: Path) -> Non
     with pytest.raises(lstmconv.LstmconvError, match=r"skip_unsupported=True"):
         lstmconv.convert(DATA / "keras2" / "char_lstm_sigmoid.h5", tmp_path / "c.safetensors")
     assert out.read_bytes() == b"keep"
+
+
+# ---------------------------------------------------------------------------------------------------
+# verify compares everything, or says it did not
+
+
+def _lstm_only(tmp_path: Path) -> Path:
+    """sine_lstm.h5's LSTM as a torch state dict, without its Dense layer."""
+    from safetensors.numpy import load_file, save_file
+
+    full = tmp_path / "full.safetensors"
+    assert _run("convert", SINE, full, "--to", "torch").exit_code == 0
+    only = tmp_path / "lstm_only.safetensors"
+    save_file({k: v for k, v in load_file(full).items() if k.startswith("lstm.")}, only)
+    return only
+
+
+def test_verify_a_layer_in_one_file_only_is_not_evidence(tmp_path: Path) -> None:
+    only = _lstm_only(tmp_path)
+    result = _run("verify", SINE, only)
+    assert result.exit_code == 1, result.output
+    assert "not compared" in result.output and "same function" not in result.output.replace("different", "")
+    common = _run("verify", SINE, only, "--common-only")
+    assert common.exit_code == 0, common.output
+
+
+def test_verify_reads_the_dense_layer_of_a_whole_model_onnx(tmp_path: Path) -> None:
+    """lstmconv's whole-model ONNX holds Dense as MatMul + Add: read there, compared, and a changed bias found."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "sine.onnx"
+    assert _run("convert", SINE, out).exit_code == 0
+    same = _run("verify", SINE, out, "--json")
+    assert same.exit_code == 0, same.output
+    import json
+
+    rows = {row["first"]: row for row in json.loads(same.stdout)["layers"]}
+    assert rows["dense"]["compared"] and rows["dense"]["second"] == "dense"
+    model = onnx.load(out)
+    for k, initializer in enumerate(model.graph.initializer):
+        if initializer.name == "dense.bias":
+            changed = numpy_helper.to_array(initializer) + 0.5
+            model.graph.initializer[k].CopyFrom(numpy_helper.from_array(changed, initializer.name))
+    changed_file = tmp_path / "changed.onnx"
+    onnx.save(model, changed_file)
+    result = _run("verify", SINE, changed_file)
+    assert result.exit_code == 1 and "NO" in result.output
+
+
+def test_library_verify_and_inspect_are_the_cli_verbs(tmp_path: Path) -> None:
+    import lstmconv
+
+    out = tmp_path / "sine.onnx"
+    lstmconv.convert(SINE, out)
+    outcome = lstmconv.verify(SINE, out)
+    assert outcome.same and all(r.compared for r in outcome.layers)
+    assert not lstmconv.verify(SINE, _lstm_only(tmp_path)).same
+    found = lstmconv.inspect(SINE)
+    assert [layer.name for layer in found.layers] == ["lstm", "dense", "activation"]
+
+
+def test_package_docstring_example_runs() -> None:
+    import lstmconv
+
+    loaded = lstmconv.load(SINE)
+    state = lstmconv.to_torch_state_dict(loaded)
+    assert state["lstm.weight_ih_l0"].shape == (48, 1)
+    assert "to_torch_state_dict(loaded)[0]" not in (lstmconv.__doc__ or "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the user sees: whole reports, JSON, --version, inspect's facts
+
+
+def test_reports_are_not_cut_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
+    out = tmp_path / "bidirectional.safetensors"
+    result = _run("convert", DATA / "keras2" / "bidirectional_ave.h5", out)
+    assert result.exit_code == 0
+    row = next(line for line in result.output.splitlines() if line.startswith("│ bidirectional"))
+    assert "SimpleRNN 4->5, bidirectional (ave), tanh" in row  # one row, not wrapped at 80 columns
+    assert "nn.RNN(4, 5, batch_first=True, bidirectional=True) as bidirectional.*" in row
+
+
+def test_convert_json_is_the_report_as_data(tmp_path: Path) -> None:
+    import json
+
+    result = _run("convert", SINE, tmp_path / "s.safetensors", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["target"] == "torch" and data["written_tensors"] == 6
+    checked = [layer for layer in data["layers"] if layer["max_abs_error"] is not None]
+    assert [layer["name"] for layer in checked] == ["lstm", "dense"]
+    assert all(layer["max_abs_error"] <= layer["tolerance"] for layer in checked)
+
+
+def test_inspect_json_left_out_and_refusals_are_objects() -> None:
+    import json
+
+    result = _run("inspect", DATA / "keras2" / "char_lstm_sigmoid.h5", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    refusals = data["refusals"]["torch"]
+    assert refusals and set(refusals[0]) == {"layer", "reason"} and refusals[0]["layer"] == "lstm"
+    assert "onnx" not in data["refusals"]
+
+
+def test_inspect_json_left_out_layer_is_an_object(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    full = tmp_path / "full.safetensors"
+    assert _run("convert", SINE, full).exit_code == 0
+    tensors = load_file(full)
+    tensors["extra.running_mean"] = np.zeros(3, np.float32)
+    with_extra = tmp_path / "extra.safetensors"
+    save_file(tensors, with_extra)
+    data = json.loads(_run("inspect", with_extra, "--json").stdout)
+    assert {"layer": "extra.running_mean", "kind": None, "reason": "not an nn.LSTM/GRU/RNN/Linear parameter"} in data["left_out"]
+
+
+def test_version() -> None:
+    import lstmconv
+
+    result = _run("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"lstmconv {lstmconv.__version__}"
+
+
+def test_inspect_shows_peepholes_and_clip(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+
+    from tests.onnx_helpers import one_node_model
+
+    rng = np.random.default_rng(0)
+    hidden, features = 3, 2
+    inputs = {
+        "W": rng.normal(size=(1, 4 * hidden, features)),
+        "R": rng.normal(size=(1, 4 * hidden, hidden)),
+        "B": rng.normal(size=(1, 8 * hidden)),
+        "P": rng.normal(size=(1, 3 * hidden)),
+    }
+    model = one_node_model("LSTM", inputs, ["X"], {"hidden_size": hidden, "clip": 2.5})
+    path = tmp_path / "peep.onnx"
+    onnx.save(model, path)
+    result = _run("inspect", path)
+    assert result.exit_code == 0, result.output
+    assert "peepholes" in result.output and "clip 2.5" in result.output
+    assert "torch refuses" in result.output
+
+
+def test_a_stateful_layer_is_noted_in_the_report(tmp_path: Path) -> None:
+    import numpy as np
+
+    import lstmconv
+
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(2, 12)), rng.normal(size=(3, 12)), rng.normal(size=(12,))]
+    config = {"name": "lstm", "units": 3, "stateful": True, "return_sequences": True}
+    loaded = lstmconv.load_keras_weights(weights, class_name="LSTM", config=config, keras_version="3.0")
+    report = lstmconv.save_torch(loaded, tmp_path / "s.safetensors")
+    assert any("stateful" in note for note in report.layers[0].notes)

@@ -217,10 +217,18 @@ def _recurrent(
         use_bias=use_bias,
         activations=activations,
         dtype=str(arrays[0].dtype),
-        source=_source(info, inferred, layout={"keras": f"keras{info.major}"}.get(layout, layout)),
+        source=_source(info, inferred, layout={"keras": f"keras{info.major}"}.get(layout, layout)).model_copy(
+            update={"notes": _STATEFUL_NOTE if rnn_cfg.get("stateful") else ()}
+        ),
     )
     weights = KerasRecurrentArrays(forward=cells[0], backward=cells[1] if bidirectional else None)
     return BuiltLayer(recurrent_to_canonical(meta, weights), functools.partial(keras_forward, meta, weights))
+
+
+_STATEFUL_NOTE = (
+    "stateful=True: Keras carries each batch's final state into the next batch; the converted layer starts from "
+    "the state it is given (zeros by default) on every call, so pass the previous call's final state to continue",
+)
 
 
 def _same_cell_config(fwd_cls: Any, fwd: dict[str, Any], bwd_cls: Any, bwd: dict[str, Any]) -> None:

@@ -29,9 +29,16 @@ from lstmconv import buffers
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.onnx_skeleton import read_skeleton
 from lstmconv.formats.reading import read_into
-from lstmconv.onnx_layout import ACTIVATION_COUNT, ONNX_ACTIVATIONS, OnnxRecurrentNode, is_known_activation, parse_activations
+from lstmconv.onnx_layout import (
+    ACTIVATION_COUNT,
+    ONNX_ACTIVATIONS,
+    STANDALONE_OPS,
+    OnnxRecurrentNode,
+    is_known_activation,
+    parse_activations,
+)
 
-__all__ = ["OnnxNodeEntry", "OnnxFile", "read_onnx", "key_safe"]
+__all__ = ["OnnxNodeEntry", "OnnxDenseEntry", "OnnxFile", "read_onnx", "key_safe"]
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
@@ -52,13 +59,31 @@ class OnnxNodeEntry:
 
 
 @dataclass(frozen=True)
+class OnnxDenseEntry:
+    """A Dense layer as a graph holds it: ``MatMul`` of the input by a constant ``(in, units)`` kernel (or
+    ``Gemm`` with ``transB``), optionally ``Add`` of a constant ``(units,)`` bias, optionally one activation op
+    (:data:`lstmconv.onnx_layout.STANDALONE_OPS`) that alone reads the result. An activation made of several
+    ops is not recognised: the layer is then its affine part, named as such (linear)."""
+
+    name: str
+    load: Callable[[], tuple[np.ndarray, np.ndarray | None]] = field(repr=False)  # kernel (in, units), bias
+    activation: tuple[str, float | None, float | None]  # canonical name, alpha, beta
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OnnxFile:
-    """The recurrent nodes of a model, in graph order (subgraphs after their parent node)."""
+    """The recurrent nodes and Dense patterns of a model, in graph order (subgraphs after their parent node)."""
 
     path: str
     opset: int
     producer: str
-    nodes: tuple[OnnxNodeEntry, ...] = field(default_factory=tuple)
+    entries: tuple[OnnxNodeEntry | OnnxDenseEntry, ...] = field(default_factory=tuple)
+
+    @property
+    def nodes(self) -> tuple[OnnxNodeEntry, ...]:
+        """The recurrent nodes alone."""
+        return tuple(entry for entry in self.entries if isinstance(entry, OnnxNodeEntry))
 
 
 def key_safe(name: str) -> str:
@@ -76,18 +101,33 @@ def read_onnx(path: str | Path) -> OnnxFile:
         raise InputFormatError("the model imports no ai.onnx opset", file=path)
     reader = _Reader(path, opset)
     reader.walk(model.graph, {})
-    if not reader.found:
+    if not any(not isinstance(found, _DensePattern) for _, found in reader.found):
         raise InputFormatError("no LSTM, GRU or RNN node in this model", file=path, hint="a Loop-unrolled RNN cannot be read")
     names: dict[str, int] = {}
-    entries = []
-    for node, load_weights, notes in reader.found:
-        base = key_safe(node.name) if node.name else node.op_type.lower()
+    entries: list[OnnxNodeEntry | OnnxDenseEntry] = []
+    for node, found in reader.found:
+        if isinstance(found, _DensePattern):
+            # lstmconv writes '<layer>_matmul', torch.onnx '/<module>/MatMul' or '/<module>/Gemm'
+            base = re.sub(r"(_matmul)?_(MatMul|Gemm)$|_matmul$", "", key_safe(node.name)) if node.name else "dense"
+            base = base or "dense"
+        else:
+            base = key_safe(node.name) if node.name else node.op_type.lower()
         count = names.get(base, 0)
         names[base] = count + 1
         name = base if count == 0 else f"{base}_{count}"
+        if isinstance(found, _DensePattern):
+            entries.append(OnnxDenseEntry(name=name, load=found.load, activation=found.activation))
+            continue
+        load_weights, notes = found
         load = functools.partial(_load_node, path, node, load_weights, name, opset)
         entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes)))
     return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
+
+
+@dataclass(frozen=True)
+class _DensePattern:
+    load: Callable[[], tuple[np.ndarray, np.ndarray | None]]
+    activation: tuple[str, float | None, float | None]
 
 
 class _Reader:
@@ -95,8 +135,9 @@ class _Reader:
         self.path = path
         self.base = path.resolve().parent
         self.opset = opset
-        # each recurrent node, a function reading its W/R/B/P from the file, and notes for the report
-        self.found: list[tuple[onnx.NodeProto, Callable[[], dict[str, np.ndarray | None]], list[str]]] = []
+        # each recurrent node with a function reading its W/R/B/P from the file and notes for the report, and
+        # each Dense pattern's MatMul/Gemm node, in graph order
+        self.found: list[tuple[onnx.NodeProto, tuple[Callable[[], dict[str, np.ndarray | None]], list[str]] | _DensePattern]] = []
 
     def tensor(self, proto: onnx.TensorProto) -> np.ndarray:
         if external_data_helper.uses_external_data(proto):
@@ -161,9 +202,17 @@ class _Reader:
         scope = dict(outer)  # a subgraph sees the enclosing graphs' constants
         for initializer in graph.initializer:
             scope[initializer.name] = _Lazy(self, initializer)
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        for output in graph.output:  # a graph output is read by the caller too
+            consumers.setdefault(output.name, []).append(onnx.NodeProto(op_type="<graph output>"))
         for node in graph.node:
             if node.op_type in RECURRENT_OPS:
                 self.record(node, scope)
+            elif node.op_type in ("MatMul", "Gemm"):
+                self.dense(node, scope, consumers)
             else:
                 self.fold(node, scope)
             for attribute in node.attribute:
@@ -224,7 +273,53 @@ class _Reader:
                     layer=label,
                 )
         load = functools.partial(lambda names: {slot: self.value(scope, n) if n else None for slot, n in names.items()}, slots)
-        self.found.append((node, load, notes))
+        self.found.append((node, (load, notes)))
+
+    def dense(self, node: onnx.NodeProto, scope: dict[str, Any], consumers: dict[str, list[onnx.NodeProto]]) -> None:
+        """Record ``node`` (MatMul or Gemm) as a Dense layer when its weight is a constant matrix (see
+        :class:`OnnxDenseEntry`)."""
+        if len(node.input) < 2 or scope.get(node.input[1]) is None or scope.get(node.input[0]) is not None:
+            return
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        gemm = node.op_type == "Gemm"
+        if gemm and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+            return
+        transposed = gemm and bool(attrs.get("transB", 0))
+        weight_name = node.input[1]
+        bias_name = node.input[2] if gemm and len(node.input) > 2 and node.input[2] else None
+        if bias_name is not None and scope.get(bias_name) is None:
+            return
+        output = node.output[0]
+        following = consumers.get(output, [])
+        if bias_name is None and len(following) == 1 and following[0].op_type == "Add":
+            add = following[0]
+            other = [name for name in add.input if name != output]
+            if len(other) == 1 and scope.get(other[0]) is not None:
+                bias_name, output = other[0], add.output[0]
+                following = consumers.get(output, [])
+        activation: tuple[str, float | None, float | None] = ("linear", None, None)
+        if len(following) == 1:
+            activation = _standalone_activation(following[0], self.opset) or activation
+
+        def load() -> tuple[np.ndarray, np.ndarray | None]:
+            weight = self.value(scope, weight_name)
+            bias = self.value(scope, bias_name) if bias_name is not None else None
+            assert weight is not None
+            kernel = weight.T if transposed else weight
+            return kernel, bias
+
+        shapes = self.shape(scope, weight_name), self.shape(scope, bias_name) if bias_name else None
+        units = shapes[0][0 if transposed else 1] if shapes[0] is not None and len(shapes[0]) == 2 else None
+        if units is None or (bias_name is not None and shapes[1] != (units,)):
+            return  # not a matrix, or a bias that does not add one number per unit: not a Dense layer
+        self.found.append((node, _DensePattern(load, activation)))
+
+    def shape(self, scope: dict[str, Any], name: str | None) -> tuple[int, ...] | None:
+        """The shape of constant ``name`` without reading an initializer's data."""
+        found = scope.get(name) if name else None
+        if isinstance(found, _Lazy):
+            return tuple(int(d) for d in found.proto.dims)
+        return None if found is None else tuple(np.shape(found))
 
 
 class _Lazy:
@@ -318,6 +413,26 @@ def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None
         B=B,
         P=P,
     )
+
+
+_STANDALONE_OPS_READ = {op: name for name, op in STANDALONE_OPS.items()}
+
+
+def _standalone_activation(node: onnx.NodeProto, opset: int) -> tuple[str, float | None, float | None] | None:
+    """The activation one op computes on its own (``None`` if it is not one, or not on the last axis)."""
+    name = _STANDALONE_OPS_READ.get(node.op_type)
+    if name is None:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if name in ("softmax", "log_softmax"):
+        # before opset 13 the default axis is 1 (of a flattened 2-D view); only the last axis is a Dense's
+        axis = attrs.get("axis", -1 if opset >= 13 else 1)
+        return (name, None, None) if axis == -1 else None
+    if name == "hard_sigmoid":
+        return name, float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    if name in ("elu", "leaky_relu", "thresholded_relu"):
+        return name, float(attrs.get("alpha", {"elu": 1.0, "leaky_relu": 0.01, "thresholded_relu": 1.0}[name])), None
+    return name, None, None
 
 
 def _canonical_case(name: str) -> str:

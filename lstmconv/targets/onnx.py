@@ -26,11 +26,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lstmconv.activations import Activation, apply
+from lstmconv.activations import Activation
 from lstmconv.adapters.onnx import nodes_from_canonical
 from lstmconv.errors import UnsupportedFeatureError
-from lstmconv.onnx_layout import OnnxRecurrentNode, activation_attributes
-from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype, project
+from lstmconv.onnx_layout import STANDALONE_OPS, OnnxRecurrentNode, activation_attributes
+from lstmconv.reference.common import ReferenceFn
 from lstmconv.schema import (
     ActivationLayer,
     ConcatenateLayer,
@@ -41,7 +41,7 @@ from lstmconv.schema import (
     RecurrentLayer,
     Wiring,
 )
-from lstmconv.targets.onnx_function import onnx_layer_function
+from lstmconv.targets.onnx_function import onnx_dense_function, onnx_layer_function
 
 __all__ = ["OPSET", "Emitted", "OnnxPlan"]
 
@@ -254,7 +254,7 @@ def _emit(graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str,
         y = graph.one("MatMul", [incoming[0], graph.const(f"{layer.name}.kernel", kernel)], f"{layer.name}_matmul", graph.rank[incoming[0]])
         if layer.bias is not None:
             y = graph.one("Add", [y, graph.const(f"{layer.name}.bias", layer.bias)], f"{layer.name}_bias", graph.rank[y])
-        functions[layer.name] = _dense_function(layer.activation, kernel, layer.bias)
+        functions[layer.name] = onnx_dense_function(layer.activation, kernel, layer.bias)
         return _emit_activation(graph, layer.activation, y, layer.name)
     if isinstance(layer, EmbeddingLayer):
         table = graph.const(f"{layer.name}.embeddings", layer.weight)
@@ -383,21 +383,18 @@ def _emit_activation(graph: _Graph, activation: Activation, x: str, hint: str) -
     """Standalone activation (Dense, Activation layers) as ONNX ops, parameters explicit."""
     rank = graph.rank[x]
     name, alpha, beta = activation.name, activation.alpha, activation.beta
-    simple = {
-        "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softsign": "Softsign", "softplus": "Softplus",
-        "exponential": "Exp", "linear": "Identity",
-    }
-    if name in simple:
-        return x if name == "linear" else graph.one(simple[name], [x], f"{hint}_{name}", rank)
+    if name == "linear":
+        return x
     if name == "hard_sigmoid":
-        return graph.one("HardSigmoid", [x], f"{hint}_hard_sigmoid", rank, alpha=float(alpha), beta=float(beta))
+        return graph.one(STANDALONE_OPS[name], [x], f"{hint}_hard_sigmoid", rank, alpha=float(alpha), beta=float(beta))
     if name in ("elu", "leaky_relu", "thresholded_relu"):
-        op = {"elu": "Elu", "leaky_relu": "LeakyRelu", "thresholded_relu": "ThresholdedRelu"}[name]
-        return graph.one(op, [x], f"{hint}_{name}", rank, alpha=float(alpha))
+        return graph.one(STANDALONE_OPS[name], [x], f"{hint}_{name}", rank, alpha=float(alpha))
+    if name in ("softmax", "log_softmax"):
+        return graph.one(STANDALONE_OPS[name], [x], f"{hint}_{name}", rank, axis=-1)
+    if name in STANDALONE_OPS:
+        return graph.one(STANDALONE_OPS[name], [x], f"{hint}_{name}", rank)
     if name == "selu":
         return graph.one("Selu", [x], f"{hint}_selu", rank, alpha=1.6732632423543772, gamma=1.0507009873554805)
-    if name in ("softmax", "log_softmax"):
-        return graph.one("Softmax" if name == "softmax" else "LogSoftmax", [x], f"{hint}_{name}", rank, axis=-1)
     if name in ("relu6", "hard_tanh"):
         low, high = (0.0, 6.0) if name == "relu6" else (-1.0, 1.0)
         return graph.one("Clip", [x, graph.scalar(f"{hint}_min", low), graph.scalar(f"{hint}_max", high)], f"{hint}_{name}", rank)
@@ -425,13 +422,3 @@ def _emit_activation(graph: _Graph, activation: Activation, x: str, hint: str) -
         negated = graph.one("Neg", [x], f"{hint}_neg", rank)
         return graph.one("Neg", [graph.one("Softplus", [negated], f"{hint}_softplus", rank)], f"{hint}_log_sigmoid", rank)
     raise UnsupportedFeatureError(f"activation {activation} has no ONNX mapping in lstmconv", layer=hint)
-
-
-def _dense_function(activation: Activation, kernel: np.ndarray, bias: np.ndarray | None) -> ReferenceFn:
-    def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-        y = project(np.asarray(x), kernel.astype(compute_dtype(x), copy=False))
-        if bias is not None:
-            y = y + bias
-        return LayerOutput(y=apply(activation, y), states=[])
-
-    return run

@@ -11,12 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from lstmconv.activations import Activation, apply
 from lstmconv.onnx_layout import OnnxRecurrentNode
-from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, merge_directions
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype, merge_directions, project
 from lstmconv.reference.onnx import onnx_forward
 from lstmconv.schema import RecurrentMeta
 
-__all__ = ["onnx_layer_function"]
+__all__ = ["onnx_layer_function", "onnx_dense_function"]
+
+
+def onnx_dense_function(activation: Activation, kernel: np.ndarray, bias: np.ndarray | None) -> ReferenceFn:
+    """``MatMul(x, kernel)`` (kernel ``(in, units)``), ``Add(bias)``, then the activation: a Dense layer as an
+    ONNX graph computes it."""
+
+    def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+        y = project(np.asarray(x), kernel.astype(compute_dtype(x), copy=False))
+        if bias is not None:
+            y = y + bias
+        return LayerOutput(y=apply(activation, y), states=[])
+
+    return run
 
 
 def onnx_layer_function(meta: RecurrentMeta, nodes: list[OnnxRecurrentNode]) -> ReferenceFn:
