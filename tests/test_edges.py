@@ -274,3 +274,55 @@ def test_a_stateful_layer_is_noted_in_the_report(tmp_path: Path) -> None:
     loaded = lstmconv.load_keras_weights(weights, class_name="LSTM", config=config, keras_version="3.0")
     report = lstmconv.save_torch(loaded, tmp_path / "s.safetensors")
     assert any("stateful" in note for note in report.layers[0].notes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# An unknown layer is never passed off as a known one
+
+
+def _weights_only(path: Path, version: str | None, layers: dict[str, dict[str, tuple[int, ...]]]) -> Path:
+    """A weights-only Keras .h5 (``save_weights``) with the given datasets per layer."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as handle:
+        if version is not None:
+            handle.attrs["keras_version"] = version
+            handle.attrs["backend"] = "tensorflow"
+        handle.attrs["layer_names"] = [name.encode() for name in layers]
+        for name, weights in layers.items():
+            group = handle.create_group(name)
+            group.attrs["weight_names"] = [key.encode() for key in weights]
+            for key, shape in weights.items():
+                group.create_dataset(key, data=rng.standard_normal(shape).astype(np.float32))
+    return path
+
+
+def test_a_custom_layer_is_left_out_not_passed_off_as_dense(tmp_path: Path) -> None:
+    """textgenrnn's AttentionWeightedAverage: one weight ``attention_W`` (356, 1) in a Keras 2 file."""
+    lstm = {"lstm/kernel:0": (4, 12), "lstm/recurrent_kernel:0": (3, 12), "lstm/bias:0": (12,)}
+    path = _weights_only(tmp_path / "w.h5", "2.1.5", {"lstm": lstm, "attention": {"attention/attention_W:0": (3, 1)}})
+    result = _run("inspect", path, "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(result.stdout)
+    assert [layer["name"] for layer in data["layers"]] == ["lstm"]
+    assert [item["layer"] for item in data["left_out"]] == ["attention"]
+    converted = _run("convert", path, tmp_path / "w.onnx")  # Keras 2.1.5's hard_sigmoid: exact in ONNX
+    assert converted.exit_code == 0, converted.output
+    assert "left out: attention" in converted.output and "MatMul" not in converted.output
+
+
+@pytest.mark.parametrize(
+    ("version", "names"),
+    [("2.1.5", ("dense_1/kernel:0", "dense_1/bias:0")), (None, ("dense_1_W", "dense_1_b"))],
+)
+def test_a_weights_only_dense_is_still_read_by_its_names(tmp_path: Path, version: str | None, names: tuple[str, str]) -> None:
+    lstm = {"lstm/kernel:0": (4, 12), "lstm/recurrent_kernel:0": (3, 12), "lstm/bias:0": (12,)}
+    path = _weights_only(tmp_path / "d.h5", version, {"lstm": lstm, "dense_1": {names[0]: (3, 2), names[1]: (2,)}})
+    import lstmconv
+
+    found = lstmconv.inspect(path)
+    assert [type(layer).__name__ for layer in found.layers] == ["RecurrentMeta", "DenseMeta"]

@@ -423,7 +423,9 @@ def _dense(
         use_bias=bias is not None,
         time_distributed=time_distributed,
         dtype=str(kernel.dtype),
-        source=_source(info, None if cfg else ["activation=linear (no config)"]),
+        source=_source(
+            info, None if cfg else ["layer class Dense from its tensor names (no config)", "activation=linear (no config)"]
+        ),
         weight=dense_weight_to_canonical(kernel),
         bias=bias,
     )
@@ -469,11 +471,11 @@ def _build_without_config(entry: KerasLayerEntry, info: KerasFileInfo) -> BuiltL
     kind = _infer_cell(arrays, names)
     if kind is None:
         if len(arrays) in (1, 2) and arrays[0].ndim == 2 and (len(arrays) == 1 or arrays[1].shape == (arrays[0].shape[1],)):
-            if leaf[0] in ("kernel", "W", "0") or leaf[0].endswith("_W"):
+            if _dense_names(leaf, entry.name, info.major):
                 return _dense(entry, info, {}, time_distributed=False)
         raise UnsupportedFeatureError(
             f"weights-only layer with tensors {', '.join(names)} is not a recurrent, Dense or Embedding layer "
-            "lstmconv recognises; it is left out"
+            f"as Keras {info.major} names their weights; it is left out"
         )
     bidirectional = hint == "Bidirectional" or (
         any("forward_" in n for n in names) and any("backward_" in n for n in names)
@@ -487,6 +489,18 @@ def _build_without_config(entry: KerasLayerEntry, info: KerasFileInfo) -> BuiltL
     if bidirectional:
         return _recurrent(entry, info, "Bidirectional", {"layer": {"class_name": cls, "config": cfg}}, inferred)
     return _recurrent(entry, info, cls, cfg, inferred)
+
+
+def _dense_names(leaves: list[str], layer: str, keras_major: int) -> bool:
+    """Whether ``leaves`` are the names Keras ``keras_major``'s Dense gives its kernel (and bias): Keras 1
+    ``<layer>_W``/``<layer>_b`` (or ``W``/``b``), Keras 2 ``kernel``/``bias``, Keras 3 ``vars/0``/``vars/1``.
+    A custom layer's ``attention_W`` in a Keras 2 file is not a Dense kernel, whatever its shape."""
+    kernel_names, bias_names = {
+        1: ({"W", f"{layer}_W"}, {"b", f"{layer}_b"}),
+        2: ({"kernel"}, {"bias"}),
+        3: ({"0"}, {"1"}),
+    }.get(keras_major, ({"kernel"}, {"bias"}))
+    return leaves[0] in kernel_names and (len(leaves) == 1 or leaves[1] in bias_names)
 
 
 def _infer_cell(arrays: list[np.ndarray], names: list[str]) -> str | None:
