@@ -24,7 +24,7 @@ from lstmconv.loading import LayerSource, refuse_without_recurrent
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.run_ahead import one_blas_thread_for, run_ahead
 from lstmconv.schema import Layer
-from lstmconv.targets.keras import KerasLayerPlan, plan_keras_layer
+from lstmconv.targets.keras import KerasLayerPlan, keras_usage_notes, plan_keras_layer
 from lstmconv.writing import check_suffix, write_atomically
 
 __all__ = ["write_keras"]
@@ -83,7 +83,7 @@ def write_keras(
             checking = check_source_side(source, layer, reference, verify, known_finite=known_finite)
             error, tol, check_notes = checking.finish(function, "the Keras arrays") if function else (None, None, ())
             hashed = [[_digest(array) for array in plan.arrays] for plan in plans]
-            notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
+            notes = (*layer.source.inferred, *layer.source.notes, *keras_usage_notes(layer), *check_notes)
             yield plans, hashed, LayerReport(layer.name, describe(layer), _became(plans), error, tol, notes)
             del plans, layer, reference, function
 

@@ -149,3 +149,40 @@ def test_keras_archive_is_deterministic(tmp_path: Path) -> None:
     for name in ("a.keras", "b.keras"):
         lstmconv.convert(DATA / "keras2" / "stacked_lstm.h5", tmp_path / name, to="keras")
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_onnx_reverse_direction_becomes_keras_go_backwards_with_a_flip(op: str, tmp_path: Path) -> None:
+    """ONNX ``direction="reverse"`` (output aligned with input time) is Keras go_backwards=True, whose output
+    comes in processing order: flipped back, real Keras 3 reproduces onnxruntime."""
+    import onnx
+
+    from tests.onnx_helpers import one_node_model, run_ort
+
+    rng = np.random.default_rng(3)
+    gates, hidden, features = {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 4, 3
+    inputs = {
+        "W": rng.normal(size=(1, gates * hidden, features)) * 0.5,
+        "R": rng.normal(size=(1, gates * hidden, hidden)) * 0.5,
+        "B": rng.normal(size=(1, 2 * gates * hidden)) * 0.5,
+    }
+    attrs = {"hidden_size": hidden, "direction": "reverse"}
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    model = one_node_model(op, inputs, ["X"], attrs)
+    source = tmp_path / "reverse.onnx"
+    onnx.save(model, source)
+    out = tmp_path / "w.weights.h5"
+    report = lstmconv.convert(source, out, to="keras")
+    assert any("output[:, ::-1]" in note for note in report.layers[0].notes)
+    x = rng.normal(size=(5, 2, features)).astype(np.float32)  # [T, B, I]
+    expected = run_ort(model, {"X": x})[0][:, 0].transpose(1, 0, 2)  # Y [T, 1, B, H] -> [B, T, H]
+    cls = {"LSTM": L.LSTM, "GRU": L.GRU, "RNN": L.SimpleRNN}[op]
+    extra = {"reset_after": True} if op == "GRU" else {}
+    name = report.layers[0].name
+    keras_model = keras.Sequential(
+        [keras.Input((5, features)), cls(hidden, return_sequences=True, go_backwards=True, name=name, **extra)]
+    )
+    keras_model.load_weights(out)
+    y = keras.ops.convert_to_numpy(keras_model(x.transpose(1, 0, 2)))
+    assert_close(y[:, ::-1], expected, f"ONNX reverse {op} as Keras go_backwards")

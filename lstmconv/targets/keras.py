@@ -87,10 +87,10 @@ def keras_refusals(layer: RecurrentLayer, keras_major: int) -> list[str]:
         reasons.append(f"Keras has no pre-activation clip (clip={layer.cell_clip})")
     if layer.input_forget:
         reasons.append("Keras LSTM has no coupled input/forget gate")
-    if layer.time_aligned_output:
+    if layer.time_aligned_output and layer.num_levels > 1:
         reasons.append(
-            "a reverse-direction layer whose output is aligned with input time has no Keras layer "
-            "(go_backwards returns the reversed order); wrap it in Bidirectional or reverse the output yourself"
+            "stacked reverse-direction levels whose outputs are aligned with input time have no Keras layer "
+            "(go_backwards returns each level's output in processing order)"
         )
     if layer.bidirectional and layer.num_levels > 1 and layer.merge_mode != "concat":
         reasons.append("stacked bidirectional levels merge by concatenation only")
@@ -101,6 +101,16 @@ def keras_refusals(layer: RecurrentLayer, keras_major: int) -> list[str]:
     if acts.cell_output is not None and acts.cell_output != acts.candidate:
         reasons.append("Keras LSTM uses one activation for the candidate and the cell output")
     return reasons
+
+
+def keras_usage_notes(layer: Layer) -> list[str]:
+    """What a Keras user must do around the written layer to compute the source layer's function."""
+    if isinstance(layer, RecurrentLayer) and layer.time_aligned_output and layer.return_sequences:
+        return [
+            "reverse direction: written as go_backwards=True, whose output sequence comes in processing order; "
+            "flip it (output[:, ::-1]) to align it with input time as the source does"
+        ]
+    return []
 
 
 def plan_keras_layer(layer: Layer, keras_major: int) -> tuple[list[KerasLayerPlan], ReferenceFn | None, str | None]:
@@ -193,6 +203,8 @@ def _recurrent(layer: RecurrentLayer, keras_major: int) -> tuple[list[KerasLayer
             out = keras_forward(meta, arrays, value, None if initial is None else [initial[k]])
             states.extend(out.states)
             value = out.y
+        if layer.time_aligned_output and layer.return_sequences:
+            value = value[:, ::-1]  # the flip keras_usage_notes asks of the user
         return LayerOutput(y=value, states=states)
 
     return plans, run
