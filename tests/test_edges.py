@@ -326,3 +326,34 @@ def test_a_weights_only_dense_is_still_read_by_its_names(tmp_path: Path, version
 
     found = lstmconv.inspect(path)
     assert [type(layer).__name__ for layer in found.layers] == ["RecurrentMeta", "DenseMeta"]
+
+
+def test_whole_model_onnx_takes_any_time_length(tmp_path: Path) -> None:
+    """sine_lstm.h5 was built for 5 steps; its ONNX model runs 20 steps as torch.nn does with the same weights."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    import onnx
+
+    from lstmconv.torch_modules import load_torch_modules
+
+    model_file, weights = tmp_path / "sine.onnx", tmp_path / "sine.safetensors"
+    assert _run("convert", SINE, model_file).exit_code == 0 and _run("convert", SINE, weights).exit_code == 0
+    dims = [d.dim_param or d.dim_value for d in onnx.load(model_file).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "time", 1]
+    x = np.random.default_rng(0).normal(size=(3, 20, 1)).astype(np.float32)
+    y = onnxruntime.InferenceSession(str(model_file)).run(None, {"input": x})[0]
+    modules = load_torch_modules(weights)
+    with torch.no_grad():
+        sequence, _ = modules["lstm"](torch.from_numpy(x))
+        expected = modules["dense"](sequence[:, -1]).numpy()
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+def test_whole_model_onnx_ids_input_takes_any_length(tmp_path: Path) -> None:
+    import onnx
+
+    out = tmp_path / "e.onnx"
+    assert _run("convert", DATA / "keras2" / "embedding_lstm_dense.h5", out).exit_code == 0
+    dims = [d.dim_param or d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "time"]

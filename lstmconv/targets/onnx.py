@@ -187,14 +187,24 @@ class OnnxPlan:
             incoming = [self._values[s] for s in self.wiring.inbound[layer.name]]
         except KeyError as missing:
             raise UnsupportedFeatureError(f"input {missing} of this layer is not available", layer=layer.name) from None
+        if isinstance(layer, EmbeddingLayer):  # ids (batch, time): the time axis is free
+            for value_info in self.inputs:
+                if value_info.name == incoming[0] and len(value_info.type.tensor_type.shape.dim) == 2:
+                    value_info.type.tensor_type.shape.dim[1].dim_param = f"{value_info.name}_time".replace("input_time", "time")
         functions: dict[str, ReferenceFn] = {}
         self._values[layer.name] = _emit(self.graph, layer, incoming, functions, full_sequence=False)
         return self._hand_out(layer, functions.get(layer.name))
 
     def _model_inputs(self, wiring: Wiring) -> None:
+        """The model's inputs, batch-first, batch and time dynamic. The time axis is the first after the batch
+        of a sequence (batch, time, features); nothing lstmconv writes depends on its length (the fused ops,
+        MatMul on the last axis, Concat), so a recorded length is not kept. A (batch, n) input is a sequence
+        of ids when an Embedding reads it (:meth:`_emit_wired` frees its length then)."""
         for model_input in wiring.inputs:
             name = "input" if len(wiring.inputs) == 1 else f"input_{model_input.name}"
             dims: list[int | str] = ["batch"] + [d if d is not None else f"{name}_d{k + 1}" for k, d in enumerate(model_input.shape)]
+            if len(dims) >= 3:
+                dims[1] = "time" if len(wiring.inputs) == 1 else f"{name}_time"
             dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
             self.inputs.append(_value_info(name, dtype, dims))
             self.graph.rank[name] = len(dims)
