@@ -88,7 +88,7 @@ def write_keras(
             del plans, layer, reference, function
 
     def write_weights(path: Path) -> None:
-        writer = KerasWeightsWriter(path, keras3)
+        writer = KerasWeightsWriter(path, keras3, wiring)
         try:
             # closing(): the background thread is stopped and joined however this block ends
             with contextlib.closing(run_ahead(planned(), one_blas_thread=one_blas_thread_for(source))) as items:

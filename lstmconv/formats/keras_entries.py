@@ -12,7 +12,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KerasLayerEntry", "KerasFileInfo", "keras_major"]
+__all__ = ["KerasLayerEntry", "KerasFileInfo", "keras_major", "CONFIG_ATTRIBUTE"]
+
+#: The attribute of a layer's group in which lstmconv's Keras writers keep the layer's Keras config (JSON
+#: ``{"class_name", "config"}``) when the file has no model config to hold it; Keras ignores it.
+CONFIG_ATTRIBUTE = "lstmconv_config"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 from lstmconv import buffers
 from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
 from lstmconv.formats.hdf5_guard import prescan_hdf5
-from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
+from lstmconv.formats.keras_entries import CONFIG_ATTRIBUTE, KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_wiring import wiring_from_config
 from lstmconv.schema import Wiring
 
@@ -193,6 +193,8 @@ def _legacy_entries(
         group = weights_root[name]
         weight_names = _strings(group, "weight_names") or []
         cls, cfg = configs.get(name, (None, None))
+        if model_config is None:
+            cls, cfg = _layer_config_attribute(path, group, name)
         if model_config is not None and cls is None:
             raise ConfigError("layer has weights but is not in the model config", file=path, layer=name)
         entries.append(
@@ -212,6 +214,21 @@ def _legacy_entries(
         order = {name: k for k, (name, _, _, _) in enumerate(flatten_config(model_config))}
         entries.sort(key=lambda e: order.get(e.name, len(order)))
     return info, entries, model_config
+
+
+def _layer_config_attribute(path: Path, group: h5py.Group, layer: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The class and config lstmconv's writers keep in a layer's group (:data:`CONFIG_ATTRIBUTE`), if any."""
+    raw = _text_attr(group, CONFIG_ATTRIBUTE)
+    if raw is None:
+        return None, None
+    try:
+        stated = json.loads(raw)
+        cls, cfg = stated["class_name"], stated["config"]
+    except (ValueError, KeyError, TypeError):
+        raise InputFormatError(f"the {CONFIG_ATTRIBUTE} attribute is not a Keras layer config", file=path, layer=layer) from None
+    if not isinstance(cls, str) or not isinstance(cfg, dict):
+        raise InputFormatError(f"the {CONFIG_ATTRIBUTE} attribute is not a Keras layer config", file=path, layer=layer)
+    return cls, cfg
 
 
 #: Largest dataset lstmconv reads (a header can claim any size; reading it must not try to allocate that).
@@ -339,12 +356,14 @@ def _keras3_entries(handle: h5py.File, model: dict[str, Any] | None, info: Keras
             base = re.sub(r"_\d+$", "", key)
             vars_group = layers[key].get("vars")
             name = _text_attr(vars_group, "name") if isinstance(vars_group, h5py.Group) else None
-            cls = _CLASS_OF_PATH.get(base)
-            entry = _keras3_entry(handle, f"layers/{key}", name or key, cls, None, info)
-            entry.notes.append(
-                "layer class from its path in the weights file; config not in the file "
-                "(return_sequences/go_backwards unknown; pass --config (config=...) to state them)"
-            )
+            stated_class, stated_config = _layer_config_attribute(Path(info.path), layers[key], name or key)
+            cls = stated_class or _CLASS_OF_PATH.get(base)
+            entry = _keras3_entry(handle, f"layers/{key}", name or key, cls, stated_config, info)
+            if stated_config is None:
+                entry.notes.append(
+                    "layer class from its path in the weights file; config not in the file "
+                    "(return_sequences/go_backwards unknown; pass --config (config=...) to state them)"
+                )
             entries.append(entry)
         return entries
     counters: dict[tuple[str, ...], dict[str, int]] = {}

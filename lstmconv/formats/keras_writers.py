@@ -1,21 +1,33 @@
-"""Write Keras weight files: Keras 3 ``.weights.h5`` and legacy Keras 2 ``.h5`` (see :mod:`lstmconv.targets.keras`)."""
+"""Write Keras weight files: Keras 3 ``.weights.h5`` and legacy Keras 2 ``.h5`` (see :mod:`lstmconv.targets.keras`).
+
+A legacy ``.h5`` of a model whose wiring is known is what tf.keras ``model.save("m.h5")`` writes: the root's
+``model_config`` (Keras 2 JSON), ``keras_version`` and ``backend`` attributes, and the weights under
+``model_weights`` (``layer_names``, each layer's ``weight_names``), so ``tf.keras.models.load_model`` rebuilds
+the model and ``load_weights`` still finds the weights. Without a wiring, the file is a ``save_weights`` file
+(weights at the root). A weights file without a model config says nothing about a layer's class or options
+(activations, ``return_sequences``...), so each layer's group also carries its Keras config as the attribute
+:data:`CONFIG_ATTRIBUTE` (JSON ``{"class_name", "config"}``), which Keras ignores and lstmconv reads back.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from lstmconv.formats.keras_entries import CONFIG_ATTRIBUTE
 from lstmconv.formats.keras_files import _snake_case
 from lstmconv.schema import ModelInput, Wiring
 from lstmconv.targets.keras import KerasLayerPlan
 
-__all__ = ["KerasWeightsWriter", "write_keras_archive", "keras3_model_config", "KERAS2_VERSION"]
+__all__ = ["KerasWeightsWriter", "write_keras_archive", "keras3_model_config", "keras2_model_config", "KERAS2_VERSION", "CONFIG_ATTRIBUTE"]
 
 #: The Keras version stamped on legacy files: activation names there mean what Keras 2 computes.
 KERAS2_VERSION = "2.15.0"
+
 _CELL = {"LSTM": "lstm_cell", "GRU": "gru_cell", "SimpleRNN": "simple_rnn_cell"}
 
 
@@ -30,18 +42,23 @@ class KerasWeightsWriter:
     """Write a Keras weights file plan by plan: Keras 3 ``.weights.h5`` (``keras3``) or a legacy Keras 2 /
     tf.keras ``save_weights`` file, loadable by name. Each plan's arrays can be dropped once added."""
 
-    def __init__(self, path: Path, keras3: bool) -> None:
+    def __init__(self, path: Path, keras3: bool, wiring: Wiring | None = None) -> None:
         self.handle = h5py.File(path, "w")
         self.keras3 = keras3
         self.layers = self.handle.create_group("layers") if keras3 else None
+        # a legacy file of a wired model is a whole model: weights under model_weights, config at the root
+        self.wiring = wiring if not keras3 else None
+        self.weights_root = self.handle.create_group("model_weights") if self.wiring is not None else self.handle
         self.counters: dict[str, int] = {}
         self.names: list[str] = []
+        self.plans: list[KerasLayerPlan] = []  # without their arrays, for the model config
 
     def add(self, plan: KerasLayerPlan) -> None:
         """Write ``plan``'s layer and arrays."""
         self.names.append(plan.name)
+        self.plans.append(KerasLayerPlan(plan.name, plan.class_name, plan.config, [], plan.inner_class, plan.source_layer))
         if self.layers is None:
-            group = self.handle.create_group(plan.name)
+            group = self.weights_root.create_group(plan.name)
             names = _keras2_weight_names(plan)
             group.attrs["weight_names"] = np.array([n.encode() for n in names])
             for name, array in zip(names, plan.arrays):
@@ -51,6 +68,7 @@ class KerasWeightsWriter:
         index = self.counters.get(snake, 0)
         self.counters[snake] = index + 1
         group = self.layers.create_group(snake if index == 0 else f"{snake}_{index}")
+        group.attrs[CONFIG_ATTRIBUTE] = json.dumps(_layer_config(plan, 3))
         _vars(group, plan.name, [])
         if plan.class_name in _CELL:
             _vars(group.create_group("cell"), _CELL[plan.class_name], plan.arrays)
@@ -72,9 +90,17 @@ class KerasWeightsWriter:
         if self.keras3:
             _vars(self.handle, "model", [])
         else:
-            self.handle.attrs["layer_names"] = np.array([name.encode() for name in self.names])
-            self.handle.attrs["backend"] = "tensorflow"
-            self.handle.attrs["keras_version"] = KERAS2_VERSION
+            for node in {self.handle, self.weights_root}:
+                node.attrs["backend"] = "tensorflow"
+                node.attrs["keras_version"] = KERAS2_VERSION
+            self.weights_root.attrs["layer_names"] = np.array([name.encode() for name in self.names])
+            planned = {plan.source_layer for plan in self.plans}
+            wiring = self.wiring
+            if wiring is not None and not wiring.unsupported and all(name in planned for name in wiring.inbound):
+                self.handle.attrs["model_config"] = json.dumps(keras2_model_config(self.plans, wiring))
+            else:  # the model cannot be rebuilt (a layer left out): each layer says what it is
+                for plan in self.plans:
+                    self.weights_root[plan.name].attrs[CONFIG_ATTRIBUTE] = json.dumps(_layer_config(plan, 2))
         self.handle.close()
 
     def abort(self) -> None:
@@ -95,16 +121,58 @@ def _keras2_weight_names(plan: KerasLayerPlan) -> list[str]:
     return [f"{plan.name}/{leaf}:0" for leaf in leaves.get(plan.class_name, [])][: len(plan.arrays)]
 
 
+def _layer_config(plan: KerasLayerPlan, keras_major: int) -> dict[str, Any]:
+    """``{"class_name", "config"}`` of one layer as Keras ``keras_major`` serializes it (Keras 3 adds ``module``
+    and ``registered_name``; a wrapped layer is serialized the same way)."""
+    config = dict(plan.config)
+    if "layer" in config:  # Bidirectional / TimeDistributed: the wrapped layer as tf.keras 2.13+ and Keras 3 write it
+        inner = config["layer"]
+        config["layer"] = {"module": "keras.layers", "class_name": inner["class_name"], "config": inner["config"], "registered_name": None}
+    if keras_major < 3:
+        return {"class_name": plan.class_name, "config": config}
+    return {"module": "keras.layers", "class_name": plan.class_name, "config": config, "registered_name": None}
+
+
+def keras2_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str, Any]:
+    """tf.keras's ``model_config`` for ``plans`` connected as ``wiring`` says (Sequential when it is a chain)."""
+    by_source = {plan.source_layer: plan for plan in plans}
+
+    def input_layer(model_input: ModelInput) -> dict[str, Any]:
+        dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
+        config = {"batch_input_shape": [None, *model_input.shape], "dtype": dtype, "sparse": False, "name": model_input.name}
+        return {"class_name": "InputLayer", "config": config}
+
+    order = [name for name in wiring.inbound if name in by_source]
+    if _is_chain(wiring, order):
+        layers = [input_layer(wiring.inputs[0])] + [_layer_config(by_source[name], 2) for name in order]
+        return {"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}}
+    layers = [{**input_layer(i), "name": i.name, "inbound_nodes": []} for i in wiring.inputs]
+    for name in order:
+        plan = by_source[name]
+        sources = [[by_source[s].name if s in by_source else s, 0, 0, {}] for s in wiring.inbound[name]]
+        layers.append({**_layer_config(plan, 2), "name": plan.name, "inbound_nodes": [sources]})
+    config = {
+        "name": "model",
+        "layers": layers,
+        "input_layers": [[i.name, 0, 0] for i in wiring.inputs],
+        "output_layers": [[by_source[o].name if o in by_source else o, 0, 0] for o in wiring.outputs],
+    }
+    return {"class_name": "Functional", "config": config}
+
+
+def _is_chain(wiring: Wiring, order: list[str]) -> bool:
+    """One input, one output, each layer reading the one before it."""
+    return len(wiring.inputs) == 1 and len(wiring.outputs) == 1 and all(
+        wiring.inbound[name] == ((wiring.inputs[0].name,) if k == 0 else (order[k - 1],)) for k, name in enumerate(order)
+    )
+
+
 def keras3_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str, Any]:
     """A Keras 3 ``config.json`` for ``plans`` connected as ``wiring`` says (Sequential when it is a chain)."""
     by_source = {plan.source_layer: plan for plan in plans}
 
     def layer_config(plan: KerasLayerPlan) -> dict[str, Any]:
-        config = dict(plan.config)
-        if "layer" in config:  # Bidirectional / TimeDistributed: the wrapped layer is serialized too
-            inner = config["layer"]
-            config["layer"] = {"module": "keras.layers", "class_name": inner["class_name"], "config": inner["config"], "registered_name": None}
-        return {"module": "keras.layers", "class_name": plan.class_name, "config": config, "registered_name": None}
+        return _layer_config(plan, 3)
 
     def input_layer(model_input: ModelInput) -> dict[str, Any]:
         dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
@@ -112,10 +180,7 @@ def keras3_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str
         return {"module": "keras.layers", "class_name": "InputLayer", "config": config, "registered_name": None}
 
     order = [name for name in wiring.inbound if name in by_source]
-    chain = len(wiring.inputs) == 1 and len(wiring.outputs) == 1 and all(
-        wiring.inbound[name] == ((wiring.inputs[0].name,) if k == 0 else (order[k - 1],)) for k, name in enumerate(order)
-    )
-    if chain:
+    if _is_chain(wiring, order):
         layers = [input_layer(wiring.inputs[0])] + [layer_config(by_source[name]) for name in order]
         return {"module": "keras", "class_name": "Sequential", "config": {"name": "sequential", "layers": layers}, "registered_name": None}
 
