@@ -66,7 +66,7 @@ def _plan_torch(
                 per_layer[layer.name] = torch_layout_state(layer)
                 continue
             if reasons:
-                refusals.append(torch_refusal(layer.name, reasons))
+                refusals.append(torch_refusal(layer, reasons))
                 continue
         per_layer[layer.name] = layer_from_canonical(layer)
     left_out = [f"{r.layer}: {r.message}" for r in refusals]

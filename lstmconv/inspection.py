@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lstmconv.refusals import target_refusals
 from lstmconv.reporting import describe, left_out_record, non_default_facts
-from lstmconv.schema import Layer, RecurrentLayer
+from lstmconv.schema import Layer
 
 __all__ = ["Inspection", "inspect"]
 
@@ -35,20 +36,6 @@ class Inspection:
         }
 
 
-def _target_refusals(layer: Layer) -> dict[str, list[str]]:
-    """Why each target would refuse ``layer`` (targets that accept it are absent)."""
-    from lstmconv.adapters.onnx import onnx_refusals
-    from lstmconv.adapters.torch import torch_refusals
-    from lstmconv.targets.keras import keras_refusals
-
-    reasons: dict[str, list[str]] = {"onnx": onnx_refusals(layer)}
-    if isinstance(layer, RecurrentLayer):
-        reasons["torch"] = torch_refusals(layer)
-        reasons["keras (.keras, .weights.h5)"] = keras_refusals(layer, 3)
-        reasons["keras (.h5)"] = keras_refusals(layer, 2)
-    return {target: found for target, found in reasons.items() if found}
-
-
 def inspect(
     path: str | Path, *, config: str | Path | None = None, source_format: str | None = None
 ) -> Inspection:
@@ -61,7 +48,7 @@ def inspect(
     def note(layer: Layer) -> None:
         if found := non_default_facts(layer):
             facts[layer.name] = found
-        for target, reasons in _target_refusals(layer).items():
+        for target, reasons in target_refusals(layer).items():
             refusals.setdefault(target, []).extend({"layer": layer.name, "reason": r} for r in reasons)
 
     described, skipped = describe_file(path, config=config, source_format=source_format, each=note)

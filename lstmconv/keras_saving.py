@@ -21,6 +21,7 @@ from lstmconv.checking import check_source_side
 from lstmconv.errors import RefusedConversionError, UnsupportedFeatureError, VerificationError
 from lstmconv.formats.keras_writers import KerasWeightsWriter, write_keras_archive
 from lstmconv.loading import LayerSource, refuse_without_recurrent
+from lstmconv.refusals import KERAS2, KERAS3, ways_out
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.run_ahead import one_blas_thread_for, run_ahead
 from lstmconv.schema import Layer
@@ -63,7 +64,7 @@ def write_keras(
             file=source,
         )
     reports: list[LayerReport] = []
-    refused: list[tuple[str, str]] = []
+    refused: list[tuple[str, str, str]] = []  # layer, reason, ways out
     written: list[KerasLayerPlan] = []  # the plans written, without their arrays
     seen: list[Layer] = []  # descriptions of every layer read
     digests: dict[str, list[ArrayDigest]] = {}  # plan name -> (shape, dtype, digest) per array
@@ -74,7 +75,7 @@ def write_keras(
             seen.append(layer.meta())
             plans, function, refusal = plan_keras_layer(layer, major)
             if refusal is not None:
-                refused.append((layer.name, refusal))
+                refused.append((layer.name, refusal, ways_out(layer, KERAS3 if keras3 else KERAS2)))
                 continue
             if refused and (archive or not skip_unsupported):
                 continue  # going on only to name every refused layer
@@ -103,10 +104,7 @@ def write_keras(
             # the planning thread is done: what it collected (seen, refused, skipped) is complete
             refuse_without_recurrent(seen, skipped, source)  # as load_file does, whatever the target refuses
             if refused and (archive or not skip_unsupported):
-                refusals = [
-                    UnsupportedFeatureError(reason, layer=name, hint="pass --skip-unsupported (skip_unsupported=True) to convert the other layers")
-                    for name, reason in refused
-                ]
+                refusals = [UnsupportedFeatureError(reason, layer=name, hint=hint) for name, reason, hint in refused]
                 raise RefusedConversionError(
                     f"Keras {major} cannot compute {len(refusals)} layer(s) exactly; nothing was written",
                     refusals=refusals,
@@ -148,7 +146,7 @@ def write_keras(
         destination=str(destination),
         target=f"keras {major}",
         layers=tuple(reports),
-        skipped=(*skipped, *(f"{n}: {r}" for n, r in refused)),
+        skipped=(*skipped, *(f"{n}: {r}" for n, r, _ in refused)),
         verified=verify,
         written_tensors=sum(len(d) for d in digests.values()),
     )

@@ -18,6 +18,7 @@ from lstmconv.checking import SourceSide, check_source_side
 from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError, VerificationError
 from lstmconv.loading import LayerSource, refuse_without_recurrent
 from lstmconv.reference.common import ReferenceFn
+from lstmconv.refusals import ways_out
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_layers
 from lstmconv.schema import Layer, RecurrentMeta
@@ -43,7 +44,7 @@ def write_onnx(
     import onnx
 
     from lstmconv import __version__
-    from lstmconv.adapters.onnx import onnx_refusals
+    from lstmconv.adapters.onnx import onnx_refusals, onnx_whole_model_refusals
     from lstmconv.formats.onnx_stream import OnnxStream, external_data_path
     from lstmconv.targets.onnx import OnnxPlan
 
@@ -68,7 +69,11 @@ def write_onnx(
         for layer, reference in layers.layers:
             seen.append(layer.meta())
             if reasons := onnx_refusals(layer):
-                hint = "pass --skip-unsupported with --per-layer (skip_unsupported=True, per_layer=True) to convert the other layers"
+                hint = ways_out(layer, "onnx") + (" (with --per-layer: a whole model needs every layer)" if whole else "")
+                refusals.append(UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint=hint))
+                continue
+            if whole and (reasons := onnx_whole_model_refusals(layer)):
+                hint = "pass --per-layer (per_layer=True) to convert layer by layer"
                 refusals.append(UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint=hint))
                 continue
             if refusals and (whole or not skip_unsupported):

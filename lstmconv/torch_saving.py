@@ -38,14 +38,11 @@ __all__ = [
 ]
 
 
-def torch_refusal(layer: str, reasons: list[str]) -> UnsupportedFeatureError:
+def torch_refusal(layer: Layer, reasons: list[str]) -> UnsupportedFeatureError:
     """The error for a layer torch.nn cannot compute, with what to do instead."""
-    return UnsupportedFeatureError(
-        "; ".join(reasons),
-        layer=layer,
-        hint="pass --emit-module layers.py (emit_module='layers.py') to get a small PyTorch module that computes it, "
-        "--to onnx (exact for these cells), or --skip-unsupported (skip_unsupported=True) to convert the other layers",
-    )
+    from lstmconv.refusals import ways_out
+
+    return UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint=ways_out(layer, "torch"))
 
 
 def torch_refusals_error(refusals: list[LstmconvError], source: str | Path) -> RefusedConversionError:
@@ -115,7 +112,7 @@ def write_torch(
         """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
         for layer, reference in layers.layers:
             if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
-                refusals.append(torch_refusal(layer.name, reasons))
+                refusals.append(torch_refusal(layer, reasons))
                 continue
             if refusals and not skip_unsupported:
                 continue  # going on only to name every refused layer

@@ -357,3 +357,51 @@ def test_whole_model_onnx_ids_input_takes_any_length(tmp_path: Path) -> None:
     assert _run("convert", DATA / "keras2" / "embedding_lstm_dense.h5", out).exit_code == 0
     dims = [d.dim_param or d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "time"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Refusals name the target being written and only ways out that exist for it
+
+
+def test_keras3_hard_sigmoid_refusal_offers_the_legacy_h5_and_onnx(tmp_path: Path) -> None:
+    """Keras 2's hard_sigmoid has no Keras 3 activation; a legacy .h5 (Keras 2 semantics) and ONNX express it."""
+    source = DATA / "keras2" / "lstm_hard_sigmoid.h5"
+    result = _run("convert", source, tmp_path / "m.weights.h5")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Keras 3 cannot compute" in text
+    assert "legacy Keras .h5" in text and "--to onnx" in text and "--to torch" not in text
+    for works in ("m.h5", "m.onnx"):
+        assert _run("convert", source, tmp_path / works).exit_code == 0
+
+
+def test_torch_refusal_offers_only_targets_that_compute_the_layer(tmp_path: Path) -> None:
+    result = _run("convert", DATA / "keras2" / "gru_hard_sigmoid_reset_before.h5", tmp_path / "m.safetensors")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "torch.nn cannot compute" in text
+    assert "--emit-module" in text and "--to onnx" in text and "legacy Keras .h5" in text
+    assert "Keras 3 file" not in text  # Keras 3 has no Keras 2 hard_sigmoid either
+
+
+def test_keras_target_does_not_blame_onnx_for_an_unconverted_layer(tmp_path: Path) -> None:
+    from tests.conftest import corpus_file
+
+    source = corpus_file("water-forecast/lstm_model.keras")  # holds a Lambda layer
+    result = _run("convert", source, tmp_path / "m.keras")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Lambda" in text and "ONNX" not in text and "onnx" not in text.lower().replace(".onnx", "")
+
+
+def test_mask_zero_is_refused_only_where_it_cannot_be_expressed(tmp_path: Path) -> None:
+    """Keras writes Embedding(mask_zero=True) as it is; a whole-model ONNX graph cannot skip masked steps."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential(
+        [keras.Input((7,), dtype="int32"), keras.layers.Embedding(20, 4, mask_zero=True), keras.layers.LSTM(3)]
+    )
+    source = tmp_path / "masked.keras"
+    model.save(source)
+    assert _run("convert", source, tmp_path / "back.keras").exit_code == 0
+    refused = _run("convert", source, tmp_path / "m.onnx")
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "mask_zero" in text and "--per-layer" in text
+    assert _run("convert", source, tmp_path / "m.onnx", "--per-layer").exit_code == 0

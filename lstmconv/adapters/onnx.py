@@ -18,6 +18,7 @@ from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, activation
 from lstmconv.schema import (
     CellActivations,
     DirectionWeights,
+    EmbeddingLayer,
     GateWeights,
     Layer,
     RecurrentLayer,
@@ -26,7 +27,7 @@ from lstmconv.schema import (
     StackLevel,
 )
 
-__all__ = ["node_to_canonical", "nodes_from_canonical", "onnx_refusals"]
+__all__ = ["node_to_canonical", "nodes_from_canonical", "onnx_refusals", "onnx_whole_model_refusals"]
 
 
 def node_to_canonical(node: OnnxRecurrentNode, source: SourceInfo) -> RecurrentLayer:
@@ -116,6 +117,16 @@ def onnx_refusals(layer: Layer) -> list[str]:
     if layer.projection_size is not None:
         reasons.append("ONNX LSTM has no projection (torch proj_size)")
     return reasons
+
+
+def onnx_whole_model_refusals(layer: Layer) -> list[str]:
+    """Why a whole-model ONNX graph cannot hold ``layer`` as the source wires it (per layer it can)."""
+    if isinstance(layer, EmbeddingLayer) and layer.mask_zero:
+        return [
+            "Embedding mask_zero=True: Keras skips the masked steps in the layers after it, which the fused ONNX "
+            "ops cannot express"
+        ]
+    return []
 
 
 def nodes_from_canonical(layer: RecurrentLayer) -> list[OnnxRecurrentNode]:

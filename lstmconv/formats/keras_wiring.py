@@ -47,16 +47,9 @@ def _shape_dtype(config: dict[str, Any]) -> tuple[tuple[int | None, ...], str] |
 def _unsupported(layer: dict[str, Any]) -> str | None:
     cls, config = layer.get("class_name"), layer.get("config", {})
     if cls not in GRAPH_CLASSES:
-        return f"{_name(layer)} ({cls}): no ONNX mapping in lstmconv"
+        return f"{_name(layer)} ({cls}): lstmconv does not convert this layer class"
     if cls == "TimeDistributed" and config.get("layer", {}).get("class_name") != "Dense":
         return f"{_name(layer)} (TimeDistributed): only TimeDistributed(Dense) is supported"
-    if cls == "Embedding" and config.get("mask_zero"):
-        return (
-            f"{_name(layer)} (Embedding mask_zero=True): Keras skips masked steps, which a fused ONNX op cannot "
-            "express"
-        )
-    if cls == "Bidirectional" and config.get("merge_mode", "concat") is None:
-        return f"{_name(layer)} (Bidirectional merge_mode=None): returns two tensors"
     return None
 
 
