@@ -194,3 +194,30 @@ def test_float64_weights_are_refused_for_onnx_naming_every_layer(tmp_path: Path)
     assert "onnxruntime runs no float64" in message and "keep float64" in message
     assert not (tmp_path / "double.onnx").exists()
     lstmconv.convert(tmp_path / "double.pt", tmp_path / "double.safetensors")  # torch keeps float64
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_bidirectional_merge_mode_none_has_two_outputs(return_sequences: bool, per_layer: bool, tmp_path: Path) -> None:
+    """Keras Bidirectional(merge_mode=None) returns [forward, backward]: two ONNX outputs, as Keras 3 computes them."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    x_in = keras.Input((5, 3))
+    layer = keras.layers.Bidirectional(keras.layers.GRU(4, return_sequences=return_sequences), merge_mode=None, name="bi")
+    forward, backward = layer(x_in)
+    model = keras.Model(x_in, [forward, backward])
+    source = tmp_path / "none.keras"
+    model.save(source)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    expected = [keras.ops.convert_to_numpy(y) for y in model(x)]
+    out = tmp_path / "none.onnx"
+    lstmconv.convert(source, out, per_layer=per_layer)
+    session = _session(out)
+    names = ["bi.y_forward", "bi.y_backward"] if per_layer else ["output_forward", "output_backward"]
+    got = session.run(names, {"bi.x" if per_layer else "input": x})
+    for y, want, name in zip(got, expected, names):
+        if per_layer and not return_sequences:
+            y = y[:, -1] if name.endswith("forward") else y[:, 0]  # per layer: whole sequences, time-aligned
+        assert_close(y, want, name)

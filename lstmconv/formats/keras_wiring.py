@@ -113,10 +113,20 @@ def _functional(cfg: dict[str, Any], layers: list[dict[str, Any]]) -> Wiring | N
         reason = _unsupported(layer)
         if reason:
             unsupported.append(reason)
-    outputs = tuple(entry[0] for entry in _layer_list(cfg.get("output_layers", [])))
+    two_outputs = {
+        _name(layer) for layer in layers
+        if layer.get("class_name") == "Bidirectional" and layer.get("config", {}).get("merge_mode", "concat") is None
+    }
+    outputs: list[str] = []
+    for entry in _layer_list(cfg.get("output_layers", [])):
+        name, tensor = str(entry[0]), int(entry[2]) if len(entry) > 2 else 0
+        if tensor != 0 and name not in two_outputs:
+            unsupported.append(f"{name}: the model outputs its tensor {tensor} (e.g. return_state states)")
+        if name not in outputs:  # a merge_mode=None layer is one output of two tensors
+            outputs.append(name)
     if not inputs or not outputs:
         return None
-    return Wiring(inputs=tuple(inputs), inbound=inbound, outputs=outputs, unsupported=tuple(unsupported))
+    return Wiring(inputs=tuple(inputs), inbound=inbound, outputs=tuple(outputs), unsupported=tuple(unsupported))
 
 
 def _layer_list(value: Any) -> list[list[Any]]:

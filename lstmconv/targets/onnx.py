@@ -118,7 +118,7 @@ class OnnxPlan:
         self.producer_version = producer_version
         self.inline_bytes = inline_bytes
         self.large: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}  # handed out: name -> (dtype, shape)
-        self._values: dict[str, str] = {}  # wiring name -> graph value
+        self._values: dict[str, str | Pair] = {}  # wiring name -> graph value
         self._waiting: dict[str, Layer] = {}
         self._next = 0  # position in the wiring's order
         if wiring is not None:
@@ -184,7 +184,7 @@ class OnnxPlan:
     def _emit_wired(self, layer: Layer) -> Emitted:
         assert self.wiring is not None
         try:
-            incoming = [self._values[s] for s in self.wiring.inbound[layer.name]]
+            incoming = [_first(self._values[s]) for s in self.wiring.inbound[layer.name]]
         except KeyError as missing:
             raise UnsupportedFeatureError(f"input {missing} of this layer is not available", layer=layer.name) from None
         if isinstance(layer, EmbeddingLayer):  # ids (batch, time): the time axis is free
@@ -213,11 +213,25 @@ class OnnxPlan:
 
     def _model_outputs(self, wiring: Wiring) -> None:
         for output in wiring.outputs:
-            name = "output" if len(wiring.outputs) == 1 else output
+            base = "output" if len(wiring.outputs) == 1 else output
             value = self._values[output]
-            self.graph.nodes.append(helper.make_node("Identity", [value], [name], name=self.graph.fresh(f"{name}_Identity")))
-            rank = self.graph.rank[value]
-            self.outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
+            named = zip(value, (f"{base}_forward", f"{base}_backward")) if isinstance(value, Pair) else [(value, base)]
+            for part, name in named:
+                self.graph.nodes.append(helper.make_node("Identity", [part], [name], name=self.graph.fresh(f"{name}_Identity")))
+                rank = self.graph.rank[part]
+                self.outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
+
+
+class Pair(tuple[str, str]):
+    """The two outputs of a Bidirectional layer with ``merge_mode=None`` (forward, backward), where other layers
+    have one. A layer reading it reads the forward one (Keras' tensor 0)."""
+
+    def __new__(cls, forward: str, backward: str) -> Pair:
+        return super().__new__(cls, (forward, backward))
+
+
+def _first(value: str | Pair) -> str:
+    return value[0] if isinstance(value, Pair) else value
 
 
 def _value_info(name: str, dtype: str, dims: list[int | str]) -> onnx.ValueInfoProto:
@@ -247,16 +261,21 @@ def _per_layer(
     graph._used.add(x)
     graph.rank[x] = len(inputs[-1].type.tensor_type.shape.dim)
     y = _emit(graph, layer, [x], functions, full_sequence=True)
-    graph.nodes.append(helper.make_node("Identity", [y], [f"{layer.name}.y"], name=graph.fresh(f"{layer.name}.y_Identity")))
-    rank = graph.rank[y]
-    outputs.append(_value_info(f"{layer.name}.y", "float32", [batch] + [f"{layer.name}.y_d{k}" for k in range(1, rank)]))
+    named = zip(y, (".y_forward", ".y_backward")) if isinstance(y, Pair) else [(y, ".y")]
+    for value, suffix in named:
+        output = f"{layer.name}{suffix}"
+        graph.nodes.append(helper.make_node("Identity", [value], [output], name=graph.fresh(f"{output}_Identity")))
+        rank = graph.rank[value]
+        outputs.append(_value_info(output, "float32", [batch] + [f"{output}_d{k}" for k in range(1, rank)]))
     if isinstance(layer, RecurrentLayer):
         for state in ("h_n", "c_n") if layer.cell == "lstm" else ("h_n",):
             dims = [f"{layer.name}.states", batch, layer.hidden_size]
             outputs.append(_value_info(f"{layer.name}.{state}", "float32", dims))
 
 
-def _emit(graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str, ReferenceFn], *, full_sequence: bool) -> str:
+def _emit(
+    graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str, ReferenceFn], *, full_sequence: bool
+) -> str | Pair:
     if isinstance(layer, RecurrentLayer):
         return _emit_recurrent(graph, layer, incoming[0], functions, full_sequence=full_sequence)
     if isinstance(layer, DenseLayer):
@@ -280,7 +299,9 @@ def _emit(graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str,
     raise UnsupportedFeatureError(f"no ONNX mapping for {type(layer).__name__}", layer=layer.name)
 
 
-def _emit_recurrent(graph: _Graph, layer: RecurrentLayer, x: str, functions: dict[str, ReferenceFn], *, full_sequence: bool) -> str:
+def _emit_recurrent(
+    graph: _Graph, layer: RecurrentLayer, x: str, functions: dict[str, ReferenceFn], *, full_sequence: bool
+) -> str | Pair:
     nodes = nodes_from_canonical(layer)
     functions[layer.name] = onnx_layer_function(layer.meta(), nodes)  # the description: no source arrays kept
     name = layer.name
@@ -337,7 +358,7 @@ def _emit_node(graph: _Graph, node: OnnxRecurrentNode, sequence: str) -> list[st
     return outputs
 
 
-def _sequence_output(graph: _Graph, layer: RecurrentLayer, Y: str) -> str:
+def _sequence_output(graph: _Graph, layer: RecurrentLayer, Y: str) -> str | Pair:
     name = layer.name
     if not layer.bidirectional:
         squeezed = graph.one("Squeeze", [Y, graph.ints(f"{name}_axis1", [1])], f"{name}_one_direction", 3)
@@ -353,11 +374,14 @@ def _sequence_output(graph: _Graph, layer: RecurrentLayer, Y: str) -> str:
     if layer.merge_mode == "concat":
         moved = graph.one("Transpose", [Y], f"{name}_batch_time_first", 4, perm=[2, 0, 1, 3])
         return graph.one("Reshape", [moved, graph.ints(f"{name}_shape", [0, 0, -1])], f"{name}_concat", 3)
+    if layer.merge_mode == "none":  # two outputs, each [B, T, H] (the backward one aligned with input time)
+        halves = _directions(graph, layer, Y, axis=1)
+        return Pair(*(graph.one("Transpose", [half], f"{half}_batch_first", 3, perm=[1, 0, 2]) for half in halves))
     merged = _merge(graph, layer, Y, axis=1)  # [T, B, H]
     return graph.one("Transpose", [merged], f"{name}_batch_first", 3, perm=[1, 0, 2])
 
 
-def _last_step_output(graph: _Graph, layer: RecurrentLayer, Y_h: str) -> str:
+def _last_step_output(graph: _Graph, layer: RecurrentLayer, Y_h: str) -> str | Pair:
     """Keras return_sequences=False: the last processed step of each direction, i.e. the final states."""
     name = layer.name
     if not layer.bidirectional:
@@ -365,7 +389,19 @@ def _last_step_output(graph: _Graph, layer: RecurrentLayer, Y_h: str) -> str:
     if layer.merge_mode == "concat":
         moved = graph.one("Transpose", [Y_h], f"{name}_batch_first", 3, perm=[1, 0, 2])
         return graph.one("Reshape", [moved, graph.ints(f"{name}_shape", [0, -1])], f"{name}_concat", 2)
+    if layer.merge_mode == "none":
+        return Pair(*_directions(graph, layer, Y_h, axis=0))  # each [B, H]
     return _merge(graph, layer, Y_h, axis=0)  # [B, H]
+
+
+def _directions(graph: _Graph, layer: RecurrentLayer, value: str, *, axis: int) -> tuple[str, str]:
+    """The forward and backward halves held along ``axis`` of ``value``, that axis dropped."""
+    name = layer.name
+    rank = graph.rank[value]
+    halves = graph.op("Split", [value, graph.ints(f"{name}_halves", [1, 1])], f"{name}_direction", rank, outputs=2, axis=axis)
+    axes = graph.ints(f"{name}_direction_axis", [axis])
+    forward, backward = (graph.one("Squeeze", [half, axes], f"{name}_{side}", rank - 1) for half, side in zip(halves, ("forward", "backward")))
+    return forward, backward
 
 
 def _merge(graph: _Graph, layer: RecurrentLayer, value: str, *, axis: int) -> str:
