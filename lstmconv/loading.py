@@ -485,6 +485,8 @@ def iter_onnx_layers(onnx_file: OnnxFile) -> Iterator[tuple[Layer, ReferenceFn]]
         node = entry.node
         try:
             layer = node_to_canonical(node, source)
+            if entry.runtime_inputs:
+                layer = layer.model_copy(update={"runtime_inputs": entry.runtime_inputs})
         except LstmconvError as error:
             raise error.with_context(file=onnx_file.path) from None
         # The node's own function; layout only changes how X/Y are arranged, so check in layout 0.

@@ -165,6 +165,11 @@ class RecurrentMeta(_Described):
     activations: CellActivations
     cell_clip: float | None = Field(default=None, description="ONNX clip: clamp of pre-activations")
     input_forget: bool = Field(default=False, description="ONNX input_forget: forget = 1 - input")
+    runtime_inputs: tuple[Literal["initial_h", "initial_c", "sequence_lens"], ...] = Field(
+        default=(),
+        description="what the source model gave the layer at run time besides its input sequence (ONNX graph "
+        "inputs); a per-layer ONNX model keeps them as optional inputs",
+    )
     dtype: str = "float32"
     source: SourceInfo
 
@@ -189,6 +194,8 @@ class RecurrentMeta(_Described):
             raise bad("cell_output activation must be given for LSTM only")
         if self.projection_size is not None and self.cell != "lstm":
             raise bad("projection applies to LSTM only")
+        if "initial_c" in self.runtime_inputs and self.cell != "lstm":
+            raise bad("initial_c applies to LSTM only")
         return self
 
     @property

@@ -405,3 +405,40 @@ def test_mask_zero_is_refused_only_where_it_cannot_be_expressed(tmp_path: Path) 
     text = " ".join(refused.output.split())
     assert refused.exit_code == 2 and "mask_zero" in text and "--per-layer" in text
     assert _run("convert", source, tmp_path / "m.onnx", "--per-layer").exit_code == 0
+
+
+def test_a_constant_sequence_lens_is_refused_not_ignored(tmp_path: Path) -> None:
+    """Fixed lengths are part of the node's function; converting without them would be silently wrong."""
+    import numpy as np
+    import onnx
+
+    import lstmconv
+    from tests.onnx_helpers import one_node_model
+
+    rng = np.random.default_rng(0)
+    inputs = {"W": rng.normal(size=(1, 4, 2)), "R": rng.normal(size=(1, 4, 4)), "sequence_lens": None}
+    model = one_node_model("RNN", inputs, ["X"], {"hidden_size": 4})
+    lengths = onnx.numpy_helper.from_array(np.array([2, 1], np.int32), "sequence_lens")
+    model.graph.initializer.append(lengths)
+    node = model.graph.node[0]
+    node.input[:] = ["X", "W", "R", "", "sequence_lens"]
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, path)
+    with pytest.raises(lstmconv.errors.UnsupportedFeatureError, match="sequence_lens is a constant"):
+        lstmconv.inspect(path)
+
+
+def test_runtime_inputs_survive_the_canonical_file(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+
+    import lstmconv
+    from tests.onnx_helpers import one_node_model
+
+    rng = np.random.default_rng(0)
+    inputs = {"W": rng.normal(size=(1, 4, 2)), "R": rng.normal(size=(1, 4, 4))}
+    path = tmp_path / "m.onnx"
+    onnx.save(one_node_model("RNN", inputs, ["X", "initial_h"], {"hidden_size": 4}), path)
+    canonical = tmp_path / "m.lstmconv.safetensors"
+    lstmconv.convert(path, canonical)
+    assert lstmconv.inspect(canonical).layers[0].runtime_inputs == ("initial_h",)

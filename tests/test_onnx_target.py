@@ -221,3 +221,52 @@ def test_bidirectional_merge_mode_none_has_two_outputs(return_sequences: bool, p
         if per_layer and not return_sequences:
             y = y[:, -1] if name.endswith("forward") else y[:, 0]  # per layer: whole sequences, time-aligned
         assert_close(y, want, name)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_onnx_runtime_inputs_are_kept_as_optional_inputs(op: str, direction: str, tmp_path: Path) -> None:
+    """A source node taking initial_h, initial_c and sequence_lens from graph inputs (as ONNX's own test cases
+    do): the per-layer model takes them too, and onnxruntime computes the same with and without them."""
+    from tests.onnx_helpers import one_node_model, run_ort
+
+    rng = np.random.default_rng(5)
+    gates, hidden, features, d = {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 3, 2, 2 if direction == "bidirectional" else 1
+    inputs = {
+        "W": rng.normal(size=(d, gates * hidden, features)) * 0.5,
+        "R": rng.normal(size=(d, gates * hidden, hidden)) * 0.5,
+        "B": rng.normal(size=(d, 2 * gates * hidden)) * 0.5,
+    }
+    runtime = ["X", "sequence_lens", "initial_h"] + (["initial_c"] if op == "LSTM" else [])
+    attrs: dict[str, object] = {"hidden_size": hidden, "direction": direction}
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    model = one_node_model(op, inputs, runtime, attrs)
+    source = tmp_path / "runtime.onnx"
+    onnx.save(model, source)
+    out = tmp_path / "out.onnx"
+    report = lstmconv.convert(source, out)
+    name = report.layers[0].name
+    session = _session(out)
+    x = rng.normal(size=(4, 3, features)).astype(np.float32)  # [T, B, I]
+    h0 = rng.normal(size=(d, 3, hidden)).astype(np.float32)
+    c0 = rng.normal(size=(d, 3, hidden)).astype(np.float32)
+    lengths = np.array([4, 2, 3], np.int32)
+    feeds = {"X": x, "sequence_lens": lengths, "initial_h": h0} | ({"initial_c": c0} if op == "LSTM" else {})
+    want = run_ort(model, feeds)
+    mine = {f"{name}.x": x.transpose(1, 0, 2), f"{name}.h0": h0, f"{name}.sequence_lens": lengths}
+    if op == "LSTM":
+        mine[f"{name}.c0"] = c0
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, mine)))
+    y = want[0].transpose(2, 0, 1, 3)  # [T, D, B, H] -> [B, T, D, H]
+    y = y.reshape(y.shape[0], y.shape[1], -1) if d == 2 else y[:, :, 0]
+    assert_close(got[f"{name}.y"], y, "Y with the state and lengths given")
+    assert_close(got[f"{name}.h_n"], want[1], "Y_h")
+    if op == "LSTM":
+        assert_close(got[f"{name}.c_n"], want[2], "Y_c")
+    # Not given: zeros and full lengths, as the source given exactly those.
+    zeros = {"X": x, "sequence_lens": np.full(3, 4, np.int32), "initial_h": np.zeros_like(h0)}
+    if op == "LSTM":
+        zeros["initial_c"] = np.zeros_like(c0)
+    default = dict(zip([o.name for o in session.get_outputs()], session.run(None, {f"{name}.x": x.transpose(1, 0, 2)})))
+    assert_close(default[f"{name}.h_n"], run_ort(model, zeros)[1], "Y_h from zeros")

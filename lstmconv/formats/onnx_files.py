@@ -51,6 +51,7 @@ class OnnxNodeEntry:
     name: str  # key-safe layer name
     load: Callable[[], OnnxRecurrentNode] = field(repr=False)
     notes: tuple[str, ...] = ()
+    runtime_inputs: tuple[str, ...] = ()  # initial_h, initial_c, sequence_lens given by the model's inputs
 
     @property
     def node(self) -> OnnxRecurrentNode:
@@ -118,9 +119,9 @@ def read_onnx(path: str | Path) -> OnnxFile:
         if isinstance(found, _DensePattern):
             entries.append(OnnxDenseEntry(name=name, load=found.load, activation=found.activation))
             continue
-        load_weights, notes = found
+        load_weights, notes, runtime = found
         load = functools.partial(_load_node, path, node, load_weights, name, opset)
-        entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes)))
+        entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes), runtime_inputs=tuple(runtime)))
     return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
 
 
@@ -137,7 +138,9 @@ class _Reader:
         self.opset = opset
         # each recurrent node with a function reading its W/R/B/P from the file and notes for the report, and
         # each Dense pattern's MatMul/Gemm node, in graph order
-        self.found: list[tuple[onnx.NodeProto, tuple[Callable[[], dict[str, np.ndarray | None]], list[str]] | _DensePattern]] = []
+        self.found: list[
+            tuple[onnx.NodeProto, tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str]] | _DensePattern]
+        ] = []
 
     def tensor(self, proto: onnx.TensorProto) -> np.ndarray:
         if external_data_helper.uses_external_data(proto):
@@ -256,14 +259,26 @@ class _Reader:
                 )
         if not slots["W"] or not slots["R"]:
             raise InputFormatError("node has no W or R input", file=self.path, layer=label)
-        notes = []
+        notes, runtime = [], []
+        if names[4] and self.value(scope, names[4]) is not None:
+            raise UnsupportedFeatureError(
+                "sequence_lens is a constant: fixed sequence lengths are part of this node's function, and the "
+                "target layers have no place for them",
+                file=self.path,
+                layer=label,
+            )
         if names[4]:
-            notes.append("sequence_lens is a runtime input of the model; the converted layer runs full-length sequences")
+            runtime.append("sequence_lens")
+            notes.append(
+                "sequence_lens is a runtime input of the model: a per-layer ONNX model keeps it (optional); torch "
+                "and Keras layers run full-length sequences"
+            )
         for slot, name in (("initial_h", names[5]), ("initial_c", names[6])):
             if not name:
                 continue
             value = self.value(scope, name)
             if value is None:
+                runtime.append(slot)
                 notes.append(f"{slot} is a runtime input of the model; the converted layer starts from the state you pass")
             elif np.any(value):
                 raise UnsupportedFeatureError(
@@ -273,7 +288,7 @@ class _Reader:
                     layer=label,
                 )
         load = functools.partial(lambda names: {slot: self.value(scope, n) if n else None for slot, n in names.items()}, slots)
-        self.found.append((node, (load, notes)))
+        self.found.append((node, (load, notes, runtime)))
 
     def dense(self, node: onnx.NodeProto, scope: dict[str, Any], consumers: dict[str, list[onnx.NodeProto]]) -> None:
         """Record ``node`` (MatMul or Gemm) as a Dense layer when its weight is a constant matrix (see

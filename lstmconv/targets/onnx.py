@@ -260,7 +260,8 @@ def _per_layer(
         return  # weightless layers mean nothing on their own
     graph._used.add(x)
     graph.rank[x] = len(inputs[-1].type.tensor_type.shape.dim)
-    y = _emit(graph, layer, [x], functions, full_sequence=True)
+    runtime = _runtime_inputs(graph, layer, x, inputs) if isinstance(layer, RecurrentLayer) and layer.runtime_inputs else None
+    y = _emit(graph, layer, [x], functions, full_sequence=True, runtime=runtime)
     named = zip(y, (".y_forward", ".y_backward")) if isinstance(y, Pair) else [(y, ".y")]
     for value, suffix in named:
         output = f"{layer.name}{suffix}"
@@ -273,11 +274,61 @@ def _per_layer(
             outputs.append(_value_info(f"{layer.name}.{state}", "float32", dims))
 
 
+@dataclass(frozen=True)
+class RuntimeInputs:
+    """Graph values a recurrent layer starts from: initial states ``[levels*directions, B, H]`` (torch's layout)
+    and the length of each sequence ``[B]`` (int32); ``None`` where the node takes none."""
+
+    h0: str | None
+    c0: str | None
+    sequence_lens: str | None
+
+
+def _runtime_inputs(graph: _Graph, layer: RecurrentLayer, x: str, inputs: list[onnx.ValueInfoProto]) -> RuntimeInputs:
+    """Optional inputs of a per-layer model, for what the source took at run time (``layer.runtime_inputs``):
+    ``<layer>.h0`` and ``<layer>.c0`` (zeros when not given) and ``<layer>.sequence_lens`` (every sequence full
+    length when not given, or given as 0). Each is a graph input with a small default initializer of the same
+    name (ONNX: an input with an initializer may be left out), broadcast here to the batch it is run with."""
+    name, hidden = layer.name, layer.hidden_size
+    count = layer.num_levels * (2 if layer.bidirectional else 1)
+    shape = graph.one("Shape", [x], f"{name}_x_shape", 1)
+    batch = graph.one("Slice", [shape, graph.ints(f"{name}_zero", [0]), graph.ints(f"{name}_one", [1])], f"{name}_batch", 1)
+    steps = graph.one("Slice", [shape, graph.ints(f"{name}_one_", [1]), graph.ints(f"{name}_two", [2])], f"{name}_steps", 1)
+    state_shape = graph.one(
+        "Concat", [graph.ints(f"{name}_states", [count]), batch, graph.ints(f"{name}_hidden", [hidden])], f"{name}_state_shape", 1, axis=0
+    )
+    states: dict[str, str] = {}
+    for state, slot in (("h0", "initial_h"), ("c0", "initial_c")):
+        if slot not in layer.runtime_inputs:
+            continue
+        given = graph.const(f"{name}.{state}", np.zeros((1, 1, 1), np.float32))
+        # dims all symbolic: the default is (1, 1, 1), broadcast below; a given state is (states, batch, hidden)
+        inputs.append(_value_info(given, "float32", [f"{name}.states", f"{name}.batch", f"{name}.hidden"]))
+        graph.rank[given] = 3
+        states[state] = graph.one("Expand", [given, state_shape], f"{name}_{state}_full", 3)
+    if "sequence_lens" not in layer.runtime_inputs:
+        return RuntimeInputs(states.get("h0"), states.get("c0"), None)
+    lengths = graph.const(f"{name}.sequence_lens", np.zeros(1, np.int32))
+    inputs.append(_value_info(lengths, "int32", [f"{name}.batch"]))
+    graph.rank[lengths] = 1
+    full = graph.one("Cast", [steps], f"{name}_full_length", 1, to=TensorProto.INT32)
+    stated = graph.one("Greater", [lengths, graph.const(f"{name}_no_length", np.zeros(1, np.int32))], f"{name}_stated", 1)
+    chosen = graph.one("Where", [stated, lengths, full], f"{name}_lengths", 1)
+    per_sequence = graph.one("Expand", [chosen, batch], f"{name}_sequence_lens", 1)
+    return RuntimeInputs(states.get("h0"), states.get("c0"), per_sequence)
+
+
 def _emit(
-    graph: _Graph, layer: Layer, incoming: list[str], functions: dict[str, ReferenceFn], *, full_sequence: bool
+    graph: _Graph,
+    layer: Layer,
+    incoming: list[str],
+    functions: dict[str, ReferenceFn],
+    *,
+    full_sequence: bool,
+    runtime: RuntimeInputs | None = None,
 ) -> str | Pair:
     if isinstance(layer, RecurrentLayer):
-        return _emit_recurrent(graph, layer, incoming[0], functions, full_sequence=full_sequence)
+        return _emit_recurrent(graph, layer, incoming[0], functions, full_sequence=full_sequence, runtime=runtime)
     if isinstance(layer, DenseLayer):
         kernel = np.ascontiguousarray(layer.weight.T)  # (in, units): MatMul broadcasts over batch and time
         y = graph.one("MatMul", [incoming[0], graph.const(f"{layer.name}.kernel", kernel)], f"{layer.name}_matmul", graph.rank[incoming[0]])
@@ -300,7 +351,13 @@ def _emit(
 
 
 def _emit_recurrent(
-    graph: _Graph, layer: RecurrentLayer, x: str, functions: dict[str, ReferenceFn], *, full_sequence: bool
+    graph: _Graph,
+    layer: RecurrentLayer,
+    x: str,
+    functions: dict[str, ReferenceFn],
+    *,
+    full_sequence: bool,
+    runtime: RuntimeInputs | None = None,
 ) -> str | Pair:
     nodes = nodes_from_canonical(layer)
     functions[layer.name] = onnx_layer_function(layer.meta(), nodes)  # the description: no source arrays kept
@@ -308,8 +365,16 @@ def _emit_recurrent(
     sequence = graph.one("Transpose", [x], f"{name}_time_major", 3, perm=[1, 0, 2])
     Y = Y_h = ""
     states: dict[str, list[str]] = {"h_n": [], "c_n": []}
+    directions = 2 if layer.bidirectional else 1
     for k, node in enumerate(nodes):
-        Y, Y_h, *rest = _emit_node(graph, node, sequence)
+        starts: list[str] = []
+        if runtime is not None:  # this level's part of the [levels*directions, B, H] states
+            bounds = [graph.ints(f"{node.name}_first_state", [k * directions]), graph.ints(f"{node.name}_end_state", [(k + 1) * directions])]
+            starts = [runtime.sequence_lens or ""] + [
+                graph.one("Slice", [full, *bounds], f"{node.name}_{state}", 3) if full is not None else ""
+                for state, full in (("initial_h", runtime.h0), ("initial_c", runtime.c0))
+            ]
+        Y, Y_h, *rest = _emit_node(graph, node, sequence, starts)
         states["h_n"].append(Y_h)
         if rest:
             states["c_n"].append(rest[0])
@@ -326,15 +391,17 @@ def _emit_recurrent(
     return _last_step_output(graph, layer, Y_h)
 
 
-def _emit_node(graph: _Graph, node: OnnxRecurrentNode, sequence: str) -> list[str]:
+def _emit_node(graph: _Graph, node: OnnxRecurrentNode, sequence: str, starts: list[str]) -> list[str]:
+    """The fused node; ``starts`` are its sequence_lens, initial_h and initial_c inputs (or none)."""
+    sequence_lens, initial_h, initial_c = (*starts, "", "", "")[:3]
     names = [
         sequence,
         graph.const(f"{node.name}.W", node.W),
         graph.const(f"{node.name}.R", node.R),
         graph.const(f"{node.name}.B", node.B) if node.B is not None else "",
-        "",
-        "",
-        "",
+        sequence_lens,
+        initial_h,
+        initial_c,
         graph.const(f"{node.name}.P", node.P) if node.P is not None else "",
     ]
     while names[-1] == "":
