@@ -408,11 +408,33 @@ class Wiring(_Frozen):
     """How the layers connect, when the source says so (Keras Sequential and functional models)."""
 
     inputs: tuple[ModelInput, ...]
-    inbound: dict[str, tuple[str, ...]] = Field(description="layer -> the model inputs or layers it reads, in order")
+    inbound: dict[str, tuple[str, ...]] = Field(
+        description="layer -> the model inputs or layers it reads (their first output tensor), in order"
+    )
     outputs: tuple[str, ...]
+    initial_state: dict[str, tuple[tuple[str, int], ...]] = Field(
+        default_factory=dict,
+        description="recurrent layer -> the (layer, output tensor index) of each initial state it is given, in "
+        "Keras order (h, c; a Bidirectional layer's forward states, then its backward states)",
+    )
+    output_tensors: tuple[tuple[str, int], ...] = Field(
+        default=(),
+        description="the model's outputs as (layer, output tensor index) when one is not a layer's first tensor "
+        "(return_state states, merge_mode=None halves); empty: the first tensor of each of 'outputs'",
+    )
     unsupported: tuple[str, ...] = Field(
         default=(), description="layers in the wiring that have no canonical form (the whole model cannot be rebuilt)"
     )
+
+    def model_outputs(self) -> tuple[tuple[str, int], ...]:
+        """Every output of the model as (layer, output tensor index)."""
+        return self.output_tensors or tuple((name, 0) for name in self.outputs)
+
+    def tensors_read(self, layer: str) -> set[int]:
+        """Indices of ``layer``'s output tensors that other layers or the model's outputs read."""
+        read = {0} if any(layer in sources for sources in self.inbound.values()) else set()
+        read |= {k for states in self.initial_state.values() for source, k in states if source == layer}
+        return read | {k for source, k in self.model_outputs() if source == layer}
 
 
 class CanonicalMetadata(_Frozen):

@@ -270,3 +270,58 @@ def test_onnx_runtime_inputs_are_kept_as_optional_inputs(op: str, direction: str
         zeros["initial_c"] = np.zeros_like(c0)
     default = dict(zip([o.name for o in session.get_outputs()], session.run(None, {f"{name}.x": x.transpose(1, 0, 2)})))
     assert_close(default[f"{name}.h_n"], run_ort(model, zeros)[1], "Y_h from zeros")
+
+
+def _keras3():  # type: ignore[no-untyped-def]
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras")
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_initial_state_and_return_state_convert_whole_to_onnx(cell: str, tmp_path: Path) -> None:
+    """An encoder's return_state states as a decoder's initial_state, and a state as a model output: the fused
+    ops' initial_h/initial_c inputs and Y_h/Y_c outputs; onnxruntime reproduces Keras 3."""
+    keras = _keras3()
+    L = keras.layers
+    encoder_in, decoder_in = keras.Input((6, 3)), keras.Input((4, 2))
+    _, *states = getattr(L, cell)(5, return_state=True, name="enc")(encoder_in)
+    decoded = getattr(L, cell)(5, return_sequences=True, name="dec")(decoder_in, initial_state=states)
+    model = keras.Model([encoder_in, decoder_in], [L.Dense(3, name="out")(decoded), states[0]])
+    source = tmp_path / "seq2seq.keras"
+    model.save(source)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, 6, 3)).astype(np.float32), rng.normal(size=(2, 4, 2)).astype(np.float32)
+    expected = [keras.ops.convert_to_numpy(y) for y in model([a, b])]
+    out = tmp_path / "seq2seq.onnx"
+    lstmconv.convert(source, out)
+    session = _session(out)
+    names = [i.name for i in session.get_inputs()]
+    got = session.run(["out", "enc_h"], dict(zip(names, [a, b])))
+    for y, want, what in zip(got, expected, ("decoder output", "encoder state")):
+        assert_close(y, want, what)
+    back = tmp_path / "back.keras"  # and the Keras target rebuilds the same wiring
+    lstmconv.convert(source, back)
+    rebuilt = keras.models.load_model(back, compile=False)
+    assert_close(keras.ops.convert_to_numpy(rebuilt([a, b])[0]), expected[0], "rebuilt .keras")
+
+
+def test_bidirectional_return_state_outputs_every_state(tmp_path: Path) -> None:
+    """Bidirectional(LSTM(return_state=True)): the output and four states, as Keras 3 returns them (this model
+    ended in an internal error before)."""
+    keras = _keras3()
+    x_in = keras.Input((5, 3))
+    outputs = keras.layers.Bidirectional(keras.layers.LSTM(4, return_state=True), name="bi")(x_in)
+    model = keras.Model(x_in, outputs)
+    source = tmp_path / "bi.keras"
+    model.save(source)
+    x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype(np.float32)
+    expected = [keras.ops.convert_to_numpy(y) for y in model(x)]
+    out = tmp_path / "bi.onnx"
+    lstmconv.convert(source, out)
+    session = _session(out)
+    names = ["output", "output_h_forward", "output_c_forward", "output_h_backward", "output_c_backward"]
+    assert [o.name for o in session.get_outputs()] == names
+    for y, want, name in zip(session.run(names, {"input": x}), expected, names):
+        assert_close(y, want, name)

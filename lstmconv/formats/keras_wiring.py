@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from lstmconv.formats.keras_layers import GRAPH_CLASSES
+from lstmconv.formats.keras_layers import GRAPH_CLASSES, RECURRENT_CLASSES
 from lstmconv.schema import ModelInput, Wiring
 
 __all__ = ["wiring_from_config"]
+
+_RECURRENT = set(RECURRENT_CLASSES)
 
 
 def wiring_from_config(model: dict[str, Any]) -> Wiring | None:
@@ -85,6 +87,7 @@ def _sequential(layers: list[dict[str, Any]]) -> Wiring | None:
 
 def _functional(cfg: dict[str, Any], layers: list[dict[str, Any]]) -> Wiring | None:
     inbound: dict[str, tuple[str, ...]] = {}
+    initial_state: dict[str, tuple[tuple[str, int], ...]] = {}
     unsupported: list[str] = []
     inputs: list[ModelInput] = []
     for layer in layers:
@@ -99,10 +102,16 @@ def _functional(cfg: dict[str, Any], layers: list[dict[str, Any]]) -> Wiring | N
         if len(nodes) != 1:
             unsupported.append(f"{name} ({layer.get('class_name')}): called {len(nodes)} times (shared layer)")
             continue
-        history, extra = _node_tensors(nodes[0])
+        history, extra, states = _node_tensors(nodes[0])
+        if layer.get("class_name") in _RECURRENT and len(history) > 1:  # Keras 2: x, then the initial states
+            history, states = history[:1], history[1:] + states
+        if states and layer.get("class_name") in _RECURRENT:
+            initial_state[name] = tuple((source, tensor) for source, _, tensor in states)
+        elif states:
+            extra = True
         if extra or any(tensor != 0 for _, _, tensor in history):
             unsupported.append(
-                f"{name} ({layer.get('class_name')}): reads extra tensors (e.g. initial_state or return_state outputs)"
+                f"{name} ({layer.get('class_name')}): reads another tensor than a layer's first output as its input"
             )
         inbound[name] = tuple(source for source, _, _ in history)
         if len(history) > 1 and layer.get("class_name") != "Concatenate":
@@ -113,20 +122,22 @@ def _functional(cfg: dict[str, Any], layers: list[dict[str, Any]]) -> Wiring | N
         reason = _unsupported(layer)
         if reason:
             unsupported.append(reason)
-    two_outputs = {
-        _name(layer) for layer in layers
-        if layer.get("class_name") == "Bidirectional" and layer.get("config", {}).get("merge_mode", "concat") is None
-    }
-    outputs: list[str] = []
-    for entry in _layer_list(cfg.get("output_layers", [])):
-        name, tensor = str(entry[0]), int(entry[2]) if len(entry) > 2 else 0
-        if tensor != 0 and name not in two_outputs:
-            unsupported.append(f"{name}: the model outputs its tensor {tensor} (e.g. return_state states)")
-        if name not in outputs:  # a merge_mode=None layer is one output of two tensors
-            outputs.append(name)
+    classes = {_name(layer): layer.get("class_name") for layer in layers}
+    tensors = [(str(e[0]), int(e[2]) if len(e) > 2 else 0) for e in _layer_list(cfg.get("output_layers", []))]
+    for source, tensor in [*tensors, *(ref for refs in initial_state.values() for ref in refs)]:
+        if tensor != 0 and classes.get(source) not in _RECURRENT:
+            unsupported.append(f"{source} ({classes.get(source)}): another layer reads its output tensor {tensor}")
+    outputs = tuple(dict.fromkeys(name for name, _ in tensors))
     if not inputs or not outputs:
         return None
-    return Wiring(inputs=tuple(inputs), inbound=inbound, outputs=tuple(outputs), unsupported=tuple(unsupported))
+    return Wiring(
+        inputs=tuple(inputs),
+        inbound=inbound,
+        outputs=outputs,
+        initial_state=initial_state,
+        output_tensors=tuple(tensors) if any(tensor != 0 for _, tensor in tensors) else (),
+        unsupported=tuple(unsupported),
+    )
 
 
 def _layer_list(value: Any) -> list[list[Any]]:
@@ -136,17 +147,21 @@ def _layer_list(value: Any) -> list[list[Any]]:
     return list(value)
 
 
-def _node_tensors(node: Any) -> tuple[list[tuple[str, int, int]], bool]:
-    """(layer, node, tensor) of every tensor a call reads; True when some come through keyword arguments."""
+def _node_tensors(node: Any) -> tuple[list[tuple[str, int, int]], bool, list[tuple[str, int, int]]]:
+    """(layer, node, tensor) of every tensor a call reads as arguments; True when other tensors come through
+    keyword arguments; the tensors given as ``initial_state``."""
     if isinstance(node, dict):  # Keras 3
         history: list[tuple[str, int, int]] = []
         _collect(node.get("args", []), history)
+        kwargs = dict(node.get("kwargs", {}))
+        states: list[tuple[str, int, int]] = []
+        _collect(kwargs.pop("initial_state", None), states)
         keyword: list[tuple[str, int, int]] = []
-        _collect(node.get("kwargs", {}), keyword)
-        return history, bool(keyword)
+        _collect(kwargs, keyword)
+        return history, bool(keyword), states
     entries = [entry for entry in node if isinstance(entry, list) and entry and isinstance(entry[0], str)]
     extra = any(len(entry) > 3 and isinstance(entry[3], dict) and entry[3] for entry in entries)
-    return [(str(e[0]), int(e[1]), int(e[2])) for e in entries], extra
+    return [(str(e[0]), int(e[1]), int(e[2])) for e in entries], extra, []
 
 
 def _collect(value: Any, found: list[tuple[str, int, int]]) -> None:

@@ -121,16 +121,28 @@ def _keras2_weight_names(plan: KerasLayerPlan) -> list[str]:
     return [f"{plan.name}/{leaf}:0" for leaf in leaves.get(plan.class_name, [])][: len(plan.arrays)]
 
 
-def _layer_config(plan: KerasLayerPlan, keras_major: int) -> dict[str, Any]:
+def _layer_config(plan: KerasLayerPlan, keras_major: int, wiring: Wiring | None = None) -> dict[str, Any]:
     """``{"class_name", "config"}`` of one layer as Keras ``keras_major`` serializes it (Keras 3 adds ``module``
-    and ``registered_name``; a wrapped layer is serialized the same way)."""
+    and ``registered_name``; a wrapped layer is serialized the same way). A recurrent layer whose states the
+    ``wiring`` reads returns them (``return_state``)."""
     config = dict(plan.config)
+    if wiring is not None and _reads_states(plan, wiring):
+        if "layer" in config:
+            config["layer"] = {**config["layer"], "config": {**config["layer"]["config"], "return_state": True}}
+        else:
+            config["return_state"] = True
     if "layer" in config:  # Bidirectional / TimeDistributed: the wrapped layer as tf.keras 2.13+ and Keras 3 write it
         inner = config["layer"]
         config["layer"] = {"module": "keras.layers", "class_name": inner["class_name"], "config": inner["config"], "registered_name": None}
     if keras_major < 3:
         return {"class_name": plan.class_name, "config": config}
     return {"module": "keras.layers", "class_name": plan.class_name, "config": config, "registered_name": None}
+
+
+def _reads_states(plan: KerasLayerPlan, wiring: Wiring) -> bool:
+    """Whether the wiring reads a tensor of ``plan``'s layer past its outputs (a return_state state)."""
+    outputs = 2 if plan.class_name == "Bidirectional" and plan.config.get("merge_mode") is None else 1
+    return any(index >= outputs for index in wiring.tensors_read(plan.source_layer))
 
 
 def keras2_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str, Any]:
@@ -146,23 +158,29 @@ def keras2_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str
     if _is_chain(wiring, order):
         layers = [input_layer(wiring.inputs[0])] + [_layer_config(by_source[name], 2) for name in order]
         return {"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}}
+    def named(source: str) -> str:
+        return by_source[source].name if source in by_source else source
+
     layers = [{**input_layer(i), "name": i.name, "inbound_nodes": []} for i in wiring.inputs]
     for name in order:
         plan = by_source[name]
-        sources = [[by_source[s].name if s in by_source else s, 0, 0, {}] for s in wiring.inbound[name]]
-        layers.append({**_layer_config(plan, 2), "name": plan.name, "inbound_nodes": [sources]})
+        # tf.keras lists a recurrent layer's initial states after its input, as tensors of the node
+        refs = [(s, 0) for s in wiring.inbound[name]] + list(wiring.initial_state.get(name, ()))
+        sources = [[named(s), 0, index, {}] for s, index in refs]
+        layers.append({**_layer_config(plan, 2, wiring), "name": plan.name, "inbound_nodes": [sources]})
     config = {
         "name": "model",
         "layers": layers,
         "input_layers": [[i.name, 0, 0] for i in wiring.inputs],
-        "output_layers": [[by_source[o].name if o in by_source else o, 0, 0] for o in wiring.outputs],
+        "output_layers": [[named(o), 0, index] for o, index in wiring.model_outputs()],
     }
     return {"class_name": "Functional", "config": config}
 
 
 def _is_chain(wiring: Wiring, order: list[str]) -> bool:
-    """One input, one output, each layer reading the one before it."""
-    return len(wiring.inputs) == 1 and len(wiring.outputs) == 1 and all(
+    """One input, one output, each layer reading the one before it (and no state passed around)."""
+    plain = not wiring.initial_state and not wiring.output_tensors
+    return plain and len(wiring.inputs) == 1 and len(wiring.outputs) == 1 and all(
         wiring.inbound[name] == ((wiring.inputs[0].name,) if k == 0 else (order[k - 1],)) for k, name in enumerate(order)
     )
 
@@ -172,7 +190,7 @@ def keras3_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str
     by_source = {plan.source_layer: plan for plan in plans}
 
     def layer_config(plan: KerasLayerPlan) -> dict[str, Any]:
-        return _layer_config(plan, 3)
+        return _layer_config(plan, 3, wiring)
 
     def input_layer(model_input: ModelInput) -> dict[str, Any]:
         dtype = model_input.dtype if model_input.dtype in ("int32", "int64") else "float32"
@@ -190,9 +208,10 @@ def keras3_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str
         shapes[name] = _output_shape(by_source[name], [shapes[s] for s in wiring.inbound[name]])
         dtypes[name] = "float32"
 
-    def tensor(source: str) -> dict[str, Any]:
+    def tensor(source: str, index: int = 0) -> dict[str, Any]:
         name = by_source[source].name if source in by_source else source
-        config = {"shape": shapes[source], "dtype": dtypes[source], "keras_history": [name, 0, 0]}
+        shape = shapes[source] if index == 0 else [None, _units(by_source[source])]
+        config = {"shape": shape, "dtype": dtypes[source], "keras_history": [name, 0, index]}
         return {"class_name": "__keras_tensor__", "config": config}
 
     layers = []
@@ -202,14 +221,21 @@ def keras3_model_config(plans: list[KerasLayerPlan], wiring: Wiring) -> dict[str
         plan = by_source[name]
         sources = [tensor(s) for s in wiring.inbound[name]]
         args = [sources] if plan.class_name == "Concatenate" else sources
-        layers.append({**layer_config(plan), "name": plan.name, "inbound_nodes": [{"args": args, "kwargs": {}}]})
+        states = wiring.initial_state.get(name, ())
+        kwargs = {"initial_state": [tensor(s, index) for s, index in states]} if states else {}
+        layers.append({**layer_config(plan), "name": plan.name, "inbound_nodes": [{"args": args, "kwargs": kwargs}]})
     config = {
         "name": "functional",
         "layers": layers,
         "input_layers": [[i.name, 0, 0] for i in wiring.inputs],
-        "output_layers": [[by_source[o].name if o in by_source else o, 0, 0] for o in wiring.outputs],
+        "output_layers": [[by_source[o].name if o in by_source else o, 0, index] for o, index in wiring.model_outputs()],
     }
     return {"module": "keras.src.models.functional", "class_name": "Functional", "config": config, "registered_name": "Functional"}
+
+
+def _units(plan: KerasLayerPlan) -> int:
+    """A recurrent layer's units (the width of each state it returns)."""
+    return int(plan.config.get("layer", {}).get("config", plan.config)["units"])
 
 
 def _output_shape(plan: KerasLayerPlan, inputs: list[list[int | None]]) -> list[int | None]:

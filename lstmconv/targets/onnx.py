@@ -56,6 +56,7 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}
         self.rank: dict[str, int] = {}
+        self.renamed: dict[str, str] = {}
         self._used: set[str] = set()
 
     def fresh(self, hint: str) -> str:
@@ -64,6 +65,16 @@ class _Graph:
             name, k = f"{hint}_{k}", k + 1
         self._used.add(name)
         return name
+
+    def rename(self, old: str, new: str) -> None:
+        """Call the value ``old`` ``new`` everywhere in the graph (``old`` becomes free for an output)."""
+        for node in self.nodes:
+            node.input[:] = [new if name == old else name for name in node.input]
+            node.output[:] = [new if name == old else name for name in node.output]
+        if old in self.initializers:
+            self.initializers[new] = self.initializers.pop(old)
+        self.rank[new] = self.rank.pop(old)
+        self.renamed[old] = new
 
     def const(self, hint: str, array: np.ndarray) -> str:
         """An initializer; float16 is widened to float32 (exact), as the graph computes in float32."""
@@ -119,6 +130,7 @@ class OnnxPlan:
         self.inline_bytes = inline_bytes
         self.large: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}  # handed out: name -> (dtype, shape)
         self._values: dict[str, str | Pair] = {}  # wiring name -> graph value
+        self._tensors: dict[str, list[tuple[str, str]]] = {}  # recurrent layer -> its output tensors, Keras order
         self._waiting: dict[str, Layer] = {}
         self._next = 0  # position in the wiring's order
         if wiring is not None:
@@ -192,8 +204,50 @@ class OnnxPlan:
                 if value_info.name == incoming[0] and len(value_info.type.tensor_type.shape.dim) == 2:
                     value_info.type.tensor_type.shape.dim[1].dim_param = f"{value_info.name}_time".replace("input_time", "time")
         functions: dict[str, ReferenceFn] = {}
-        self._values[layer.name] = _emit(self.graph, layer, incoming, functions, full_sequence=False)
+        if not isinstance(layer, RecurrentLayer):
+            self._values[layer.name] = _emit(self.graph, layer, incoming, functions, full_sequence=False)
+            return self._hand_out(layer, functions.get(layer.name))
+        refs = self.wiring.initial_state.get(layer.name, ())
+        runtime = self._given_states(layer, refs) if refs else None
+        finals: dict[str, str] = {}
+        value = _emit(self.graph, layer, incoming, functions, full_sequence=False, runtime=runtime, finals=finals)
+        self._values[layer.name] = value
+        outputs = list(zip(value, ("_forward", "_backward"))) if isinstance(value, Pair) else [(value, "")]
+        read = self.wiring.tensors_read(layer.name)
+        if any(index >= len(outputs) for index in read):  # states another layer or the model reads (return_state)
+            kinds = ("h", "c") if layer.cell == "lstm" else ("h",)
+            sides = ("_forward", "_backward") if layer.bidirectional else ("",)
+            states = zip(_final_states(self.graph, layer, finals), [f"_{kind}{side}" for side in sides for kind in kinds])
+            outputs += list(states)
+        self._tensors[layer.name] = outputs
         return self._hand_out(layer, functions.get(layer.name))
+
+    def _tensor(self, layer: str, index: int) -> tuple[str, str]:
+        """Output tensor ``index`` of ``layer`` as Keras numbers them (outputs, then a recurrent layer's states),
+        with the suffix that names it among the model's outputs."""
+        tensors = self._tensors.get(layer) or ([(_first(self._values[layer]), "")] if layer in self._values else [])
+        if index >= len(tensors):
+            raise UnsupportedFeatureError(f"output tensor {index} of layer {layer!r} is not available", layer=layer)
+        return tensors[index]
+
+    def _given_states(self, layer: RecurrentLayer, refs: tuple[tuple[str, int], ...]) -> RuntimeInputs:
+        """The initial states a layer is given (Keras order: h, c per direction) as [directions, B, H] values."""
+        per = 2 if layer.cell == "lstm" else 1
+        directions = 2 if layer.bidirectional else 1
+        if len(refs) != per * directions or layer.num_levels != 1:
+            raise UnsupportedFeatureError(
+                f"initial_state holds {len(refs)} tensors", layer=layer.name, expected=per * directions, actual=len(refs)
+            )
+        values = [self._tensor(source, index)[0] for source, index in refs]
+        joined = []
+        for kind, parts in (("h", values[0::per]), ("c", values[1::per] if per == 2 else [])):
+            if not parts:
+                joined.append(None)
+                continue
+            axis = self.graph.ints(f"{layer.name}_{kind}_axis", [0])
+            stacked = [self.graph.one("Unsqueeze", [part, axis], f"{layer.name}_given_{kind}", 3) for part in parts]
+            joined.append(stacked[0] if len(stacked) == 1 else self.graph.one("Concat", stacked, f"{layer.name}_given_{kind}s", 3, axis=0))
+        return RuntimeInputs(joined[0], joined[1], None)
 
     def _model_inputs(self, wiring: Wiring) -> None:
         """The model's inputs, batch-first, batch and time dynamic. The time axis is the first after the batch
@@ -212,14 +266,19 @@ class OnnxPlan:
             self._values[model_input.name] = name
 
     def _model_outputs(self, wiring: Wiring) -> None:
-        for output in wiring.outputs:
-            base = "output" if len(wiring.outputs) == 1 else output
-            value = self._values[output]
-            named = zip(value, (f"{base}_forward", f"{base}_backward")) if isinstance(value, Pair) else [(value, base)]
-            for part, name in named:
-                self.graph.nodes.append(helper.make_node("Identity", [part], [name], name=self.graph.fresh(f"{name}_Identity")))
-                rank = self.graph.rank[part]
-                self.outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
+        """One graph output per model output tensor: ``output`` when the model has one output layer (else the
+        layer's name), ``_forward``/``_backward`` for a merge_mode=None layer's halves, ``_h``, ``_c``
+        (``_h_forward``...) for the states a return_state layer outputs."""
+        for layer, index in wiring.model_outputs():
+            base = "output" if len(wiring.outputs) == 1 else layer
+            value, suffix = self._tensor(layer, index)
+            name = base + suffix
+            if name in self.graph._used:  # an inner value has the output's name: give the inner one another
+                self.graph.rename(name, self.graph.fresh(f"{name}_inner"))
+                value = value if value != name else self.graph.renamed[name]
+            self.graph.nodes.append(helper.make_node("Identity", [value], [name], name=self.graph.fresh(f"{name}_Identity")))
+            rank = self.graph.rank[value]
+            self.outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
 
 
 class Pair(tuple[str, str]):
@@ -326,9 +385,10 @@ def _emit(
     *,
     full_sequence: bool,
     runtime: RuntimeInputs | None = None,
+    finals: dict[str, str] | None = None,
 ) -> str | Pair:
     if isinstance(layer, RecurrentLayer):
-        return _emit_recurrent(graph, layer, incoming[0], functions, full_sequence=full_sequence, runtime=runtime)
+        return _emit_recurrent(graph, layer, incoming[0], functions, full_sequence=full_sequence, runtime=runtime, finals=finals)
     if isinstance(layer, DenseLayer):
         kernel = np.ascontiguousarray(layer.weight.T)  # (in, units): MatMul broadcasts over batch and time
         y = graph.one("MatMul", [incoming[0], graph.const(f"{layer.name}.kernel", kernel)], f"{layer.name}_matmul", graph.rank[incoming[0]])
@@ -358,7 +418,10 @@ def _emit_recurrent(
     *,
     full_sequence: bool,
     runtime: RuntimeInputs | None = None,
+    finals: dict[str, str] | None = None,
 ) -> str | Pair:
+    """The layer's fused node(s); ``runtime``: the states and lengths it starts from; ``finals`` receives the
+    last level's final states (``Y_h``, ``Y_c``: [directions, B, H])."""
     nodes = nodes_from_canonical(layer)
     functions[layer.name] = onnx_layer_function(layer.meta(), nodes)  # the description: no source arrays kept
     name = layer.name
@@ -381,6 +444,10 @@ def _emit_recurrent(
         if k + 1 < len(nodes):  # [T, D, B, H] -> [T, B, D*H] feeds the next level
             moved = graph.one("Transpose", [Y], f"{node.name}_directions_last", 4, perm=[0, 2, 1, 3])
             sequence = graph.one("Reshape", [moved, graph.ints(f"{node.name}_shape", [0, 0, -1])], f"{node.name}_joined", 3)
+    if finals is not None:
+        finals["h"] = states["h_n"][-1]
+        if states["c_n"]:
+            finals["c"] = states["c_n"][-1]
     if full_sequence:  # per-layer outputs carry the final states too, in torch's [levels*directions, B, H]
         for state, parts in states.items():
             if parts:
@@ -389,6 +456,18 @@ def _emit_recurrent(
     if full_sequence or layer.return_sequences:
         return _sequence_output(graph, layer, Y)
     return _last_step_output(graph, layer, Y_h)
+
+
+def _final_states(graph: _Graph, layer: RecurrentLayer, finals: dict[str, str]) -> list[str]:
+    """A layer's final states as Keras returns them with return_state: [B, H] each, h then c, per direction."""
+    per_kind: dict[str, list[str]] = {}
+    for kind, value in finals.items():
+        if layer.bidirectional:
+            per_kind[kind] = list(_directions(graph, layer, value, axis=0))
+        else:
+            per_kind[kind] = [graph.one("Squeeze", [value, graph.ints(f"{layer.name}_{kind}_axis0", [0])], f"{layer.name}_final_{kind}", 2)]
+    directions = 2 if layer.bidirectional else 1
+    return [per_kind[kind][d] for d in range(directions) for kind in ("h", "c") if kind in per_kind]
 
 
 def _emit_node(graph: _Graph, node: OnnxRecurrentNode, sequence: str, starts: list[str]) -> list[str]:
