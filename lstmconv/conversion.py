@@ -21,6 +21,7 @@ from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import ConversionReport, LayerReport
 from lstmconv.schema import DenseLayer, RecurrentLayer
 from lstmconv.targets.torch import torch_layer_function
+from lstmconv.targets.torch_emit import can_emit
 from lstmconv.streaming import stream_to, streams, write_to
 from lstmconv.torch_saving import (
     check_torch_destination,
@@ -61,7 +62,7 @@ def _plan_torch(
     for layer in loaded.model.layers:
         if isinstance(layer, RecurrentLayer):
             reasons = torch_refusals(layer)
-            if reasons and custom is not None and layer.projection_size is None:
+            if reasons and custom is not None and can_emit(layer):
                 custom.append(layer)  # computed by the emitted module instead of torch.nn
                 per_layer[layer.name] = torch_layout_state(layer)
                 continue

@@ -121,6 +121,9 @@ def describe(layer: Layer | RecurrentMeta | DenseMeta) -> str:
         text += f", {acts.gate or ''}{'/' if acts.gate else ''}{acts.candidate}"
         if acts.cell_output is not None and acts.cell_output != acts.candidate:
             text += f"/{acts.cell_output}"
+        if (back := layer.backward_activations) is not None:
+            text += f" (backward {back.gate or ''}{'/' if back.gate else ''}{back.candidate}"
+            text += f"/{back.cell_output})" if back.cell_output is not None and back.cell_output != back.candidate else ")"
         return ", ".join([text, *non_default_facts(layer)])
     if isinstance(layer, DenseMeta):
         prefix = "TimeDistributed(Dense)" if layer.time_distributed else "Dense"

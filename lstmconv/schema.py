@@ -163,6 +163,11 @@ class RecurrentMeta(_Described):
     )
     use_bias: bool = True
     activations: CellActivations
+    backward_activations: CellActivations | None = Field(
+        default=None,
+        description="bidirectional only: the backward direction's activations when they differ from the forward "
+        "direction's (ONNX lists activations per direction); None: both directions use 'activations'",
+    )
     cell_clip: float | None = Field(default=None, description="ONNX clip: clamp of pre-activations")
     input_forget: bool = Field(default=False, description="ONNX input_forget: forget = 1 - input")
     runtime_inputs: tuple[Literal["initial_h", "initial_c", "sequence_lens"], ...] = Field(
@@ -188,15 +193,24 @@ class RecurrentMeta(_Described):
             raise bad("go_backwards applies to unidirectional layers; a bidirectional layer has both directions")
         if self.time_aligned_output and not self.go_backwards:
             raise bad("time_aligned_output applies to go_backwards layers only")
-        if (self.cell == "rnn") != (self.activations.gate is None):
-            raise bad("gate activation must be given for LSTM/GRU and omitted for SimpleRNN")
-        if (self.cell == "lstm") != (self.activations.cell_output is not None):
-            raise bad("cell_output activation must be given for LSTM only")
+        if self.backward_activations is not None and not self.bidirectional:
+            raise bad("backward_activations applies to bidirectional layers only")
+        for acts in (self.activations, self.backward_activations):
+            if acts is None:
+                continue
+            if (self.cell == "rnn") != (acts.gate is None):
+                raise bad("gate activation must be given for LSTM/GRU and omitted for SimpleRNN")
+            if (self.cell == "lstm") != (acts.cell_output is not None):
+                raise bad("cell_output activation must be given for LSTM only")
         if self.projection_size is not None and self.cell != "lstm":
             raise bad("projection applies to LSTM only")
         if "initial_c" in self.runtime_inputs and self.cell != "lstm":
             raise bad("initial_c applies to LSTM only")
         return self
+
+    def direction_activations(self, direction: int) -> CellActivations:
+        """The activations of direction 0 (forward) or 1 (backward)."""
+        return self.backward_activations if direction == 1 and self.backward_activations is not None else self.activations
 
     @property
     def output_size(self) -> int:

@@ -325,3 +325,42 @@ def test_bidirectional_return_state_outputs_every_state(tmp_path: Path) -> None:
     assert [o.name for o in session.get_outputs()] == names
     for y, want, name in zip(session.run(names, {"input": x}), expected, names):
         assert_close(y, want, name)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_directions_with_different_activations_are_read_kept_and_written(op: str, tmp_path: Path) -> None:
+    """An ONNX node whose backward direction has its own activations: inspect and the canonical file hold them,
+    the ONNX target writes them, onnxruntime computes the source's numbers; torch and Keras refuse, saying why."""
+    from tests.onnx_helpers import one_node_model, run_ort
+
+    rng = np.random.default_rng(7)
+    gates, hidden, features = {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 3, 2
+    inputs = {
+        "W": rng.normal(size=(2, gates * hidden, features)) * 0.5,
+        "R": rng.normal(size=(2, gates * hidden, hidden)) * 0.5,
+        "B": rng.normal(size=(2, 2 * gates * hidden)) * 0.5,
+    }
+    forward = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}[op]
+    backward = {"LSTM": ["HardSigmoid", "Relu", "Softsign"], "GRU": ["HardSigmoid", "Softsign"], "RNN": ["Relu"]}[op]
+    attrs = {"hidden_size": hidden, "direction": "bidirectional", "activations": forward + backward}
+    if op != "RNN":
+        attrs["activation_alpha"], attrs["activation_beta"] = [0.3], [0.4]
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    model = one_node_model(op, inputs, ["X"], attrs)
+    source = tmp_path / "mixed.onnx"
+    onnx.save(model, source)
+    from lstmconv.reporting import describe
+
+    found = lstmconv.inspect(source)
+    assert found.layers[0].backward_activations is not None and "backward" in describe(found.layers[0])
+    canonical, out = tmp_path / "m.lstmconv.safetensors", tmp_path / "back.onnx"
+    lstmconv.convert(source, canonical)
+    lstmconv.convert(canonical, out)
+    x = rng.normal(size=(4, 3, features)).astype(np.float32)
+    want = run_ort(model, {"X": x})[0]
+    got = _session(out).run(None, {f"{found.layers[0].name}.x": x.transpose(1, 0, 2)})[0]
+    assert_close(got, want.transpose(2, 0, 1, 3).reshape(3, 4, -1), "both directions' own activations")
+    for target in ("m.safetensors", "m.weights.h5"):
+        with pytest.raises(RefusedConversionError, match="different activations|same activations"):
+            lstmconv.convert(source, tmp_path / target)

@@ -33,17 +33,16 @@ __all__ = ["node_to_canonical", "nodes_from_canonical", "onnx_refusals", "onnx_w
 def node_to_canonical(node: OnnxRecurrentNode, source: SourceInfo) -> RecurrentLayer:
     """The canonical layer of one ONNX recurrent node (views of its arrays, no copies)."""
     cell, per_direction = node.cell, ACTIVATION_COUNT[node.cell]
-    first = node.activations[:per_direction]
-    if node.num_directions == 2 and tuple(node.activations[per_direction:]) != tuple(first):
-        raise UnsupportedFeatureError(
-            "the two directions use different activations; lstmconv layers share one set", layer=node.name
-        )
-    if cell == "lstm":
-        activations = CellActivations(gate=first[0], candidate=first[1], cell_output=first[2])
-    elif cell == "gru":
-        activations = CellActivations(gate=first[0], candidate=first[1], cell_output=None)
-    else:
-        activations = CellActivations(gate=None, candidate=first[0], cell_output=None)
+
+    def named(listed: tuple[Activation, ...]) -> CellActivations:
+        if cell == "lstm":
+            return CellActivations(gate=listed[0], candidate=listed[1], cell_output=listed[2])
+        if cell == "gru":
+            return CellActivations(gate=listed[0], candidate=listed[1], cell_output=None)
+        return CellActivations(gate=None, candidate=listed[0], cell_output=None)
+
+    activations = named(tuple(node.activations[:per_direction]))
+    backward = named(tuple(node.activations[per_direction:])) if node.num_directions == 2 else None
     directions = [_direction(node, d) for d in range(node.num_directions)]
     meta = RecurrentMeta(
         name=node.name,
@@ -58,6 +57,7 @@ def node_to_canonical(node: OnnxRecurrentNode, source: SourceInfo) -> RecurrentL
         reset_after=node.linear_before_reset if cell == "gru" else None,
         use_bias=node.B is not None,
         activations=activations,
+        backward_activations=backward if backward != activations else None,
         cell_clip=node.clip,
         input_forget=node.input_forget,
         dtype=str(node.W.dtype),
@@ -106,8 +106,9 @@ def onnx_refusals(layer: Layer) -> list[str]:
         )
     if not isinstance(layer, RecurrentLayer):
         return reasons
-    roles = {"gate": layer.activations.gate, "candidate": layer.activations.candidate, "cell_output": layer.activations.cell_output}
-    for role, activation in roles.items():
+    acts = [layer.activations] + ([layer.backward_activations] if layer.backward_activations is not None else [])
+    roles = [(role, getattr(a, role)) for a in acts for role in ("gate", "candidate", "cell_output")]
+    for role, activation in roles:
         if activation is not None and activation_to_onnx(activation) is None:
             reasons.append(
                 f"the ONNX {layer.cell.upper()} operator has no '{activation}' activation ({role}); it offers "
@@ -134,13 +135,13 @@ def nodes_from_canonical(layer: RecurrentLayer) -> list[OnnxRecurrentNode]:
     reasons = onnx_refusals(layer)
     if reasons:
         raise UnsupportedFeatureError("; ".join(reasons), layer=layer.name)
-    acts = layer.activations
-    if layer.cell == "lstm":
-        per_direction: tuple[Activation, ...] = (acts.gate, acts.candidate, acts.cell_output)  # type: ignore[assignment]
-    elif layer.cell == "gru":
-        per_direction = (acts.gate, acts.candidate)  # type: ignore[assignment]
-    else:
-        per_direction = (acts.candidate,)
+    def listed(acts: CellActivations) -> tuple[Activation, ...]:
+        if layer.cell == "lstm":
+            return (acts.gate, acts.candidate, acts.cell_output)  # type: ignore[return-value]
+        if layer.cell == "gru":
+            return (acts.gate, acts.candidate)  # type: ignore[return-value]
+        return (acts.candidate,)
+
     if layer.bidirectional:
         direction = "bidirectional"
     elif layer.go_backwards:
@@ -156,7 +157,7 @@ def nodes_from_canonical(layer: RecurrentLayer) -> list[OnnxRecurrentNode]:
                 name=layer.name if k == 0 else f"{layer.name}_l{k}",
                 hidden_size=layer.hidden_size,
                 direction=direction,
-                activations=per_direction * len(sides),
+                activations=tuple(a for d in range(len(sides)) for a in listed(layer.direction_activations(d))),
                 clip=layer.cell_clip,
                 input_forget=layer.input_forget,
                 linear_before_reset=bool(layer.reset_after),

@@ -48,6 +48,8 @@ __all__ = [
 def torch_refusals(layer: RecurrentLayer) -> list[str]:
     """Why ``torch.nn`` cannot compute ``layer`` exactly (empty when it can)."""
     reasons: list[str] = []
+    if layer.backward_activations is not None:
+        reasons.append(f"nn.{layer.cell.upper()} uses the same activations in both directions, this layer does not")
     acts = layer.activations
     if layer.cell == "rnn":
         if acts.candidate.name not in ("tanh", "relu"):

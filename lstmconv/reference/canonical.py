@@ -13,7 +13,7 @@ import numpy as np
 
 from lstmconv.activations import Activation, apply
 from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, matmul, merge_directions, unroll
-from lstmconv.schema import DirectionWeights, RecurrentLayer
+from lstmconv.schema import CellActivations, DirectionWeights, RecurrentLayer
 
 __all__ = ["canonical_forward"]
 
@@ -35,7 +35,7 @@ def canonical_forward(layer: RecurrentLayer, x: np.ndarray, initial: LayerStates
                 zeros_c = np.zeros((batch, layer.hidden_size), dtype=dtype) if layer.cell == "lstm" else None
                 start = (np.zeros((batch, layer.output_size), dtype=dtype), zeros_c)
             reverse = d == 1 or layer.go_backwards
-            y, final = unroll(_step(layer, direction, dtype), values, start, reverse=reverse)
+            y, final = unroll(_step(layer, direction, dtype, layer.direction_activations(d)), values, start, reverse=reverse)
             outputs.append(y)
             level_states.append(final)
         states.append(level_states)
@@ -49,7 +49,7 @@ def canonical_forward(layer: RecurrentLayer, x: np.ndarray, initial: LayerStates
     return LayerOutput(y=y, states=states)
 
 
-def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type) -> Step:
+def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type, acts: CellActivations) -> Step:
     gates = {
         g: (
             p.w_input.astype(dtype, copy=False),
@@ -61,7 +61,6 @@ def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type) -> St
         )
         for g, p in direction.gates.items()
     }
-    acts = layer.activations
     clip = layer.cell_clip
     projection = None if direction.w_projection is None else direction.w_projection.astype(dtype, copy=False)
 

@@ -17,15 +17,22 @@ from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype
 from lstmconv.schema import RecurrentLayer
 
-__all__ = ["MODULE_CLASS", "module_source", "module_spec", "emitted_function"]
+__all__ = ["MODULE_CLASS", "can_emit", "module_source", "module_spec", "emitted_function"]
 
 MODULE_CLASS = {"lstm": "LstmconvLSTM", "gru": "LstmconvGRU", "rnn": "LstmconvRNN"}
+
+
+def can_emit(layer: RecurrentLayer) -> bool:
+    """Whether the emitted modules compute ``layer`` (no projection; one activation set for both directions)."""
+    return layer.projection_size is None and layer.backward_activations is None
 
 
 def module_spec(layer: RecurrentLayer) -> dict[str, Any]:
     """Constructor arguments of the emitted class for ``layer``."""
     if layer.projection_size is not None:
         raise UnsupportedFeatureError("the emitted modules have no projection; nn.LSTM(proj_size=...) does", layer=layer.name)
+    if layer.backward_activations is not None:
+        raise UnsupportedFeatureError("the emitted modules use one activation set for both directions", layer=layer.name)
     acts = {"candidate": layer.activations.candidate}
     if layer.activations.gate is not None:
         acts["gate"] = layer.activations.gate
