@@ -189,6 +189,8 @@ def _print_report(report: Any) -> None:
             console.print(f"  note: {layer.name}: {note}")
     for item in report.skipped:
         console.print(_styled("yellow", "  left out:", f" {item}"))
+    for warning in report.warnings:
+        console.print(_styled("yellow", "  warning:", f" {warning}"))
     if not report.verified:
         console.print(_styled("yellow", "  numeric check skipped (--no-verify)"))
     data = f" (external data: {report.external_data})" if report.external_data else ""

@@ -195,7 +195,8 @@ def save_torch(
                 target = emitted_function(module_text, layer, per_layer[layer.name])
             except ImportError:
                 raise UnsupportedFeatureError(
-                    "checking the emitted module means running it, which needs PyTorch",
+                    "checking the emitted module means running it, which needs PyTorch, not installed here",
+                    file=module_path,
                     layer=layer.name,
                     hint="pip install torch, or pass --no-verify (verify=False)",
                 ) from None
@@ -210,18 +211,23 @@ def save_torch(
         loaded.source_format,
         {layer.name: MODULE_CLASS[layer.cell] for layer in custom},
     )
-    if module_path is not None and module_text is not None:
-        text = module_text
+    warnings: tuple[str, ...] = ()
+    if module_path is not None and module_text is None:
+        warnings = (f"--emit-module: torch.nn computes every layer, so there is no module to write; {module_path} not written",)
+    companions = (module_path,) if module_path is not None and module_text is not None else ()
 
-        def check_module(path: Path) -> None:
-            compile(path.read_text(), str(path), "exec")
+    def write(path: Path, *module: Path) -> None:
+        write_torch_file(path, tensors, metadata)
+        if module:
+            module[0].write_text(module_text or "")
 
-        write_atomically(module_path, lambda path: path.write_text(text), check_module)
-    write_atomically(
-        destination,
-        lambda path: write_torch_file(path, tensors, metadata),
-        lambda path: _compare_written(destination, tensors, read_torch_file(path)[0]),
-    )
+    def check(path: Path, *module: Path) -> None:
+        _compare_written(destination, tensors, read_torch_file(path)[0])
+        if module:
+            compile(module[0].read_text(), str(module[0]), "exec")
+
+    # the module file and the parameters are one output: both are placed, or neither
+    write_atomically(destination, write, check, companions=companions)
     return ConversionReport(
         source=str(source),
         destination=str(destination),
@@ -230,6 +236,7 @@ def save_torch(
         skipped=(*loaded.model.skipped, *refused),
         verified=verify,
         written_tensors=len(tensors),
+        warnings=warnings,
     )
 
 

@@ -79,6 +79,7 @@ class ConversionReport:
                 for layer in self.layers
             ],
             "left_out": [left_out_record(item) for item in self.skipped],
+            "warnings": list(self.warnings),
         }
 
 

@@ -96,6 +96,8 @@ def write_atomically(
         for final in finals:
             temporaries.append(_temporary_beside(final))
         write(*temporaries)
+        for temporary in temporaries:  # a writer that made its file anew (safetensors does) made it 0600
+            _normal_mode(temporary)
         check(*temporaries)
         for temporary, final in reversed(list(zip(temporaries, finals))):  # the destination last
             os.replace(temporary, final)
@@ -123,11 +125,17 @@ def _temporary_beside(final: Path) -> Path:
     handle, temporary_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     os.close(handle)
     temporary = Path(temporary_name)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(temporary, 0o666 & ~umask)
+        _normal_mode(temporary)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return temporary
+
+
+def _normal_mode(path: Path) -> None:
+    """Give ``path`` the mode a new file gets from the umask (0666 less the umask), as ``open`` would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if path.exists():
+        os.chmod(path, 0o666 & ~umask)

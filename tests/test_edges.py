@@ -442,3 +442,54 @@ def test_runtime_inputs_survive_the_canonical_file(tmp_path: Path) -> None:
     canonical = tmp_path / "m.lstmconv.safetensors"
     lstmconv.convert(path, canonical)
     assert lstmconv.inspect(canonical).layers[0].runtime_inputs == ("initial_h",)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small things
+
+
+@pytest.mark.parametrize("emit", [False, True])
+def test_written_files_follow_the_umask(tmp_path: Path, emit: bool) -> None:
+    source = DATA / "keras2" / "lstm_hard_sigmoid.h5"
+    old = os.umask(0o027)
+    try:
+        args = ["--emit-module", tmp_path / "m.py"] if emit else []
+        out = tmp_path / ("m.safetensors" if emit else "m.onnx")
+        assert _run("convert", source, out, *args).exit_code == 0
+    finally:
+        os.umask(old)
+    for written in tmp_path.iterdir():
+        assert written.stat().st_mode & 0o777 == 0o640, written
+
+
+def test_emit_module_with_nothing_to_emit_says_so(tmp_path: Path) -> None:
+    result = _run("convert", SINE, tmp_path / "s.safetensors", "--emit-module", tmp_path / "m.py")
+    assert result.exit_code == 0 and "no module to write" in " ".join(result.output.split())
+    assert not (tmp_path / "m.py").exists()
+
+
+def test_the_needs_pytorch_error_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import lstmconv
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails as if it were not installed
+    module = tmp_path / "m.py"
+    with pytest.raises(lstmconv.LstmconvError) as caught:
+        lstmconv.convert(DATA / "keras2" / "lstm_hard_sigmoid.h5", tmp_path / "m.safetensors", emit_module=module)
+    assert caught.value.file == str(module) and "PyTorch" in str(caught.value)
+    with pytest.raises(lstmconv.LstmconvError) as caught:
+        lstmconv.convert(SINE, tmp_path / "m.pt")
+    assert caught.value.file == str(tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_takes_config_and_from(tmp_path: Path) -> None:
+    from tests.conftest import corpus_file
+
+    weights = corpus_file("chen-sentiment/bidirectional_lstm_softmax_weights.h5")
+    config = corpus_file("chen-sentiment/bidirectional_lstm_softmax_architecture.json")
+    out = tmp_path / "c.onnx"
+    assert _run("convert", weights, out, "--config", config).exit_code == 0
+    result = _run("verify", weights, out, "--config", config, "--from", "keras")
+    assert result.exit_code == 0, result.output
