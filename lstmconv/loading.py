@@ -352,22 +352,29 @@ def iter_torch_layers(
     *,
     nonlinearity: str | None = None,
     load: Callable[[str], np.ndarray] | None = None,
-) -> Iterator[tuple[Layer, ReferenceFn] | str]:
+) -> Iterator[tuple[Layer, ReferenceFn | None] | str]:
     """Build a state dict's torch.nn modules as layers, one at a time; a str is a key left out (yielded first).
 
     With ``load``, ``tensors`` holds stand-ins of the right shapes (see ``open_safetensors_state``) and each
     module's parameters are read with ``load(key)`` when its layer is built.
     """
     from lstmconv.adapters.torch import find_torch_modules, recurrent_to_canonical
-    from lstmconv.schema import DenseLayer, DenseMeta, RecurrentLayer, RecurrentMeta
+    from lstmconv.schema import DenseLayer, DenseMeta, EmbeddingLayer, EmbeddingMeta, RecurrentLayer, RecurrentMeta
     from lstmconv.targets.torch import torch_layer_function
 
     described = {m["name"]: m for m in (metadata or {}).get("layers", [])}  # written by lstmconv: exact facts
     custom = (metadata or {}).get("custom_modules", {})
     modules, leftover = find_torch_modules(dict(tensors))
+    # an nn.Embedding's 'weight' is told from a bias-less nn.Linear's only by what lstmconv recorded
+    tables = [key for key in leftover if described.get(key.removesuffix(".weight"), {}).get("type") == "embedding"]
+    leftover = [key for key in leftover if key not in tables]
     if not modules:
         raise InputFormatError("no nn.LSTM/GRU/RNN or nn.Linear parameters found", file=path, hint=", ".join(leftover[:8]) or None)
     yield from (LeftOut(key, "not an nn.LSTM/GRU/RNN/Linear parameter") for key in leftover)
+    for key in tables:
+        facts = EmbeddingMeta.model_validate({**described[key.removesuffix(".weight")], "source": SourceInfo(framework="torch", layout="torch").model_dump()})
+        table = load(key) if load is not None else tensors[key]
+        yield EmbeddingLayer(**dict(facts), weight=table), None  # type: ignore[misc]
     for module in modules:
         if load is not None:
             module.params = {param: load(key) for param, key in module.keys.items()}
@@ -456,14 +463,27 @@ def iter_onnx_layers(onnx_file: OnnxFile) -> Iterator[tuple[Layer, ReferenceFn]]
     """Build the file's recurrent and Dense layers one at a time, each reading only its own weights from the file."""
     from lstmconv.activations import Activation
     from lstmconv.adapters.onnx import node_to_canonical
-    from lstmconv.formats.onnx_files import OnnxDenseEntry
-    from lstmconv.schema import DenseLayer
+    from lstmconv.formats.onnx_files import OnnxDenseEntry, OnnxEmbeddingEntry
+    from lstmconv.schema import DenseLayer, EmbeddingLayer
     from lstmconv.targets.onnx_function import onnx_dense_function, onnx_layer_function
 
     for entry in onnx_file.entries:
         source = SourceInfo(
             framework="onnx", layout=f"onnx-opset{onnx_file.opset}", version=onnx_file.producer or None, notes=entry.notes
         )
+        if isinstance(entry, OnnxEmbeddingEntry):
+            table = entry.load()
+            embedding = EmbeddingLayer(
+                name=entry.name,
+                vocabulary_size=int(table.shape[0]),
+                embedding_size=int(table.shape[1]),
+                dtype=str(table.dtype),
+                source=source,
+                weight=table,
+            )
+            yield embedding, None
+            del embedding, table
+            continue
         if isinstance(entry, OnnxDenseEntry):
             kernel, bias = entry.load()
             name, alpha, beta = entry.activation

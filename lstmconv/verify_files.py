@@ -1,7 +1,8 @@
 """``lstmconv verify A B``: do two files compute the same function, layer by layer?
 
-Recurrent and Dense layers are paired by name, and the rest in order; each pair runs its own source
-references (A's in A's layout, B's in B's) on the same random input and initial states. Files are read one
+Recurrent, Dense and Embedding layers are paired by name, and the rest in order; each recurrent or Dense pair
+runs its own source references (A's in A's layout, B's in B's) on the same random input and initial states;
+an Embedding's function is its table, compared entry by entry. Files are read one
 layer at a time where their format allows (Keras, ONNX, torch ``.safetensors``), so memory stays at a layer.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from lstmconv.loading import load_file, loaded_layers
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
-from lstmconv.schema import DenseMeta, Layer, RecurrentMeta
+from lstmconv.schema import DenseMeta, EmbeddingLayer, EmbeddingMeta, Layer, RecurrentMeta
 from lstmconv.numeric_check import max_difference, random_inputs, tolerance
 
 __all__ = ["LayerComparison", "Verification", "compare_files", "verify"]
@@ -88,17 +89,17 @@ class _Unit:
     """A layer, or a chain of layers lstmconv split from one stacked module (``name``, ``name_l1``, ...)."""
 
     name: str
-    layers: tuple[RecurrentMeta | DenseMeta, ...]
+    layers: tuple[RecurrentMeta | DenseMeta | EmbeddingMeta, ...]
 
     @property
-    def first(self) -> RecurrentMeta | DenseMeta:
+    def first(self) -> RecurrentMeta | DenseMeta | EmbeddingMeta:
         return self.layers[0]
 
 
 def _comparable(described: list[Layer]) -> list[_Unit]:
     units: list[_Unit] = []
     for layer in described:
-        if not isinstance(layer, (RecurrentMeta, DenseMeta)):
+        if not isinstance(layer, (RecurrentMeta, DenseMeta, EmbeddingMeta)):
             continue
         match = re.fullmatch(r"(.+)_l(\d+)", layer.name)
         if match and units and units[-1].name == match.group(1) and int(match.group(2)) == len(units[-1].layers):
@@ -149,6 +150,9 @@ def _outputs(file: _File, units: list[_Unit], inputs: dict[str, tuple[np.ndarray
     with file.layers() as layers:
         for layer, reference in layers:
             unit = unit_of.get(layer.name)
+            if isinstance(layer, EmbeddingLayer) and unit is not None:  # the table is the function
+                outputs[unit.name] = LayerOutput(y=np.asarray(layer.weight), states=[])
+                continue
             if unit is None or reference is None:
                 continue
             x, states = inputs[unit.name]
@@ -205,7 +209,12 @@ def compare_files(
     structure_matches: dict[str, bool] = {}  # per unit of the first file, for the pairs that can be compared
     for ua, ub in pairs:
         la, lb = ua.first, ub.first
-        if type(la) is not type(lb) or la.input_size != lb.input_size:
+        if isinstance(la, EmbeddingMeta) and isinstance(lb, EmbeddingMeta):
+            if (la.vocabulary_size, la.embedding_size) == (lb.vocabulary_size, lb.embedding_size):
+                inputs_a[ua.name] = inputs_b[ub.name] = (np.empty(0), None)
+                structure_matches[ua.name] = True
+            continue
+        if type(la) is not type(lb) or la.input_size != lb.input_size:  # type: ignore[union-attr]
             continue
         x, states = random_inputs(la, seed)
         matches = len(ua.layers) == len(ub.layers) == 1 and (

@@ -493,3 +493,31 @@ def test_verify_takes_config_and_from(tmp_path: Path) -> None:
     assert _run("convert", weights, out, "--config", config).exit_code == 0
     result = _run("verify", weights, out, "--config", config, "--from", "keras")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".safetensors", ".lstmconv.safetensors", ".h5", ".weights.h5"])
+def test_verify_compares_embedding_tables(tmp_path: Path, suffix: str) -> None:
+    source = DATA / "keras2" / "embedding_lstm_dense.h5"
+    out = tmp_path / f"e{suffix}"
+    assert _run("convert", source, out).exit_code == 0
+    import lstmconv
+
+    outcome = lstmconv.verify(source, out)
+    assert outcome.same and any(r.left == "embed" and r.right == "embed" and r.compared for r in outcome.layers)
+
+
+def test_verify_finds_a_changed_embedding_table(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    import lstmconv
+
+    source = DATA / "keras2" / "embedding_lstm_dense.h5"
+    out, changed = tmp_path / "e.safetensors", tmp_path / "changed.safetensors"
+    lstmconv.convert(source, out)
+    with safe_open(str(out), "np") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        metadata = handle.metadata()
+    tensors["embed.weight"] = tensors["embed.weight"] + 0.25
+    save_file(tensors, changed, metadata=metadata)
+    assert not lstmconv.verify(source, changed).same

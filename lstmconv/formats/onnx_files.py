@@ -38,7 +38,7 @@ from lstmconv.onnx_layout import (
     parse_activations,
 )
 
-__all__ = ["OnnxNodeEntry", "OnnxDenseEntry", "OnnxFile", "read_onnx", "key_safe"]
+__all__ = ["OnnxNodeEntry", "OnnxDenseEntry", "OnnxEmbeddingEntry", "OnnxFile", "read_onnx", "key_safe"]
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
@@ -73,13 +73,23 @@ class OnnxDenseEntry:
 
 
 @dataclass(frozen=True)
+class OnnxEmbeddingEntry:
+    """An Embedding as a graph holds it: ``Gather`` (axis 0) of a constant ``(vocabulary, size)`` float table by
+    runtime ids."""
+
+    name: str
+    load: Callable[[], np.ndarray] = field(repr=False)  # the table
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OnnxFile:
     """The recurrent nodes and Dense patterns of a model, in graph order (subgraphs after their parent node)."""
 
     path: str
     opset: int
     producer: str
-    entries: tuple[OnnxNodeEntry | OnnxDenseEntry, ...] = field(default_factory=tuple)
+    entries: tuple[OnnxNodeEntry | OnnxDenseEntry | OnnxEmbeddingEntry, ...] = field(default_factory=tuple)
 
     @property
     def nodes(self) -> tuple[OnnxNodeEntry, ...]:
@@ -102,15 +112,18 @@ def read_onnx(path: str | Path) -> OnnxFile:
         raise InputFormatError("the model imports no ai.onnx opset", file=path)
     reader = _Reader(path, opset)
     reader.walk(model.graph, {})
-    if not any(not isinstance(found, _DensePattern) for _, found in reader.found):
+    if not any(not isinstance(found, (_DensePattern, _TablePattern)) for _, found in reader.found):
         raise InputFormatError("no LSTM, GRU or RNN node in this model", file=path, hint="a Loop-unrolled RNN cannot be read")
     names: dict[str, int] = {}
-    entries: list[OnnxNodeEntry | OnnxDenseEntry] = []
+    entries: list[OnnxNodeEntry | OnnxDenseEntry | OnnxEmbeddingEntry] = []
     for node, found in reader.found:
         if isinstance(found, _DensePattern):
             # lstmconv writes '<layer>_matmul', torch.onnx '/<module>/MatMul' or '/<module>/Gemm'
             base = re.sub(r"(_matmul)?_(MatMul|Gemm)$|_matmul$", "", key_safe(node.name)) if node.name else "dense"
             base = base or "dense"
+        elif isinstance(found, _TablePattern):
+            base = re.sub(r"_Gather$", "", key_safe(node.name)) if node.name else "embedding"
+            base = base or "embedding"
         else:
             base = key_safe(node.name) if node.name else node.op_type.lower()
         count = names.get(base, 0)
@@ -119,10 +132,18 @@ def read_onnx(path: str | Path) -> OnnxFile:
         if isinstance(found, _DensePattern):
             entries.append(OnnxDenseEntry(name=name, load=found.load, activation=found.activation))
             continue
+        if isinstance(found, _TablePattern):
+            entries.append(OnnxEmbeddingEntry(name=name, load=found.load))
+            continue
         load_weights, notes, runtime = found
         load = functools.partial(_load_node, path, node, load_weights, name, opset)
         entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes), runtime_inputs=tuple(runtime)))
     return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
+
+
+@dataclass(frozen=True)
+class _TablePattern:
+    load: Callable[[], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -139,7 +160,10 @@ class _Reader:
         # each recurrent node with a function reading its W/R/B/P from the file and notes for the report, and
         # each Dense pattern's MatMul/Gemm node, in graph order
         self.found: list[
-            tuple[onnx.NodeProto, tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str]] | _DensePattern]
+            tuple[
+                onnx.NodeProto,
+                tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str]] | _DensePattern | _TablePattern,
+            ]
         ] = []
 
     def tensor(self, proto: onnx.TensorProto) -> np.ndarray:
@@ -216,7 +240,7 @@ class _Reader:
                 self.record(node, scope)
             elif node.op_type in ("MatMul", "Gemm"):
                 self.dense(node, scope, consumers)
-            else:
+            elif not (node.op_type == "Gather" and self.table(node, scope)):
                 self.fold(node, scope)
             for attribute in node.attribute:
                 if attribute.type == onnx.AttributeProto.GRAPH:
@@ -329,6 +353,26 @@ class _Reader:
             return  # not a matrix, or a bias that does not add one number per unit: not a Dense layer
         self.found.append((node, _DensePattern(load, activation)))
 
+    def table(self, node: onnx.NodeProto, scope: dict[str, Any]) -> bool:
+        """Record ``node`` (Gather) as an Embedding when it looks up runtime ids in a constant float matrix."""
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if len(node.input) != 2 or attrs.get("axis", 0) != 0 or scope.get(node.input[1]) is not None:
+            return False
+        found = scope.get(node.input[0])
+        shape = self.shape(scope, node.input[0])
+        floating = found.proto.data_type in _FLOAT_TYPES if isinstance(found, _Lazy) else getattr(found, "dtype", np.dtype(int)).kind == "f"
+        if found is None or shape is None or len(shape) != 2 or not floating:
+            return False
+        table_name = node.input[0]
+
+        def load() -> np.ndarray:
+            table = self.value(scope, table_name)
+            assert table is not None
+            return table
+
+        self.found.append((node, _TablePattern(load)))
+        return True
+
     def shape(self, scope: dict[str, Any], name: str | None) -> tuple[int, ...] | None:
         """The shape of constant ``name`` without reading an initializer's data."""
         found = scope.get(name) if name else None
@@ -346,6 +390,8 @@ class _Lazy:
     def load(self) -> np.ndarray:
         return self.reader.tensor(self.proto)
 
+
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
 _PLAIN_TYPES = {  # element types stored as plain little-endian numbers
     code: np.dtype(helper.tensor_dtype_to_np_dtype(code)).newbyteorder("<")
