@@ -35,6 +35,19 @@ def one_node_model(op: str, inputs: dict[str, np.ndarray | None], runtime: list[
     return model
 
 
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def random_weights(op: str, directions: int, hidden: int, features: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """W, R and B of a node, random with scale 0.5 (so that activations do not saturate)."""
+    gates = GATES[op]
+    return {
+        "W": rng.normal(size=(directions, gates * hidden, features)) * 0.5,
+        "R": rng.normal(size=(directions, gates * hidden, hidden)) * 0.5,
+        "B": rng.normal(size=(directions, 2 * gates * hidden)) * 0.5,
+    }
+
+
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime
 

@@ -157,15 +157,11 @@ def test_onnx_reverse_direction_becomes_keras_go_backwards_with_a_flip(op: str, 
     comes in processing order: flipped back, real Keras 3 reproduces onnxruntime."""
     import onnx
 
-    from tests.onnx_helpers import one_node_model, run_ort
+    from tests.onnx_helpers import one_node_model, random_weights, run_ort
 
     rng = np.random.default_rng(3)
-    gates, hidden, features = {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 4, 3
-    inputs = {
-        "W": rng.normal(size=(1, gates * hidden, features)) * 0.5,
-        "R": rng.normal(size=(1, gates * hidden, hidden)) * 0.5,
-        "B": rng.normal(size=(1, 2 * gates * hidden)) * 0.5,
-    }
+    hidden, features = 4, 3
+    inputs = random_weights(op, 1, hidden, features, rng)
     attrs = {"hidden_size": hidden, "direction": "reverse"}
     if op == "GRU":
         attrs["linear_before_reset"] = 1

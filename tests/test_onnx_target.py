@@ -228,15 +228,11 @@ def test_bidirectional_merge_mode_none_has_two_outputs(return_sequences: bool, p
 def test_onnx_runtime_inputs_are_kept_as_optional_inputs(op: str, direction: str, tmp_path: Path) -> None:
     """A source node taking initial_h, initial_c and sequence_lens from graph inputs (as ONNX's own test cases
     do): the per-layer model takes them too, and onnxruntime computes the same with and without them."""
-    from tests.onnx_helpers import one_node_model, run_ort
+    from tests.onnx_helpers import one_node_model, random_weights, run_ort
 
     rng = np.random.default_rng(5)
-    gates, hidden, features, d = {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 3, 2, 2 if direction == "bidirectional" else 1
-    inputs = {
-        "W": rng.normal(size=(d, gates * hidden, features)) * 0.5,
-        "R": rng.normal(size=(d, gates * hidden, hidden)) * 0.5,
-        "B": rng.normal(size=(d, 2 * gates * hidden)) * 0.5,
-    }
+    hidden, features, d = 3, 2, 2 if direction == "bidirectional" else 1
+    inputs = random_weights(op, d, hidden, features, rng)
     runtime = ["X", "sequence_lens", "initial_h"] + (["initial_c"] if op == "LSTM" else [])
     attrs: dict[str, object] = {"hidden_size": hidden, "direction": direction}
     if op == "GRU":
@@ -331,15 +327,11 @@ def test_bidirectional_return_state_outputs_every_state(tmp_path: Path) -> None:
 def test_directions_with_different_activations_are_read_kept_and_written(op: str, tmp_path: Path) -> None:
     """An ONNX node whose backward direction has its own activations: inspect and the canonical file hold them,
     the ONNX target writes them, onnxruntime computes the source's numbers; torch and Keras refuse, saying why."""
-    from tests.onnx_helpers import one_node_model, run_ort
+    from tests.onnx_helpers import one_node_model, random_weights, run_ort
 
     rng = np.random.default_rng(7)
-    gates, hidden, features = {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 3, 2
-    inputs = {
-        "W": rng.normal(size=(2, gates * hidden, features)) * 0.5,
-        "R": rng.normal(size=(2, gates * hidden, hidden)) * 0.5,
-        "B": rng.normal(size=(2, 2 * gates * hidden)) * 0.5,
-    }
+    hidden, features = 3, 2
+    inputs = random_weights(op, 2, hidden, features, rng)
     forward = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}[op]
     backward = {"LSTM": ["HardSigmoid", "Relu", "Softsign"], "GRU": ["HardSigmoid", "Softsign"], "RNN": ["Relu"]}[op]
     attrs = {"hidden_size": hidden, "direction": "bidirectional", "activations": forward + backward}
