@@ -202,7 +202,8 @@ class OnnxPlan:
         if isinstance(layer, EmbeddingLayer):  # ids (batch, time): the time axis is free
             for value_info in self.inputs:
                 if value_info.name == incoming[0] and len(value_info.type.tensor_type.shape.dim) == 2:
-                    value_info.type.tensor_type.shape.dim[1].dim_param = f"{value_info.name}_time".replace("input_time", "time")
+                    time = "time" if value_info.name == "input" else f"{value_info.name}_time"  # as _model_inputs names it
+                    value_info.type.tensor_type.shape.dim[1].dim_param = time
         functions: dict[str, ReferenceFn] = {}
         if not isinstance(layer, RecurrentLayer):
             self._values[layer.name] = _emit(self.graph, layer, incoming, functions, full_sequence=False)
