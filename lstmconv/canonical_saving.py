@@ -46,7 +46,8 @@ def write_canonical_layers(
         return {CANONICAL_KEY: described_model.model_dump_json(), "format": "lstmconv-canonical"}
 
     reports, written = write_safetensors(
-        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=lambda _: None, metadata=metadata
+        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=lambda _: None,
+        metadata=metadata, replace=force,
     )
     return ConversionReport(
         source=str(source),

@@ -11,6 +11,7 @@ import atexit
 import gc
 import json
 import os
+import signal
 import sys
 import threading
 from enum import Enum
@@ -324,9 +325,17 @@ def _exit_without_teardown(code: object) -> None:
     os._exit(code or 0)
 
 
+def _terminated(signum: int, frame: object) -> NoReturn:
+    """SIGTERM ends a command as Ctrl-C does: the exception unwinds through the atomic write, which removes its
+    temporary files and leaves every existing file as it was (exit 143, the shell's 128 + 15)."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Run the command line on ``sys.argv``; ends by raising ``SystemExit`` with the exit code."""
     global _startup_gc_paused
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     if gc.isenabled():
         gc.disable()
         _startup_gc_paused = True

@@ -15,6 +15,7 @@ from lstmconv.errors import (
     UnsupportedFeatureError,
     VerificationError,
 )
+from lstmconv.formats.reading import regular_file
 from lstmconv.formats.torch_files import read_torch_file, write_torch_file
 from lstmconv.loading import LoadedModel, load_file, loaded_layers
 from lstmconv.reference.common import ReferenceFn
@@ -117,6 +118,9 @@ def convert(
             hint=f"the {to} target has no size limit: leave it out",
         )
     # The destination is checked before anything is read, so a wrong name fails at once.
+    regular_file(source)
+    if config is not None:
+        regular_file(config, "architecture JSON")
     data_file = destination.with_name(destination.name + ".data") if external_data else None
     module_file = Path(emit_module) if emit_module is not None else None
     refuse_overwriting_source((source, config), (destination, data_file, module_file))
@@ -227,7 +231,7 @@ def save_torch(
             compile(module[0].read_text(), str(module[0]), "exec")
 
     # the module file and the parameters are one output: both are placed, or neither
-    write_atomically(destination, write, check, companions=companions)
+    write_atomically(destination, write, check, companions=companions, replace=force)
     return ConversionReport(
         source=str(source),
         destination=str(destination),

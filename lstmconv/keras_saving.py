@@ -69,6 +69,8 @@ def write_keras(
     seen: list[Layer] = []  # descriptions of every layer read
     digests: dict[str, list[ArrayDigest]] = {}  # plan name -> (shape, dtype, digest) per array
 
+    taken: set[str] = set()  # Keras names given so far: two source names may make one Keras-safe name
+
     def planned() -> Iterator[tuple[list[KerasLayerPlan], list[list[ArrayDigest]], LayerReport]]:
         """Each layer read, planned, checked and hashed (in the run-ahead thread); refusals are collected."""
         for layer, reference in layers.layers:
@@ -81,6 +83,7 @@ def write_keras(
                 continue  # going on only to name every refused layer
             if not plans:
                 continue
+            plans = [_unique(plan, taken) for plan in plans]
             checking = check_source_side(source, layer, reference, verify, known_finite=known_finite)
             error, tol, check_notes = checking.finish(function, "the Keras arrays") if function else (None, None, ())
             hashed = [[_digest(array) for array in plan.arrays] for plan in plans]
@@ -140,7 +143,7 @@ def write_keras(
                 if back != meant:
                     raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
 
-    write_atomically(destination, write, check_written)
+    write_atomically(destination, write, check_written, replace=force)
     return ConversionReport(
         source=str(source),
         destination=str(destination),
@@ -150,6 +153,18 @@ def write_keras(
         verified=verify,
         written_tensors=sum(len(d) for d in digests.values()),
     )
+
+
+def _unique(plan: KerasLayerPlan, taken: set[str]) -> KerasLayerPlan:
+    """``plan`` under a Keras name no earlier plan has (``enc/rnn`` and ``enc_rnn`` both become ``enc_rnn``)."""
+    name, k = plan.name, 1
+    while name in taken:
+        k += 1
+        name = f"{plan.name}_{k}"
+    taken.add(name)
+    if name == plan.name:
+        return plan
+    return dataclasses.replace(plan, name=name, config={**plan.config, "name": name})
 
 
 def _became(plans: list[KerasLayerPlan]) -> str:

@@ -55,6 +55,7 @@ def write_layers(
     finish_file: Callable[[Stream], None],
     check: Callable[..., None],
     companions: Sequence[Path] = (),
+    replace: bool = False,
 ) -> list[LayerReport]:
     """Write every planned layer to ``open_stream(temporary file)``, then ``finish_file(stream)`` (which may
     refuse the whole file: it runs once ``planned`` is exhausted, so what the planning thread collected is
@@ -80,7 +81,7 @@ def write_layers(
         finally:
             stream.abort()
 
-    write_atomically(destination, write, check, companions=companions)
+    write_atomically(destination, write, check, companions=companions, replace=replace)
     return reports
 
 
@@ -98,6 +99,7 @@ def write_safetensors(
     reserve: int,
     before_header: Callable[[dict[str, object]], None],
     metadata: Callable[[], dict[str, str]],
+    replace: bool = False,
 ) -> tuple[list[LayerReport], list[str]]:
     """:func:`write_layers` for a ``.safetensors`` target (each layer's tensors in name order), then the header
     with ``metadata()``; returns the report rows and the tensor names written. ``before_header`` sees the
@@ -125,5 +127,6 @@ def write_safetensors(
         open_stream=lambda path: SafetensorsStream(path, reserve),
         finish_file=finish_file,
         check=check,
+        replace=replace,
     )
     return reports, written

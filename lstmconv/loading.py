@@ -22,6 +22,7 @@ from lstmconv.finite import all_finite
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
+from lstmconv.formats.reading import regular_file
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reporting import LeftOut
 from lstmconv.schema import CanonicalModel, Layer, SourceInfo, Wiring
@@ -98,8 +99,7 @@ def loaded_layers(loaded: LoadedModel) -> LayerSource:
 
 def detect_format(path: Path) -> str:
     """'keras', 'torch', 'onnx' or 'canonical', from the file's first bytes and its extension."""
-    if not path.exists():
-        raise InputFormatError("file not found", file=path)
+    regular_file(path)
     try:
         with path.open("rb") as handle:
             head = handle.read(8)
@@ -364,7 +364,10 @@ def iter_torch_layers(
 
     described = {m["name"]: m for m in (metadata or {}).get("layers", [])}  # written by lstmconv: exact facts
     custom = (metadata or {}).get("custom_modules", {})
-    modules, leftover = find_torch_modules(dict(tensors))
+    try:
+        modules, leftover = find_torch_modules(dict(tensors))
+    except LstmconvError as error:
+        raise error.with_context(file=path) from None
     # an nn.Embedding's 'weight' is told from a bias-less nn.Linear's only by what lstmconv recorded
     tables = [key for key in leftover if described.get(key.removesuffix(".weight"), {}).get("type") == "embedding"]
     leftover = [key for key in leftover if key not in tables]

@@ -124,7 +124,7 @@ def write_onnx(
 
     reports = write_layers(
         planned(), source=source, destination=destination, open_stream=open_stream, finish_file=finish_file,
-        check=check, companions=(data_destination,) if data_destination is not None else (),
+        check=check, companions=(data_destination,) if data_destination is not None else (), replace=force,
     )
     return ConversionReport(
         source=source,

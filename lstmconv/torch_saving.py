@@ -140,7 +140,8 @@ def write_torch(
         return {METADATA_KEY: json.dumps(torch_metadata(converted, source, layers.source_format, {}), sort_keys=True)}
 
     reports, written = write_safetensors(
-        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=before_header, metadata=metadata
+        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=before_header,
+        metadata=metadata, replace=force,
     )
     return ConversionReport(
         source=str(source),

@@ -46,7 +46,7 @@ def check_named(destination: Path, suffixes: tuple[str, ...], what: str, force: 
 
 
 def check_destination(destination: Path, force: bool) -> None:
-    if destination.exists() and not force:
+    if os.path.lexists(destination) and not force:  # a dangling link is an existing name too
         raise OutputExistsError("destination exists", file=destination, hint="pass --force (force=True) to overwrite it")
     if destination.is_dir():
         raise OutputExistsError("destination is a directory", file=destination)
@@ -80,18 +80,23 @@ def write_atomically(
     check: Callable[..., None],
     *,
     companions: Sequence[Path] = (),
+    replace: bool = False,
 ) -> None:
-    """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then rename it.
+    """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then put it in place.
 
-    ``companions`` are more files the same write produces (ONNX external data): each gets its own temporary
-    file, passed to ``write`` and ``check`` after the destination's, and is renamed into place just before the
-    destination, so that a complete destination never refers to a missing or unfinished companion. On any
-    failure every temporary file is removed, and so is a companion already renamed into place; an error that
-    names a temporary file is raised naming its final path instead.
+    ``companions`` are more files the same write produces (ONNX external data, an emitted module): each gets
+    its own temporary file, passed to ``write`` and ``check`` after the destination's, and is put in place just
+    before the destination, so that a complete destination never refers to a missing or unfinished companion.
+    The files are one set: either all of them are placed, or none is and every file that was there before is
+    as it was (a file replaced is kept under a hard link until the whole set is in place). Without ``replace``
+    an existing file is never replaced, even one that appeared since the destination was checked: each file is
+    linked into place, which fails if the name exists. On any failure every temporary file is removed; an error
+    that names a temporary file is raised naming its final path instead.
     """
     finals = (destination, *companions)
     temporaries: list[Path] = []
-    placed: list[Path] = []
+    created: list[Path] = []  # names that did not exist before
+    kept: list[tuple[Path, Path]] = []  # (name, the old file under a temporary name)
     try:
         for final in finals:
             temporaries.append(_temporary_beside(final))
@@ -100,14 +105,29 @@ def write_atomically(
             _normal_mode(temporary)
         check(*temporaries)
         for temporary, final in reversed(list(zip(temporaries, finals))):  # the destination last
-            os.replace(temporary, final)
-            placed.append(final)
+            if replace and os.path.lexists(final):
+                old = _temporary_name(final, "old")
+                try:  # a second name for the old file, kept until the whole set is in place
+                    os.link(final, old, follow_symlinks=False)
+                except OSError:  # no hard links here: move it aside instead
+                    os.replace(final, old)
+                kept.append((final, old))
+                _place(temporary, final, replace=replace)
+            else:
+                _place(temporary, final, replace=replace)
+                created.append(final)  # only once placed: a name another process took is never removed
+        for _, old in kept:  # the set is in place: the old files go
+            old.unlink(missing_ok=True)
     except BaseException as error:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
-        for final in placed:
-            if final != destination:
-                final.unlink(missing_ok=True)
+        for final in created:
+            final.unlink(missing_ok=True)
+        for final, old in kept:  # as it was
+            if os.path.lexists(final) and os.path.samestat(os.lstat(final), os.lstat(old)):
+                old.unlink()  # never replaced (rename() between two links of one file does nothing)
+            else:
+                os.replace(old, final)
         renames = {str(temporary): str(final) for temporary, final in zip(temporaries, finals)}
         if isinstance(error, LstmconvError):
             # the same error, naming the file the user asked for (the temporary file is gone)
@@ -118,6 +138,32 @@ def write_atomically(
             if str(error.filename2) in renames:
                 error.filename2 = renames[str(error.filename2)]
         raise
+
+
+def _place(temporary: Path, final: Path, *, replace: bool) -> None:
+    """Give the finished ``temporary`` its final name. Without ``replace`` the name must be free at this very
+    moment: a hard link fails if it is taken (another conversion placed a file since the check)."""
+    if replace:
+        os.replace(temporary, final)
+        return
+    try:
+        os.link(temporary, final)
+    except FileExistsError:
+        raise OutputExistsError("destination exists", file=final, hint="pass --force (force=True) to overwrite it") from None
+    except OSError:  # no hard links here: the check before writing is all there is
+        if os.path.lexists(final):
+            raise OutputExistsError("destination exists", file=final, hint="pass --force (force=True) to overwrite it") from None
+        os.replace(temporary, final)
+        return
+    temporary.unlink()
+
+
+def _temporary_name(final: Path, role: str) -> Path:
+    """A name beside ``final`` that no file has (for a file moved aside)."""
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".{role}.tmp", dir=final.parent)
+    os.close(handle)
+    os.unlink(name)
+    return Path(name)
 
 
 def _temporary_beside(final: Path) -> Path:

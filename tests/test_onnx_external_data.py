@@ -8,7 +8,6 @@ and torch models torch.nn's forward pass. Large tensors start on 64 KiB boundari
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -203,26 +202,28 @@ def test_the_data_file_is_in_place_before_the_model_and_removed_if_the_model_can
         path.write_bytes(b"model")
         data_path.write_bytes(b"data")
 
+    from lstmconv import writing
+
     renamed: list[str] = []
-    real_replace = os.replace
+    real_place = writing._place
 
-    def recording_replace(source: Path, target: Path) -> None:
+    def recording_place(source: Path, target: Path, *, replace: bool) -> None:
         renamed.append(Path(target).name)
-        real_replace(source, target)
+        real_place(source, target, replace=replace)
 
-    monkeypatch.setattr(os, "replace", recording_replace)
+    monkeypatch.setattr(writing, "_place", recording_place)
     write_atomically(model, write, lambda *paths: None, companions=(data,))
     assert renamed == ["m.onnx.data", "m.onnx"]
     assert model.read_bytes() == b"model" and data.read_bytes() == b"data"
 
-    def replace_fails_for_the_model(source: Path, target: Path) -> None:
+    def place_fails_for_the_model(source: Path, target: Path, *, replace: bool) -> None:
         if Path(target) == model:
             raise OSError("disk gone")
-        real_replace(source, target)
+        real_place(source, target, replace=replace)
 
     model.unlink()
     data.unlink()
-    monkeypatch.setattr(os, "replace", replace_fails_for_the_model)
+    monkeypatch.setattr(writing, "_place", place_fails_for_the_model)
     with pytest.raises(OSError, match="disk gone"):
         write_atomically(model, write, lambda *paths: None, companions=(data,))
     assert list(tmp_path.iterdir()) == []

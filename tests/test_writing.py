@@ -98,3 +98,72 @@ def test_a_failed_read_back_names_the_output(
     assert caught.value.file in named
     assert ".tmp" not in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# A set of files is replaced whole or not at all; nothing is replaced without force
+
+
+def _write_pair(path: Path, data_path: Path) -> None:
+    path.write_bytes(b"new model")
+    data_path.write_bytes(b"new data")
+
+
+def test_a_set_replaced_with_force_is_restored_when_its_last_file_cannot_be_placed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lstmconv import writing
+
+    model, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    model.write_bytes(b"old model")
+    data.write_bytes(b"old data")
+    real_place = writing._place
+
+    def fails_for_the_model(source: Path, target: Path, *, replace: bool) -> None:
+        if Path(target) == model:
+            raise OSError(errno.EIO, "rename failed")
+        real_place(source, target, replace=replace)
+
+    monkeypatch.setattr(writing, "_place", fails_for_the_model)
+    with pytest.raises(OSError, match="rename failed"):
+        write_atomically(model, _write_pair, lambda *paths: None, companions=(data,), replace=True)
+    assert model.read_bytes() == b"old model" and data.read_bytes() == b"old data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+
+
+def test_a_destination_that_appears_while_writing_is_not_replaced(tmp_path: Path) -> None:
+    """Two conversions to one destination without --force: the one that finishes second fails."""
+    from lstmconv.errors import OutputExistsError
+
+    destination = tmp_path / "out.onnx"
+
+    def write(path: Path) -> None:
+        path.write_bytes(b"mine")
+        destination.write_bytes(b"the other conversion's")  # placed after our check, before our rename
+
+    with pytest.raises(OutputExistsError):
+        write_atomically(destination, write, lambda path: None)
+    assert destination.read_bytes() == b"the other conversion's"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.onnx"]
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "from lstmconv import writing\n"
+        "real = writing._place\n"
+        "def place(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*args, **kwargs)\n"
+        "writing._place = place\n"
+        "sys.argv = ['lstmconv', 'convert', sys.argv[1], sys.argv[2]]\n"
+        "from lstmconv.cli import main\n"
+        "main()\n"
+    )
+    out = tmp_path / "sine.onnx"
+    done = subprocess.run([sys.executable, "-c", code, str(DATA / "keras2" / "sine_lstm.h5"), str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert list(tmp_path.iterdir()) == []

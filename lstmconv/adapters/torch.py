@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lstmconv.activations import Activation
-from lstmconv.errors import ShapeMismatchError, UnsupportedFeatureError
+from lstmconv.errors import InputFormatError, ShapeMismatchError, UnsupportedFeatureError
 from lstmconv.gates import CELL_GATES, split_gates, stack_gates
 from lstmconv.schema import (
     CellActivations,
@@ -179,6 +179,14 @@ def find_torch_modules(state: dict[str, np.ndarray]) -> tuple[list[TorchModule],
             prefix = match.group("prefix") or "rnn"
             module = modules.setdefault(prefix, TorchModule(prefix, "recurrent"))
             param = key[len(match.group("prefix")) + 1 :] if match.group("prefix") else key
+            if param in module.keys:  # e.g. 'weight_ih_l0' (a bare nn.LSTM is named 'rnn') and 'rnn.weight_ih_l0'
+                raise InputFormatError(
+                    f"two keys give module {prefix!r} its {param}: lstmconv would have to pick one",
+                    tensor=key,
+                    expected="one key per parameter",
+                    actual=[module.keys[param], key],
+                    hint="rename one module's keys in the state dict",
+                )
             module.params[param], module.keys[param] = value, key
             continue
         prefix, _, leaf = key.rpartition(".")

@@ -69,6 +69,11 @@ def canonical_tensors(model: CanonicalModel) -> dict[str, np.ndarray]:
     return tensors
 
 
+def _tensors_of(layer: Layer) -> dict[str, np.ndarray]:
+    """A built layer's arrays by their key in the file."""
+    return canonical_tensors(CanonicalModel(layers=(layer,)))
+
+
 def is_canonical_file(path: Path) -> bool:
     """A safetensors file whose header carries lstmconv's canonical metadata."""
     from safetensors import SafetensorError, safe_open
@@ -124,14 +129,36 @@ def _take(path: Path, tensors: Mapping[str, np.ndarray], key: str, required: boo
 
 
 def _layer(path: Path, meta: object, tensors: Mapping[str, np.ndarray]) -> Layer:
+    layer = _build(path, meta, tensors)
+    dtype = getattr(meta, "dtype", None)
+    for key, array in _tensors_of(layer).items():
+        if dtype is not None and array.dtype != np.dtype(dtype):  # the metadata is copied to every output
+            raise InputFormatError(
+                "the metadata's dtype contradicts a tensor's", file=path, tensor=key, expected=dtype, actual=str(array.dtype)
+            )
+    return layer
+
+
+def _build(path: Path, meta: object, tensors: Mapping[str, np.ndarray]) -> Layer:
     if isinstance(meta, RecurrentMeta):
+        # what the file holds decides how far the loops go, never a count the metadata declares
+        held = {key[len(meta.name) + 1 :].split("/")[1] for key in tensors if key.startswith(f"{meta.name}/levels/")}
+        if held != {str(k) for k in range(len(held))} or len(held) != meta.num_levels:
+            raise InputFormatError(
+                "the metadata's num_levels does not match the levels the file holds",
+                file=path,
+                layer=meta.name,
+                expected=meta.num_levels,
+                actual=len(held),
+            )
         levels = []
         for k in range(meta.num_levels):
             sides = ["forward", "backward"] if meta.bidirectional else ["forward"]
             directions = {}
             for side in sides:
                 prefix = f"{meta.name}/levels/{k}/{side}"
-                gate_names = sorted({key.split("/")[4] for key in tensors if key.startswith(prefix + "/") and key.count("/") == 5})
+                # relative to the prefix: a layer name may hold '/' (Keras 'enc/rnn', ONNX node paths)
+                gate_names = sorted({key[len(prefix) + 1 :].split("/")[0] for key in tensors if key.startswith(prefix + "/") and key[len(prefix) + 1 :].count("/") == 1})
                 gates = {
                     gate: GateWeights(
                         **{

@@ -34,6 +34,7 @@ from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
 from lstmconv.formats.hdf5_guard import prescan_hdf5
 from lstmconv.formats.keras_entries import CONFIG_ATTRIBUTE, KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_wiring import wiring_from_config
+from lstmconv.formats.reading import MAX_JSON_BYTES, regular_file
 from lstmconv.schema import Wiring
 
 __all__ = ["open_keras", "flatten_config"]
@@ -51,10 +52,7 @@ def open_keras(
     """
     path = Path(path)
     sidecar = _read_sidecar(config_path) if config_path is not None else None
-    if not path.exists():
-        raise InputFormatError("file not found", file=path)
-    if path.is_dir():
-        raise InputFormatError("is a directory, not a model file", file=path)
+    regular_file(path)
     with contextlib.ExitStack() as stack:
         try:
             if not zipfile.is_zipfile(path):
@@ -90,8 +88,13 @@ def _wiring(model: dict[str, Any] | None) -> Wiring | None:
 
 def _read_sidecar(config_path: str | Path) -> dict[str, Any]:
     """A model.to_json() file: {'class_name', 'config', 'keras_version', ...}, or a Keras 3 config.json."""
+    regular_file(config_path, "architecture JSON")
+    if Path(config_path).stat().st_size > MAX_JSON_BYTES:
+        raise ConfigError("the architecture JSON is larger than any model's", file=config_path, actual=f"{Path(config_path).stat().st_size} bytes")
     try:
         data = json.loads(Path(config_path).read_text())
+    except RecursionError:
+        raise ConfigError("the architecture JSON is nested too deeply to be a model config", file=config_path) from None
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot read the architecture JSON: {error}", file=config_path) from None
     if not isinstance(data, dict) or "config" not in data:
@@ -121,6 +124,12 @@ def flatten_config(model: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
                 found.append((name, cls, layer_cfg, prefix))
 
     walk(model, [])
+    seen: dict[tuple[str, ...], set[str]] = {}
+    for name, _, _, prefix in found:
+        names = seen.setdefault(tuple(prefix), set())
+        if name in names:  # Keras itself refuses such a model; which config the weights belong to is unknown
+            raise ConfigError(f"two layers of the model config are named {name!r}", layer=name)
+        names.add(name)
     return found
 
 

@@ -460,6 +460,10 @@ def _embedding(entry: KerasLayerEntry, info: KerasFileInfo, cfg: dict[str, Any])
 def _build_without_config(entry: KerasLayerEntry, info: KerasFileInfo) -> BuiltLayer | None:
     """A layer of a weights-only file: the class comes from the Keras 3 path (``class_name``) or the shapes."""
     names, hint = entry.array_names, entry.class_name
+    if hint is not None and hint not in RECURRENT_CLASSES | {"Dense", "TimeDistributed", "Embedding"}:
+        if not names:
+            return None
+        raise UnsupportedFeatureError(f"{hint} layers are not converted by lstmconv ({len(names)} weight tensors left out)")
     if not names:
         return None
     leaf = [n.rsplit("/", 1)[-1].split(":")[0] for n in names]
@@ -469,6 +473,9 @@ def _build_without_config(entry: KerasLayerEntry, info: KerasFileInfo) -> BuiltL
         return _dense(entry, info, {}, time_distributed=hint == "TimeDistributed")
     arrays = entry.load_arrays()
     kind = _infer_cell(arrays, names)
+    stated = _CELL_OF_CLASS.get(hint or "")
+    if stated is not None and kind != stated:
+        raise ConfigError(f"the layer is said to be a {hint}, but its weights are {kind or 'no recurrent layer'}'s")
     if kind is None:
         if len(arrays) in (1, 2) and arrays[0].ndim == 2 and (len(arrays) == 1 or arrays[1].shape == (arrays[0].shape[1],)):
             if _dense_names(leaf, entry.name, info.major):

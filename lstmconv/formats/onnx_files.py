@@ -110,7 +110,7 @@ def read_onnx(path: str | Path) -> OnnxFile:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset == 0:
         raise InputFormatError("the model imports no ai.onnx opset", file=path)
-    reader = _Reader(path, opset)
+    reader = _Reader(path, opset, _FOLD_MARGIN + 4 * _declared_bytes(model.graph))
     reader.walk(model.graph, {})
     if not any(not isinstance(found, (_DensePattern, _TablePattern)) for _, found in reader.found):
         raise InputFormatError("no LSTM, GRU or RNN node in this model", file=path, hint="a Loop-unrolled RNN cannot be read")
@@ -141,6 +141,30 @@ def read_onnx(path: str | Path) -> OnnxFile:
     return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
 
 
+_FOLD_MARGIN = 16 << 20
+
+
+def _declared_bytes(graph: onnx.GraphProto) -> int:
+    """The bytes of every initializer and Constant tensor of ``graph`` and its subgraphs, from their shapes."""
+    total = 0
+
+    def tensor_bytes(tensor: onnx.TensorProto) -> int:
+        itemsize = _PLAIN_TYPES[tensor.data_type].itemsize if tensor.data_type in _PLAIN_TYPES else 8
+        return math.prod(int(d) for d in tensor.dims) * itemsize
+
+    for initializer in graph.initializer:
+        total += tensor_bytes(initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                total += tensor_bytes(attribute.t)
+            elif attribute.type == onnx.AttributeProto.GRAPH:
+                total += _declared_bytes(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                total += sum(_declared_bytes(sub) for sub in attribute.graphs)
+    return total
+
+
 @dataclass(frozen=True)
 class _TablePattern:
     load: Callable[[], np.ndarray]
@@ -153,10 +177,12 @@ class _DensePattern:
 
 
 class _Reader:
-    def __init__(self, path: Path, opset: int) -> None:
+    def __init__(self, path: Path, opset: int, budget: int) -> None:
         self.path = path
         self.base = path.resolve().parent
         self.opset = opset
+        # bytes folding may make to read one layer's weights: tied to what the file declares it holds
+        self.budget = self.left = budget
         # each recurrent node with a function reading its W/R/B/P from the file and notes for the report, and
         # each Dense pattern's MatMul/Gemm node, in graph order
         self.found: list[
@@ -168,6 +194,14 @@ class _Reader:
 
     def tensor(self, proto: onnx.TensorProto) -> np.ndarray:
         if external_data_helper.uses_external_data(proto):
+            inline = [field.name for field, _ in proto.ListFields() if field.name.endswith("_data") and field.name != "external_data"]
+            if inline:
+                raise InputFormatError(
+                    f"the tensor holds {', '.join(inline)} inline and also says its data is external: which one a "
+                    "runtime uses is not certain, so lstmconv does not guess",
+                    file=self.path,
+                    tensor=proto.name,
+                )
             return self.external_tensor(proto)
         try:
             return numpy_helper.to_array(proto)
@@ -250,24 +284,55 @@ class _Reader:
                         self.walk(sub, scope)
 
     def value(self, scope: dict[str, Any], name: str) -> np.ndarray | None:
-        """The constant ``name`` (None if it is computed at run time). An initializer is read from the file each
-        time and not kept, so reading the model holds no weights."""
+        """The constant ``name`` (None if it is computed at run time). An initializer is read from the file and a
+        folded value computed each time it is asked for, and not kept, so reading the model holds no weights."""
         found = scope.get(name)
-        return found.load() if isinstance(found, _Lazy) else found
+        return found.load() if isinstance(found, (_Lazy, _Fold)) else found
 
     def fold(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
-        if node.op_type not in _FOLDERS:
+        """Mark the outputs of a node computed from constants only as constants, folded when asked for: a
+        constant no recurrent or Dense layer reads is never computed."""
+        if node.op_type not in _FOLDERS or any(n and scope.get(n) is None for n in node.input):
             return
+        for index, name in enumerate(node.output):
+            scope[name] = _Fold(self, node, index, dict(scope))
+
+    def folded(self, node: onnx.NodeProto, scope: dict[str, Any]) -> list[np.ndarray]:
+        """The outputs of a constant node, within the budget of the weight being read (:meth:`budgeted`)."""
         inputs = [self.value(scope, n) if n else None for n in node.input]
-        if any(v is None for v, n in zip(inputs, node.input) if n):
-            return
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Split" and int(attrs.get("num_outputs", len(node.output))) != len(node.output):
+            raise InputFormatError(
+                "Split's num_outputs differs from its outputs", file=self.path, layer=node.name or None,
+                expected=len(node.output), actual=attrs.get("num_outputs"),
+            )
+        self.spend(sum(v.nbytes for v in inputs if v is not None) // 2, node)  # broadcasting may make far more
         try:
-            outputs = _FOLDERS[node.op_type](self, inputs, attrs, self.opset)
-        except (ValueError, IndexError, TypeError, KeyError):
-            return  # not foldable here (e.g. unsupported variant): it stays a runtime value
-        for name, value in zip(node.output, outputs):
-            scope[name] = np.asarray(value)
+            outputs = [np.asarray(v) for v in _FOLDERS[node.op_type](self, inputs, attrs, self.opset)]
+        except (ValueError, IndexError, TypeError, KeyError, MemoryError) as error:
+            raise UnsupportedFeatureError(
+                f"a weight is computed by a {node.op_type} node lstmconv cannot fold ({type(error).__name__}: {error})",
+                file=self.path, layer=node.name or None,
+            ) from None
+        self.spend(sum(v.nbytes for v in outputs), node)
+        return outputs
+
+    def spend(self, size: int, node: onnx.NodeProto) -> None:
+        """Count ``size`` bytes of folding against the budget of the weight being read."""
+        self.left -= size + 64
+        if self.left < 0:
+            raise InputFormatError(
+                "folding the constants that make a weight would take more memory than the file's own weights: "
+                "a real exporter's Slice/Concat/Transpose graph does not",
+                file=self.path,
+                layer=node.name or None,
+                expected=f"at most {self.budget} bytes",
+            )
+
+    def budgeted(self, read: Callable[[], Any]) -> Any:
+        """``read()`` (a layer's weights) with a fresh folding budget."""
+        self.left = self.budget
+        return read()
 
     def record(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
         names = list(node.input) + [""] * (8 - len(node.input))
@@ -311,7 +376,9 @@ class _Reader:
                     file=self.path,
                     layer=label,
                 )
-        load = functools.partial(lambda names: {slot: self.value(scope, n) if n else None for slot, n in names.items()}, slots)
+        load = functools.partial(
+            self.budgeted, functools.partial(lambda names: {slot: self.value(scope, n) if n else None for slot, n in names.items()}, slots)
+        )
         self.found.append((node, (load, notes, runtime)))
 
     def dense(self, node: onnx.NodeProto, scope: dict[str, Any], consumers: dict[str, list[onnx.NodeProto]]) -> None:
@@ -340,12 +407,14 @@ class _Reader:
         if len(following) == 1:
             activation = _standalone_activation(following[0], self.opset) or activation
 
-        def load() -> tuple[np.ndarray, np.ndarray | None]:
+        def read() -> tuple[np.ndarray, np.ndarray | None]:
             weight = self.value(scope, weight_name)
             bias = self.value(scope, bias_name) if bias_name is not None else None
             assert weight is not None
             kernel = weight.T if transposed else weight
             return kernel, bias
+
+        load = functools.partial(self.budgeted, read)
 
         shapes = self.shape(scope, weight_name), self.shape(scope, bias_name) if bias_name else None
         units = shapes[0][0 if transposed else 1] if shapes[0] is not None and len(shapes[0]) == 2 else None
@@ -365,12 +434,12 @@ class _Reader:
             return False
         table_name = node.input[0]
 
-        def load() -> np.ndarray:
+        def read() -> np.ndarray:
             table = self.value(scope, table_name)
             assert table is not None
             return table
 
-        self.found.append((node, _TablePattern(load)))
+        self.found.append((node, _TablePattern(functools.partial(self.budgeted, read))))
         return True
 
     def shape(self, scope: dict[str, Any], name: str | None) -> tuple[int, ...] | None:
@@ -379,6 +448,16 @@ class _Reader:
         if isinstance(found, _Lazy):
             return tuple(int(d) for d in found.proto.dims)
         return None if found is None else tuple(np.shape(found))
+
+
+class _Fold:
+    """Output ``index`` of a node computed from constants only, folded each time it is used."""
+
+    def __init__(self, reader: _Reader, node: onnx.NodeProto, index: int, scope: dict[str, Any]) -> None:
+        self.reader, self.node, self.index, self.scope = reader, node, index, scope
+
+    def load(self) -> np.ndarray:
+        return self.reader.folded(self.node, self.scope)[self.index]
 
 
 class _Lazy:

@@ -24,7 +24,7 @@ from pathlib import Path
 import onnx
 
 from lstmconv.errors import InputFormatError
-from lstmconv.formats.protobuf_wire import WIRE_LEN, WIRE_VARINT, WireFormatError, fields, key, varint
+from lstmconv.formats.protobuf_wire import WIRE_LEN, WIRE_VARINT, WireFormatError, fields, key, read_varint, varint
 
 __all__ = ["read_skeleton", "INLINE_BYTES"]
 
@@ -92,15 +92,18 @@ class _Rewriter:
     def tensor(self, start: int, end: int) -> bytes:
         kept = bytearray()
         raw: tuple[int, int] | None = None
-        external = False
+        location = 0  # TensorProto.DataLocation, as protobuf decodes it: the last occurrence, any varint spelling
         for field in fields(self.data, start, end):
             if field.number == _TENSOR_RAW_DATA and field.wire == WIRE_LEN:
                 raw = (field.value_start, field.end)
                 continue
             if field.number == _TENSOR_DATA_LOCATION and field.wire == WIRE_VARINT:
-                external = self.data[field.value_start] == _EXTERNAL
+                location = read_varint(self.data, field.value_start, field.end)[0] & 0xFFFFFFFF  # an int32 enum
             kept += self.data[field.start : field.end]
-        if raw is None or external or raw[1] - raw[0] < self.inline_bytes:
+        if raw is not None and location == _EXTERNAL:
+            # onnxruntime reads the external bytes, a reader that missed the location the inline ones: never guess
+            raise WireFormatError("a tensor holds its bytes inline and also says they are in an external file")
+        if raw is None or location == _EXTERNAL or raw[1] - raw[0] < self.inline_bytes:
             return bytes(self.data[start:end])
         offset, stop = raw
         for name, value in (("location", self.location), ("offset", str(offset)), ("length", str(stop - offset))):

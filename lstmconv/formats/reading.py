@@ -1,12 +1,39 @@
-"""Read a tensor's bytes from a file straight into its array (no intermediate ``bytes`` copy)."""
+"""Reading inputs: only regular files, and a tensor's bytes straight into its array (no ``bytes`` copy)."""
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["read_into"]
+from lstmconv.errors import InputFormatError
+
+__all__ = ["read_into", "regular_file"]
+
+#: Largest JSON lstmconv reads (an architecture file): far above any real model's, far below memory.
+MAX_JSON_BYTES = 256 << 20
+
+
+def regular_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` if it is a regular file (links followed); else a clear refusal. A FIFO would block the reader
+    forever and a device (``/dev/zero``) never ends: lstmconv reads only files whose size it knows."""
+    path = Path(path)
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise InputFormatError(f"{what} not found", file=path) from None
+    except OSError as error:
+        raise InputFormatError(f"cannot read: {error.strerror or error}", file=path) from None
+    if stat.S_ISDIR(status.st_mode):
+        raise InputFormatError("is a directory, not a model file", file=path)
+    if not stat.S_ISREG(status.st_mode):
+        raise InputFormatError(
+            "not a regular file (a FIFO, device or socket): lstmconv reads only files whose size it knows", file=path
+        )
+    return path
 
 
 def read_into(handle: BinaryIO, array: np.ndarray, offset: int) -> bool:

@@ -181,6 +181,7 @@ def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str]
         tensors, notes = _load_pt(torch, path, map_location="cpu")
     stand_ins: dict[str, np.ndarray] = {}
     for key, tensor in tensors.items():
+        _refuse_expanded(path, key, tensor)
         if tensor.dtype == torch.bfloat16:
             notes.append(f"{key}: bfloat16 widened to float32 (exact)")
         stand_ins[key] = np.broadcast_to(np.zeros((), _numpy_dtype(torch, tensor)), tuple(tensor.shape))
@@ -233,6 +234,22 @@ def _stored_records(path: Path) -> tuple[dict[int, int], bytes | None] | None:
 def _span(tensor: Any) -> int:
     """Elements of its storage that ``tensor`` reaches, from its own first one (0 for an empty tensor)."""
     return sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride())) + 1 if tensor.numel() else 0
+
+
+def _refuse_expanded(path: Path, key: str, tensor: Any) -> None:
+    """Refuse a tensor that needs more memory than its storage holds (a stride-0 expansion, overlapping
+    strides): a file of a few bytes could otherwise ask for gigabytes."""
+    needed, held = tensor.numel() * tensor.element_size(), tensor.untyped_storage().nbytes()
+    if needed > held:
+        raise InputFormatError(
+            "the tensor repeats its storage's bytes (expanded or overlapping strides): converting it would take "
+            "more memory than the file holds",
+            file=path,
+            tensor=key,
+            expected=f"at most {held} bytes, what its storage holds",
+            actual=f"{needed} bytes",
+            hint="save the tensor materialised (tensor.contiguous()) if it is meant to be that large",
+        )
 
 
 def _check_record(path: Path, key: str, tensor: Any, spans: dict[int, int]) -> None:

@@ -151,8 +151,10 @@ def plan_keras_layer(layer: Layer, keras_major: int) -> tuple[list[KerasLayerPla
 
 
 def _safe(name: str) -> str:
-    """Keras layer names may not contain '/'; keep them readable and unique-ish."""
-    return re.sub(r"[^0-9A-Za-z_.-]+", "_", name).strip("_") or "layer"
+    """A Keras layer name for ``name``: Keras names may not contain '/' (a path in its files), which becomes '.'
+    ('enc/rnn' -> 'enc.rnn', not 'enc_rnn', a name another layer may have); other characters outside
+    ``[0-9A-Za-z_.-]`` become '_'. The writer makes names that still collide unique."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", name.replace("/", ".")).strip("_.") or "layer"
 
 
 def _recurrent(layer: RecurrentLayer, keras_major: int) -> tuple[list[KerasLayerPlan], ReferenceFn]:
