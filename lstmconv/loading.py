@@ -364,6 +364,7 @@ def iter_torch_layers(
 
     described = {m["name"]: m for m in (metadata or {}).get("layers", [])}  # written by lstmconv: exact facts
     custom = (metadata or {}).get("custom_modules", {})
+    pickled = (metadata or {}).get("pickled_modules", {})  # a whole-module pickle's own attributes
     try:
         modules, leftover = find_torch_modules(dict(tensors))
     except LstmconvError as error:
@@ -385,9 +386,12 @@ def iter_torch_layers(
         source = SourceInfo(framework="torch", layout="torch", notes=tuple(notes))
         try:
             if module.kind == "recurrent":
-                module_nonlinearity = nonlinearity  # the caller's word for nn.RNN, unless lstmconv recorded it
+                module_nonlinearity = nonlinearity  # the caller's word for nn.RNN, unless the file records it
                 if stated is not None and stated.get("cell") == "rnn":
                     module_nonlinearity = stated["activations"]["candidate"]["name"]
+                facts = pickled.get(module.prefix, {})
+                if isinstance(facts.get("nonlinearity"), str):
+                    module_nonlinearity = facts["nonlinearity"]
                 if module.prefix in custom:
                     module.params = {k: v for k, v in module.params.items() if not k.startswith("peephole")}
                     raise UnsupportedFeatureError(
@@ -401,6 +405,10 @@ def iter_torch_layers(
                     facts = RecurrentMeta.model_validate({**stated, "source": layer.source.model_dump()})
                     described_fields = {k: v for k, v in dict(layer).items() if k != "levels"}
                     layer = RecurrentLayer(**{**described_fields, **dict(facts)}, levels=layer.levels)
+                elif facts:  # a pickled module says what it is; lstmconv's layers are batch-first
+                    if facts.get("batch_first") is False:
+                        note = "the pickled module is batch_first=False; the converted layer takes (batch, time, features)"
+                        layer = layer.model_copy(update={"source": layer.source.model_copy(update={"notes": (*layer.source.notes, note)})})
                 else:
                     layer = layer.model_copy(
                         update={"source": layer.source.model_copy(update={"inferred": (*layer.source.inferred, "batch_first, go_backwards and how outputs are used are not recorded in a state dict")})}

@@ -147,3 +147,80 @@ def test_verify_reads_a_pt_file_one_module_at_a_time(tmp_path: Path, monkeypatch
     monkeypatch.setattr(verify_files, "load_file", whole)
     results = verify_files.compare_files(source, tmp_path / "m.onnx")
     assert len(results) == 2 and all(r.same for r in results)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Read without torch and without running anything: archives re-zipped, whole-module pickles
+
+
+def test_a_rezipped_archive_reads_as_torch_loads_it(tmp_path: Path) -> None:
+    """Records not on torch's 64-byte boundaries (any zip tool): torch finds them by name, so does lstmconv."""
+    import zipfile
+
+    lstm = torch.nn.LSTM(3, 4)
+    original, rezipped = tmp_path / "original.pt", tmp_path / "rezipped.pt"
+    torch.save({f"rnn.{k}": v for k, v in lstm.state_dict().items()}, original)
+    with zipfile.ZipFile(original) as source, zipfile.ZipFile(rezipped, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    expected = torch.load(rezipped, weights_only=True)
+    with open_pt_state(rezipped) as (_stand_ins, _notes, load):
+        for key, tensor in expected.items():
+            assert np.array_equal(load(key), tensor.numpy()), key
+
+
+class _Net(torch.nn.Module):  # a user's own class, pickled by reference, never imported by lstmconv
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.RNN(3, 5, num_layers=2, nonlinearity="relu", batch_first=True)
+        self.head = torch.nn.Linear(5, 2)
+        self.register_buffer("scratch", torch.zeros(7), persistent=False)
+
+
+def test_a_whole_module_pickle_converts_with_the_modules_own_facts(tmp_path: Path) -> None:
+    """torch.save(model): read without running it; nn.RNN's nonlinearity comes from the pickled module."""
+    torch.manual_seed(0)
+    model = _Net()
+    source = tmp_path / "model.pt"
+    torch.save(model, source)
+    out = tmp_path / "model.safetensors"
+    report = lstmconv.convert(source, out)
+    assert [layer.name for layer in report.layers] == ["rnn", "head"]
+    from lstmconv.torch_modules import load_torch_modules
+
+    modules = load_torch_modules(out)
+    assert modules["rnn"].nonlinearity == "relu"
+    x = torch.randn(2, 6, 3)
+    with torch.no_grad():
+        want, _ = model.rnn(x)
+        got, _ = modules["rnn"](x)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm", "rnn"])
+def test_corpus_module_pickles_convert_exactly(name: str, tmp_path: Path) -> None:
+    """The corpus's whole-module pickles (their class is the authors' __main__ code): converted without running
+    them, torch.nn with the written weights reproduces the recorded outputs."""
+    from lstmconv.torch_modules import load_torch_modules
+    from tests.conftest import assert_close, corpus_file
+
+    source = corpus_file(f"audio-rnn-module-pickles/{name}.pt")
+    expected = np.load(str(source) + ".expected.npz")
+    out = tmp_path / "m.safetensors"
+    lstmconv.convert(source, out)
+    module = load_torch_modules(out)[name]
+    with torch.no_grad():
+        y, state = module(torch.from_numpy(expected[f"{name}/x"]))
+    assert_close(y.numpy(), expected[f"{name}/y"], f"{name} y")
+    h = state[0] if isinstance(state, tuple) else state
+    assert_close(h.numpy().transpose(1, 0, 2), expected[f"{name}/h"], f"{name} h")  # recorded (batch, levels, hidden)
+
+
+def test_a_pickle_of_something_else_is_refused_naming_it(tmp_path: Path) -> None:
+    from tests.conftest import corpus_file
+
+    source = corpus_file("sarcasm-keras-pickled-pt/lstm/model.pt")
+    with pytest.raises(lstmconv.LstmconvError, match="keras") as caught:
+        lstmconv.convert(source, tmp_path / "out.safetensors")
+    assert "not a torch module" in str(caught.value)
+    assert not (tmp_path / "out.safetensors").exists()

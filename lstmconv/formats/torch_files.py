@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from lstmconv import buffers
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.reading import read_into
+from lstmconv.formats.torch_pickle import TorchArchive, is_torch_archive, open_archive
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
 __all__ = [
@@ -143,97 +143,77 @@ def _import_torch(path: Path):  # type: ignore[no-untyped-def]
 def open_torch_state(
     path: Path,
 ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, object] | None, list[str], Callable[[str], np.ndarray]]]:
-    """A torch ``state_dict`` file (``.safetensors``, or ``.pt``/``.pth`` loaded with ``weights_only=True`` and
-    never anything else) without reading its tensors: stand-ins of each tensor's shape and dtype, lstmconv's
-    metadata when lstmconv wrote the file, notes (weights taken from a checkpoint's entry, dtypes widened), and a
-    function reading one tensor (valid inside the ``with`` block). See :func:`open_safetensors_state` and
-    :func:`open_pt_state`."""
+    """A torch ``state_dict`` file (``.safetensors``, or a ``.pt``/``.pth`` read without running anything in it)
+    without reading its tensors: stand-ins of each tensor's shape and dtype, metadata (lstmconv's when lstmconv
+    wrote the file; ``pickled_modules``, each module's class and attributes, for a whole-module pickle), notes
+    (weights taken from a checkpoint's entry, dtypes widened), and a function reading one tensor (valid inside
+    the ``with`` block). See :func:`open_safetensors_state` and :func:`open_pt_state`."""
     if path.suffix == ".safetensors":
         with open_safetensors_state(path) as (stand_ins, header, load):
             yield stand_ins, lstmconv_metadata(path, header), [], load
         return
     with open_pt_state(path) as (stand_ins, notes, load):
-        yield stand_ins, None, notes, load
+        # the pickle again (it is small: the tensors' bytes are in their records), for what a module pickle says
+        modules = open_archive(path).modules if is_torch_archive(path) else {}
+        yield stand_ins, {"pickled_modules": modules} if modules else None, notes, load
+
+
+@contextlib.contextmanager
+def _archive_state(archive: TorchArchive) -> Iterator[tuple[dict[str, np.ndarray], list[str], Callable[[str], np.ndarray]]]:
+    """Stand-ins, notes and a tensor reader for an archive read by :mod:`lstmconv.formats.torch_pickle`."""
+    stand_ins: dict[str, np.ndarray] = {}
+    notes = list(archive.notes)
+    for key, tensor in archive.tensors.items():
+        if tensor.dtype == "bfloat16":
+            notes.append(f"{key}: bfloat16 widened to float32 (exact)")
+        dtype = np.dtype(np.float32) if tensor.dtype == "bfloat16" else _UNREAD if tensor.unread else np.dtype(tensor.dtype)
+        stand_ins[key] = np.broadcast_to(np.zeros((), dtype), tensor.shape)
+    with archive.path.open("rb") as stream:
+
+        def load(key: str) -> np.ndarray:
+            if archive.tensors[key].unread:
+                raise InputFormatError(
+                    f"torch dtype {archive.tensors[key].dtype} has no NumPy equivalent", file=archive.path, tensor=key,
+                    hint="save the state dict in float32, float64, float16 or bfloat16",
+                )
+            return archive.read(key, stream)
+
+        yield stand_ins, notes, load
 
 
 @contextlib.contextmanager
 def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str], Callable[[str], np.ndarray]]]:
-    """A ``.pt``/``.pth`` ``state_dict`` (``weights_only=True``, never anything else) without reading its tensors:
-    stand-ins of each tensor's shape and dtype (NumPy's; bfloat16 is widened to float32, exactly), notes, and a
-    function reading one tensor into an array of its own (valid inside the ``with`` block).
+    """A ``.pt``/``.pth`` ``state_dict``: stand-ins of each tensor's shape and dtype (NumPy's; bfloat16 is widened
+    to float32, exactly), notes, and a function reading one tensor into an array of its own (valid inside the
+    ``with`` block).
 
-    A file in torch's zip format (every ``torch.save`` since PyTorch 1.6) is unpickled onto torch's ``meta``
-    device, which reads no tensor data and records where each storage's record starts in the file. Every
-    storage must fill its zip record exactly (torch's own loader demands it; its ``mmap=True`` loader does not,
-    and a record cut short then yields bytes of the records after it). A tensor is then read with ``pread``
-    straight into its array when its module is built, so memory holds the layers being converted, not the file.
-    A legacy pickle, or a torch without the meta loader's offsets, is loaded whole.
+    A zip archive (every ``torch.save`` since PyTorch 1.6) is read without torch (:mod:`lstmconv.formats.
+    torch_pickle`): its pickle by an unpickler that runs nothing, each tensor from its record found by name, when
+    its module is built. A legacy (pre-1.6) pickle is loaded whole by ``torch.load(weights_only=True)``.
     """
+    if is_torch_archive(path):
+        with _archive_state(open_archive(path)) as state:
+            yield state
+        return
     torch = _import_torch(path)
-    records = _stored_records(path)
-    spans = records[0] if records is not None else {}
-    # torch byte-swaps a storage from another machine's byte order as it loads it, and crashes doing so on the meta
-    # device (torch 2.13, a segmentation fault): such files, and legacy pickles, are loaded whole.
-    by_offsets = records is not None and records[1] in (None, sys.byteorder.encode())
-    tensors, notes = _load_pt(torch, path, map_location="meta" if by_offsets else "cpu")
-    placed = [getattr(t.untyped_storage(), "_checkpoint_offset", None) for t in tensors.values() if t.device.type == "meta"]
-    if None in placed:  # this torch does not say where storages are
-        tensors, notes = _load_pt(torch, path, map_location="cpu")
+    tensors, notes = _load_pt(torch, path, map_location="cpu")
     stand_ins: dict[str, np.ndarray] = {}
     for key, tensor in tensors.items():
         _refuse_expanded(path, key, tensor)
         if tensor.dtype == torch.bfloat16:
             notes.append(f"{key}: bfloat16 widened to float32 (exact)")
         stand_ins[key] = np.broadcast_to(np.zeros((), _numpy_dtype(torch, tensor)), tuple(tensor.shape))
-        if tensor.device.type == "meta":
-            _check_record(path, key, tensor, spans)
 
-    with path.open("rb") as stream:
+    def load(key: str) -> np.ndarray:
+        tensor, stand_in = tensors[key], stand_ins[key]
+        if stand_in.dtype == _UNREAD:
+            raise InputFormatError(
+                f"torch dtype {tensor.dtype} has no NumPy equivalent", file=path, tensor=key,
+                hint="save the state dict in float32, float64, float16 or bfloat16",
+            )
+        return (tensor.detach().float() if tensor.dtype == torch.bfloat16 else tensor.detach()).numpy()
 
-        def load(key: str) -> np.ndarray:
-            tensor, stand_in = tensors[key], stand_ins[key]
-            if stand_in.dtype == _UNREAD:
-                raise InputFormatError(
-                    f"torch dtype {tensor.dtype} has no NumPy equivalent", file=path, tensor=key,
-                    hint="save the state dict in float32, float64, float16 or bfloat16",
-                )
-            if tensor.device.type != "meta":  # loaded whole
-                return (tensor.detach().float() if tensor.dtype == torch.bfloat16 else tensor.detach()).numpy()
-            return _read_tensor(stream, path, key, tensor, stand_in.dtype, bfloat16=tensor.dtype == torch.bfloat16)
-
-        yield stand_ins, notes, load
-
-
-def _stored_records(path: Path) -> tuple[dict[int, int], bytes | None] | None:
-    """Where each stored (uncompressed) record's bytes start in the zip -> its size, and the content of the
-    archive's byteorder record (None when there is none: native order); None for a legacy pickle or a zip Python
-    cannot list (loaded whole: torch's loader then says what is wrong with the file)."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return None
-    spans: dict[int, int] = {}
-    byteorder = None
-    try:
-        with path.open("rb") as stream, zipfile.ZipFile(stream) as archive:
-            for info in archive.infolist():
-                if info.filename.endswith("/byteorder") and info.file_size <= 16:
-                    byteorder = archive.read(info).strip()
-                stream.seek(info.header_offset)
-                # the local file header: its name and extra fields may differ from the central directory's
-                header = stream.read(30)
-                if len(header) < 30 or header[:4] != b"PK\x03\x04" or info.compress_type != zipfile.ZIP_STORED:
-                    continue  # no storage can be read from it: one placed there is refused (_check_record)
-                name_length, extra_length = struct.unpack("<HH", header[26:30])
-                spans[info.header_offset + 30 + name_length + extra_length] = info.file_size
-    except (zipfile.BadZipFile, OSError, ValueError, struct.error, EOFError):
-        return None
-    return spans, byteorder
-
-
-def _span(tensor: Any) -> int:
-    """Elements of its storage that ``tensor`` reaches, from its own first one (0 for an empty tensor)."""
-    return sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride())) + 1 if tensor.numel() else 0
+    yield stand_ins, notes, load
 
 
 def _refuse_expanded(path: Path, key: str, tensor: Any) -> None:
@@ -250,47 +230,6 @@ def _refuse_expanded(path: Path, key: str, tensor: Any) -> None:
             actual=f"{needed} bytes",
             hint="save the tensor materialised (tensor.contiguous()) if it is meant to be that large",
         )
-
-
-def _check_record(path: Path, key: str, tensor: Any, spans: dict[int, int]) -> None:
-    """Refuse ``tensor`` unless its storage fills one stored record exactly (``spans``: see :func:`_stored_records`)
-    and the tensor lies inside it."""
-    storage = tensor.untyped_storage()
-    size = spans.get(storage._checkpoint_offset)
-    if size != storage.nbytes():
-        raise InputFormatError(
-            "the tensor's storage does not match its record in the zip archive", file=path, tensor=key,
-            expected=f"a stored record of {storage.nbytes()} bytes", actual="none" if size is None else f"{size} bytes",
-            hint="the file is damaged; save the state dict again",
-        )
-    reach = (tensor.storage_offset() + _span(tensor)) * tensor.element_size()
-    if tensor.numel() and (min(tensor.stride(), default=0) < 0 or reach > storage.nbytes()):
-        raise InputFormatError("the tensor reaches past its storage", file=path, tensor=key)
-
-
-def _read_tensor(
-    stream: Any, path: Path, key: str, tensor: Any, dtype: np.dtype, *, bfloat16: bool
-) -> np.ndarray:
-    """Read ``tensor`` (a meta tensor checked by :func:`_check_record`) from the file into an array of its own."""
-    stored = np.dtype(np.uint16) if bfloat16 else dtype  # in this machine's byte order (see open_pt_state)
-    start = tensor.untyped_storage()._checkpoint_offset + tensor.storage_offset() * stored.itemsize
-    shape = tuple(tensor.shape)
-    if tensor.is_contiguous() and not bfloat16:
-        array = buffers.empty(shape, dtype)
-        if not read_into(stream, array, start):
-            raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
-        return array
-    # strided or bfloat16: the span the tensor covers, then a strided view of it, copied
-    span = np.empty(_span(tensor), dtype=stored)
-    if not read_into(stream, span, start):
-        raise InputFormatError("the file ends inside this tensor", file=path, tensor=key)
-    strides = tuple(s * stored.itemsize for s in tensor.stride())
-    view = np.lib.stride_tricks.as_strided(span, shape, strides, writeable=False)
-    if bfloat16:  # bfloat16 is the top half of a float32: widening is a shift, exact
-        return (view.astype(np.uint32) << 16).view(np.float32)
-    array = buffers.empty(shape, dtype)
-    np.copyto(array, view, casting="no")
-    return array
 
 
 def _load_pt(torch: Any, path: Path, *, map_location: str) -> tuple[dict[str, Any], list[str]]:
