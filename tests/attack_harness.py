@@ -330,6 +330,92 @@ def emit_module_kept_on_failure(tmp: Path) -> Case:
     return Case(["convert", str(hard), str(destination), "--emit-module", str(module)], "refused", ("exists",), keep=(module, destination))
 
 
+def hdf5_unwritten(tmp: Path, long_double: bool = False) -> Case:
+    """A Keras file whose kernel was created and never written (a fill value only), or stored as long double."""
+    import h5py
+
+    path = tmp / "lying.h5"
+    path.write_bytes(SINE.read_bytes())
+    with h5py.File(path, "r+") as handle:
+        group = handle["model_weights/lstm/lstm/lstm_cell"]
+        kernel = group["kernel:0"][()]
+        del group["kernel:0"]
+        if long_double:
+            group.create_dataset("kernel:0", data=kernel.astype(np.longdouble))
+        else:
+            group.create_dataset("kernel:0", shape=kernel.shape, dtype="f4", fillvalue=0.5)
+    words = ("long double",) if long_double else ("never written",)
+    return Case(["convert", str(path), "out.onnx"], "refused", words, absent=(tmp / "out.onnx",))
+
+
+class _RunsCode:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("touch ran",))
+
+
+def torch_pickle_runs_code(tmp: Path) -> Case:
+    """A whole-module pickle that also holds an object whose unpickling would run a shell command."""
+    import torch
+
+    module = torch.nn.LSTM(3, 4)
+    module.payload = _RunsCode()  # type: ignore[attr-defined]
+    path = tmp / "model.pt"
+    torch.save(module, path)
+    return Case(["convert", str(path), "out.safetensors"], "converts", check=lambda: _assert(not (tmp / "ran").exists(), "code ran"))
+
+
+def torch_pickle_of_something_else(tmp: Path) -> Case:
+    """A .pt that pickles an object of another library (here: a NumPy array's reduce), not modules or tensors."""
+    import torch
+
+    path = tmp / "other.pt"
+    torch.save({"model": _RunsCode()}, path)
+    return Case(["convert", str(path), "out.safetensors"], "refused", ("posix.system",), absent=(tmp / "out.safetensors",),
+                check=lambda: _assert(not (tmp / "ran").exists(), "code ran"))
+
+
+def torch_rezipped(tmp: Path) -> Case:
+    """A valid archive re-zipped by another tool: records off torch's 64-byte boundaries (torch loads it)."""
+    import zipfile
+
+    import torch
+
+    original, path = tmp / "original.pt", tmp / "rezipped.pt"
+    torch.save({f"rnn.{k}": v for k, v in torch.nn.LSTM(3, 4).state_dict().items()}, original)
+    with zipfile.ZipFile(original) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    return Case(["convert", str(path), "out.safetensors"], "converts")
+
+
+def torch_decoy_records(tmp: Path) -> Case:
+    """Records where torch's computed (64-byte aligned) offsets would be hold decoy bytes, the real records
+    elsewhere: read by name, the real weights convert (compared with torch.load of the same file)."""
+    import zipfile
+
+    import torch
+
+    from lstmconv.torch_modules import load_torch_modules
+
+    state = {f"rnn.{k}": v for k, v in torch.nn.LSTM(3, 4).state_dict().items()}
+    original, path = tmp / "original.pt", tmp / "decoy.pt"
+    torch.save(state, original)
+    with zipfile.ZipFile(original) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            if "/data/" in info.filename:  # a decoy member of the record's size where torch's offsets land
+                target.writestr(info.filename.replace("/data/", "/decoy/"), b"\x7f" * info.file_size)
+            target.writestr(info.filename, source.read(info))
+    out = tmp / "out.safetensors"
+
+    def same() -> None:
+        real = torch.load(path, weights_only=True)
+        module = load_torch_modules(out)["rnn"]
+        for key, value in real.items():
+            _assert(torch.equal(getattr(module, key.removeprefix("rnn.")).detach(), value), f"{key} differs from torch.load")
+
+    return Case(["convert", str(path), str(out)], "converts", check=same)
+
+
 def _assert(condition: bool, message: str) -> None:
     assert condition, message
 
@@ -346,6 +432,12 @@ ATTACKS: list[Attack] = [
     Attack("one reading", "torch state dict: one module's keys twice", torch_duplicate_module),
     Attack("one reading", "keras config: two layers of one name", keras_same_name_twice),
     Attack("one reading", "canonical metadata dtype contradicts tensors", canonical_wrong_dtype),
+    Attack("one reading", "hdf5 weight never written (fill value only)", hdf5_unwritten),
+    Attack("one reading", "hdf5 long double weight", lambda t: hdf5_unwritten(t, long_double=True), quick=False),
+    Attack("one reading", ".pt records off torch's alignment (re-zipped)", torch_rezipped),
+    Attack("one reading", ".pt decoy bytes where torch's offsets land", torch_decoy_records),
+    Attack("nothing executed", ".pt module pickle holding os.system", torch_pickle_runs_code),
+    Attack("nothing executed", ".pt pickle of another object", torch_pickle_of_something_else, quick=False),
     Attack("bounded work", "canonical num_levels 1e9", canonical_huge_levels),
     Attack("bounded work", "onnx doubling Concat nobody reads", onnx_doubling_concat),
     Attack("bounded work", "onnx doubling Concat into W", onnx_doubling_concat_into_weight),

@@ -266,7 +266,20 @@ def read_dataset(path: Path, group: h5py.Group, name: str, layer: str) -> np.nda
         )
     if node.dtype.kind not in "fiub":
         raise InputFormatError(f"weight has dtype {node.dtype}, not a number", file=path, layer=layer, tensor=name)
+    if node.dtype.kind == "f" and node.dtype.itemsize > 8:
+        raise InputFormatError(
+            f"weight has dtype {node.dtype} (long double), which no framework's recurrent layers compute in",
+            file=path, layer=layer, tensor=name,
+        )
     declared = int(node.size) * node.dtype.itemsize
+    stored = node.id.get_storage_size()
+    if declared and stored < declared and not node.compression and node.scaleoffset is None:
+        # unwritten chunks read as the fill value: not weights anyone trained
+        what = "was never written (it holds only its fill value)" if stored == 0 else "was only partly written"
+        raise InputFormatError(
+            f"the weight {what}", file=path, layer=layer, tensor=name,
+            expected=f"{declared} bytes stored", actual=f"{stored} bytes",
+        )
     file_size = path.stat().st_size if path.exists() else 0
     if declared > MAX_DATASET_BYTES or (declared > (256 << 20) and declared > 1000 * max(file_size, 1)):
         raise InputFormatError(
