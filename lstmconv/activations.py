@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from lstmconv.errors import ConfigError
+
 __all__ = ["Activation", "ActivationName", "apply", "SIGMOID", "TANH", "RELU", "LINEAR"]
 
 ActivationName = Literal[
@@ -75,6 +77,8 @@ class Activation(BaseModel):
                 raise ValueError(f"activation {self.name!r} needs an explicit {parameter}")
             if parameter not in needed and value is not None:
                 raise ValueError(f"activation {self.name!r} takes no {parameter}")
+            if value is not None and not math.isfinite(value):  # a ConfigError passes through pydantic as it is
+                raise ConfigError(f"activation {self.name!r} has a non-finite {parameter}", actual=value)
         return self
 
     def __str__(self) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "RefusedConversionError",
     "VerificationError",
     "OutputExistsError",
+    "OutputWriteError",
     "ConfigError",
 ]
 
@@ -148,3 +149,8 @@ class VerificationError(LstmconvError):
 
 class OutputExistsError(LstmconvError):
     """The destination exists and ``force`` was not given."""
+
+
+class OutputWriteError(LstmconvError, OSError):
+    """An output could not be written (its folder, the disk): the destination is named, never the source. Also an
+    ``OSError``, as the failure it reports is the system's; ``errno`` is the system's code when there is one."""

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from lstmconv.errors import InputFormatError, LstmconvError, UnsupportedFeatureError
+from lstmconv.errors import ConfigError, InputFormatError, LstmconvError, UnsupportedFeatureError
 from lstmconv.finite import all_finite
 from lstmconv.formats.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_files import open_keras
@@ -295,12 +295,14 @@ def load_state_dict(state_dict: Mapping[str, Any], *, nonlinearity: str | None =
     Modules are found from the keys (``<prefix>.weight_ih_l0`` ...). ``nonlinearity`` states ``nn.RNN``'s
     activation ('tanh' or 'relu'), which a state dict does not record.
     """
+    if not isinstance(state_dict, Mapping):
+        raise ConfigError(f"a state dict maps names to tensors; got a {type(state_dict).__name__}", file="<state_dict>")
     arrays: dict[str, np.ndarray] = {}
     for key, value in state_dict.items():
         if hasattr(value, "detach"):  # a torch tensor; torch itself is never imported here
             value = value.detach().cpu()
             value = value.float().numpy() if str(value.dtype) == "torch.bfloat16" else value.numpy()
-        arrays[str(key)] = native_order(np.asarray(value))
+        arrays[str(key)] = native_order(_numeric_array(value, "<state_dict>", str(key)))
     return _torch_model(arrays, None, [], "<state_dict>", nonlinearity=nonlinearity)
 
 
@@ -525,6 +527,19 @@ def iter_onnx_layers(onnx_file: OnnxFile) -> Iterator[tuple[Layer, ReferenceFn]]
         del layer, node  # not held while the next layer is read
 
 
+def _numeric_array(value: Any, source: str, tensor: str) -> np.ndarray:
+    """``value`` as a NumPy array of numbers (object, string and empty values refused by name)."""
+    if value is None:
+        raise ConfigError("the array is None", file=source, tensor=tensor)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"not an array: {error}", file=source, tensor=tensor) from None
+    if array.dtype.kind not in "fiub":
+        raise ConfigError(f"the array holds {array.dtype}, not numbers", file=source, tensor=tensor)
+    return array
+
+
 def load_keras_weights(
     weights: Sequence[np.ndarray],
     *,
@@ -538,7 +553,13 @@ def load_keras_weights(
     ``config`` is ``layer.get_config()`` (``None``: infer from shapes with the defaults of ``keras_version``).
     ``keras_version`` decides what ``hard_sigmoid`` means ('2.x': 0.2x+0.5; '3.x': x/6+0.5).
     """
-    arrays = [native_order(np.asarray(w)) for w in weights]
+    if isinstance(weights, (str, bytes, Mapping)) or not isinstance(weights, Sequence | np.ndarray):
+        raise ConfigError(f"weights are a list of arrays (layer.get_weights()); got a {type(weights).__name__}", file="<arrays>")
+    if config is not None and not isinstance(config, Mapping):
+        raise ConfigError(f"config is a mapping (layer.get_config()); got a {type(config).__name__}", file="<arrays>")
+    if not isinstance(keras_version, str) or not isinstance(class_name, str):
+        raise ConfigError("class_name and keras_version are strings ('LSTM', '2.2.4')", file="<arrays>", actual=(class_name, keras_version))
+    arrays = [native_order(_numeric_array(w, "<arrays>", f"weights[{k}]")) for k, w in enumerate(weights)]
     layer_name = name or (config or {}).get("name") or class_name.lower()
     entry = KerasLayerEntry(
         name=layer_name,

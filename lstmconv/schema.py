@@ -19,6 +19,7 @@ views: building the canonical form never copies or mutates the caller's arrays.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -204,6 +205,8 @@ class RecurrentMeta(_Described):
                 raise bad("cell_output activation must be given for LSTM only")
         if self.projection_size is not None and self.cell != "lstm":
             raise bad("projection applies to LSTM only")
+        if self.cell_clip is not None and not (math.isfinite(self.cell_clip) and self.cell_clip > 0):
+            raise bad(f"clip must be a positive number, not {self.cell_clip}")
         if "initial_c" in self.runtime_inputs and self.cell != "lstm":
             raise bad("initial_c applies to LSTM only")
         return self

@@ -6,12 +6,13 @@ the read-back comparison succeed, so a failure never leaves a partial or changed
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lstmconv.errors import InputFormatError, LstmconvError, OutputExistsError
+from lstmconv.errors import InputFormatError, LstmconvError, OutputExistsError, OutputWriteError
 from lstmconv.registry import suffix_of, target_for_destination, target_named
 
 __all__ = ["check_suffix", "check_named", "check_destination", "refuse_overwriting_source", "write_atomically"]
@@ -99,7 +100,10 @@ def write_atomically(
     kept: list[tuple[Path, Path]] = []  # (name, the old file under a temporary name)
     try:
         for final in finals:
-            temporaries.append(_temporary_beside(final))
+            try:
+                temporaries.append(_temporary_beside(final))
+            except OSError as error:
+                raise _write_error(error, final) from error
         write(*temporaries)
         for temporary in temporaries:  # a writer that made its file anew (safetensors does) made it 0600
             _normal_mode(temporary)
@@ -129,6 +133,12 @@ def write_atomically(
             else:
                 os.replace(old, final)
         renames = {str(temporary): str(final) for temporary, final in zip(temporaries, finals)}
+        ours = {str(path) for path in (*temporaries, *finals)}
+        if isinstance(error, OSError) and (str(error.filename) in ours or error.errno in _FULL):
+            final = Path(renames.get(str(error.filename), str(error.filename))) if str(error.filename) in ours else destination
+            raise _write_error(error, final) from error
+        if isinstance(error, RuntimeError) and "PytorchStreamWriter" in str(error):  # torch.save's own write errors
+            raise OutputWriteError(f"cannot write it: {str(error).splitlines()[-1].strip()}", file=destination) from error
         if isinstance(error, LstmconvError):
             # the same error, naming the file the user asked for (the temporary file is gone)
             raise error.with_files_renamed(renames).with_traceback(error.__traceback__) from error.__cause__
@@ -138,6 +148,22 @@ def write_atomically(
             if str(error.filename2) in renames:
                 error.filename2 = renames[str(error.filename2)]
         raise
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _write_error(error: OSError, final: Path) -> OutputWriteError:
+    """The error an output's write failure becomes: it names the output and what stopped it."""
+    reason = error.strerror or str(error)
+    if error.errno in _FULL:  # "No space left on device writing it"
+        made = OutputWriteError(f"{reason} writing it", file=final, hint="free some space or write it elsewhere")
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        made = OutputWriteError(f"cannot write it: {reason}", file=final, hint="write it to a folder you can write to")
+    else:
+        made = OutputWriteError(f"cannot write it: {reason}", file=final)
+    made.errno = error.errno
+    return made
 
 
 def _place(temporary: Path, final: Path, *, replace: bool) -> None:

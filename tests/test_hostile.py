@@ -352,3 +352,65 @@ def test_big_endian_arrays_in_memory_are_written_in_the_right_order(tmp_path: Pa
 
     back = load_file(tmp_path / "w.safetensors")
     assert all(np.array_equal(back[key], array) for key, array in state.items())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Messages: input reaching an internal error path becomes an LstmconvError naming what it is about
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda lc: lc.load_keras_weights([None, None, None], class_name="LSTM"),
+        lambda lc: lc.load_keras_weights([np.ones((3, 16))], class_name="LSTM", config=[1, 2]),
+        lambda lc: lc.load_keras_weights([np.ones((3, 16)), np.ones((4, 16)), np.ones(16)], class_name="LSTM", keras_version=2),
+        lambda lc: lc.load_keras_weights([np.array([object()] * 3)], class_name="LSTM"),
+        lambda lc: lc.load_keras_weights(None, class_name="LSTM"),
+        lambda lc: lc.load_state_dict({"rnn.weight_ih_l0": None}),
+        lambda lc: lc.load_state_dict({"rnn.weight_ih_l0": np.array(["a", "b"])}),
+        lambda lc: lc.load_state_dict([1, 2]),
+    ],
+    ids=["None arrays", "list config", "int version", "object arrays", "None weights", "None tensor", "string tensor", "list state dict"],
+)
+def test_library_misuse_raises_an_lstmconv_error(call) -> None:  # type: ignore[no-untyped-def]
+    import lstmconv
+
+    with pytest.raises(lstmconv.LstmconvError):
+        call(lstmconv)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "words"),
+    [
+        ({"clip": float("nan")}, "clip must be a positive number"),
+        ({"clip": float("inf")}, "clip must be a positive number"),
+        ({"activations": ["HardSigmoid", "Tanh", "Tanh"], "activation_alpha": [float("nan")]}, "non-finite alpha"),
+    ],
+)
+def test_non_finite_node_attributes_are_refused_naming_the_layer(attrs: dict, words: str, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import lstmconv
+
+    rng = np.random.default_rng(0)
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=2, name="lstm", **attrs)
+    weights = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in (("W", (1, 8, 3)), ("R", (1, 8, 2)))]
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)], [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], weights
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / "nan.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(lstmconv.LstmconvError, match=words) as caught:
+        lstmconv.inspect(path)
+    assert caught.value.file == str(path) and caught.value.layer == "lstm"
+
+
+def test_the_emitted_module_writes_every_value_as_valid_python() -> None:
+    from lstmconv.targets.torch_emit import _literal
+
+    value = {"clip": float("nan"), "alpha": (float("inf"), -float("inf"), 0.5), "name": "a'b", "one": (1,), "none": None}
+    back = eval(_literal(value))  # noqa: S307 - the literal this module writes
+    assert np.isnan(back["clip"]) and back["alpha"][:2] == (float("inf"), -float("inf")) and back["one"] == (1,)
+    assert {k: v for k, v in back.items() if k != "clip"} == {k: v for k, v in value.items() if k != "clip"}

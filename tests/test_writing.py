@@ -4,6 +4,7 @@ user asked for, never the temporary file (which is gone by the time the message 
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,14 @@ def test_an_os_error_on_the_temporary_file_names_the_destination(tmp_path: Path)
     def disk_full(path: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    with pytest.raises(OSError) as caught:
+    from lstmconv.errors import OutputWriteError
+
+    with pytest.raises(OutputWriteError) as caught:  # one of lstmconv's errors, naming the output and why
         write_atomically(destination, disk_full, lambda path: None)
-    assert caught.value.filename == str(destination)
-    assert str(caught.value) == f"[Errno {errno.ENOSPC}] No space left on device: '{destination}'"
+    assert caught.value.file == str(destination)
+    assert str(caught.value) == f"{destination}: No space left on device writing it. free some space or write it elsewhere"
+    assert caught.value.errno == errno.ENOSPC
+    assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
 
 
@@ -167,3 +172,22 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(DATA / "keras2" / "sine_lstm.h5"), str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 143, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "words"), [(errno.EACCES, "cannot write it: Permission denied"), (errno.EROFS, "cannot write it: Read-only file system")]
+)
+def test_a_folder_that_cannot_be_written_is_named_as_the_output(code: int, words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root a read-only folder cannot be made by chmod: the temporary file's creation fails as it would."""
+    import tempfile
+
+    from lstmconv.errors import OutputWriteError
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise OSError(code, os.strerror(code), str(tmp_path / ".m.onnx.abc.tmp.onnx"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    for target in ("m.onnx", "m.pt", "m.h5", "m.safetensors"):
+        with pytest.raises(OutputWriteError, match=words) as caught:
+            lstmconv.convert(DATA / "keras2" / "sine_lstm.h5", tmp_path / target)
+        assert caught.value.file == str(tmp_path / target)

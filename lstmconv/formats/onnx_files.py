@@ -26,7 +26,7 @@ import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
 from lstmconv import buffers
-from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
+from lstmconv.errors import ConfigError, InputFormatError, LstmconvError, UnsupportedFeatureError
 from lstmconv.formats.onnx_skeleton import read_skeleton
 from lstmconv.formats.reading import read_into
 from lstmconv.onnx_layout import (
@@ -514,6 +514,8 @@ def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None
         acts = parse_activations(activations, alpha, beta)
     except ValueError as error:
         raise UnsupportedFeatureError(f"{error}; the node's function is ambiguous", file=path, layer=name) from None
+    except LstmconvError as error:  # a parameter no activation can take (NaN, infinite)
+        raise error.with_context(file=path, layer=name) from None
     parameterised = any(ONNX_ACTIVATIONS[_canonical_case(a)][1] is not None for a in activations)
     if op == "RNN" and parameterised and not alpha:
         raise UnsupportedFeatureError(

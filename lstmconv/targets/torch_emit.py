@@ -8,6 +8,7 @@ emitted text itself and runs it against the source's reference cell.
 from __future__ import annotations
 
 import importlib.resources
+import math
 import types
 from typing import Any
 
@@ -60,7 +61,7 @@ def module_source(layers: list[RecurrentLayer]) -> str:
     template = importlib.resources.files("lstmconv.templates").joinpath("lstmconv_modules.py").read_text()
     lines = ["", "", "# The layers lstmconv converted: name -> (class, constructor arguments).", "LAYERS = {"]
     for layer in layers:
-        lines.append(f"    {layer.name!r}: ({MODULE_CLASS[layer.cell]!r}, {module_spec(layer)!r}),")
+        lines.append(f"    {layer.name!r}: ({MODULE_CLASS[layer.cell]!r}, {_literal(module_spec(layer))}),")
     lines += [
         "}",
         "",
@@ -71,6 +72,21 @@ def module_source(layers: list[RecurrentLayer]) -> str:
         "",
     ]
     return template + "\n".join(lines)
+
+
+def _literal(value: Any) -> str:
+    """Python source for ``value`` (dicts, tuples, lists, strings, numbers, booleans, None) that evaluates to it
+    for every value: ``repr`` writes ``nan`` and ``inf``, which are not Python literals."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (tuple, list)):
+        items = ", ".join(_literal(item) for item in value)
+        return f"({items},)" if isinstance(value, tuple) and len(value) == 1 else (f"({items})" if isinstance(value, tuple) else f"[{items}]")
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"  # float('nan'), float('inf'), float('-inf')
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise TypeError(f"no literal for {type(value).__name__}")
 
 
 def emitted_function(source: str, layer: RecurrentLayer, params: dict[str, np.ndarray]) -> ReferenceFn:
