@@ -388,7 +388,6 @@ def test_library_misuse_raises_an_lstmconv_error(call) -> None:  # type: ignore[
     ],
 )
 def test_non_finite_node_attributes_are_refused_naming_the_layer(attrs: dict, words: str, tmp_path: Path) -> None:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     import lstmconv
@@ -414,3 +413,29 @@ def test_the_emitted_module_writes_every_value_as_valid_python() -> None:
     back = eval(_literal(value))  # noqa: S307 - the literal this module writes
     assert np.isnan(back["clip"]) and back["alpha"][:2] == (float("inf"), -float("inf")) and back["one"] == (1,)
     assert {k: v for k, v in back.items() if k != "clip"} == {k: v for k, v in value.items() if k != "clip"}
+
+
+def test_an_onnx_file_cut_short_while_read_is_an_error_not_sigbus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ONNX reader reads with pread, not a memory map (whose pages past a new end raise SIGBUS): a file that
+    another process truncates while lstmconv reads it gives a clear error."""
+    import os
+
+    import lstmconv
+
+    source = tmp_path / "m.onnx"
+    lstmconv.convert(SOURCE, source)
+    with source.open("ab") as grow:  # more than one page, so that reading goes on after the cut
+        grow.write(b"\0" * (1 << 17))
+    real_pread = os.pread
+    calls = {"n": 0}
+
+    def truncating_pread(fd: int, length: int, offset: int) -> bytes:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.truncate(source, 10)  # cut short by someone else, mid-read
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", truncating_pread)
+    with pytest.raises(lstmconv.LstmconvError, match="cut short") as caught:
+        lstmconv.inspect(source)
+    assert caught.value.file == str(source)

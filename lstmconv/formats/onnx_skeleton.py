@@ -18,8 +18,9 @@ as it is. Tensors stored another way (``float_data``, already external) are unto
 
 from __future__ import annotations
 
-import mmap
+import os
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -48,14 +49,16 @@ def read_skeleton(path: Path, inline_bytes: int | None = None) -> onnx.ModelProt
     :data:`INLINE_BYTES`) turned into a reference to its bytes in ``path``."""
     try:
         with path.open("rb") as handle:
-            if handle.seek(0, 2) == 0:
+            size = handle.seek(0, 2)
+            if size == 0:
                 raise InputFormatError("file is empty", file=path)
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                # the reader resolves external data against the real file's folder: name the real file (a symlink's
-                # own name would not be found there)
-                location = path.resolve().name
-                threshold = INLINE_BYTES if inline_bytes is None else inline_bytes
-                skeleton = _Rewriter(data, location, threshold).message("model", 0, len(data), 0)
+            # read with pread, not a memory map: a file cut short while it is read is then an error, not SIGBUS
+            data = _FileBytes(handle.fileno(), size)
+            # the reader resolves external data against the real file's folder: name the real file (a symlink's
+            # own name would not be found there)
+            location = path.resolve().name
+            threshold = INLINE_BYTES if inline_bytes is None else inline_bytes
+            skeleton = _Rewriter(data, location, threshold).message("model", 0, size, 0)
     except WireFormatError as error:
         raise InputFormatError(f"cannot parse as an ONNX model: {error}", file=path) from None
     model = onnx.ModelProto()
@@ -66,8 +69,38 @@ def read_skeleton(path: Path, inline_bytes: int | None = None) -> onnx.ModelProt
     return model
 
 
+class _FileBytes:
+    """The bytes of an open file, indexed and sliced like ``bytes``, read a page at a time with ``pread``."""
+
+    _PAGE = 1 << 16
+
+    def __init__(self, descriptor: int, size: int) -> None:
+        self.descriptor, self.size = descriptor, size
+        self.page_start, self.page = -1, b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _read(self, start: int, length: int) -> bytes:
+        data = os.pread(self.descriptor, length, start)
+        if len(data) < min(length, self.size - start):
+            raise WireFormatError("the file ended while it was being read (it was cut short meanwhile)")
+        return data
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(self.size)
+            return self._read(start, max(0, stop - start))
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        if not self.page_start <= index < self.page_start + len(self.page):
+            self.page_start = index - index % self._PAGE
+            self.page = self._read(self.page_start, min(self._PAGE, self.size - self.page_start))
+        return self.page[index - self.page_start]
+
+
 class _Rewriter:
-    def __init__(self, data: mmap.mmap, location: str, inline_bytes: int) -> None:
+    def __init__(self, data: _FileBytes, location: str, inline_bytes: int) -> None:
         self.data = data
         self.location = location
         self.inline_bytes = inline_bytes
