@@ -416,6 +416,17 @@ def torch_decoy_records(tmp: Path) -> Case:
     return Case(["convert", str(path), str(out)], "converts", check=same)
 
 
+def keras_large_valid(tmp: Path) -> Case:
+    """A valid 106 MB .keras (200 LSTM(128) layers, as Keras 3 writes it): converts, however busy the machine."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    layers = [keras.Input((4, 16))] + [keras.layers.LSTM(128, return_sequences=True) for _ in range(200)]
+    path = tmp / "big.keras"
+    keras.Sequential(layers).save(path)
+    return Case(["inspect", str(path), "--json"], "converts")
+
+
 def _assert(condition: bool, message: str) -> None:
     assert condition, message
 
@@ -445,6 +456,7 @@ ATTACKS: list[Attack] = [
     Attack("bounded work", "onnx Split num_outputs 5e6", onnx_split_millions),
     Attack("bounded work", ".pt stride-0 expansion", torch_expanded),
     Attack("bounded work", "legacy .pt stride-0 expansion", lambda t: torch_expanded(t, legacy=True), quick=False),
+    Attack("bounded work", "valid 106 MB .keras read in linear time", keras_large_valid, quick=False),
     Attack("bounded work", "FIFO as SRC", fifo_source),
     Attack("bounded work", "/dev/zero behind a .pt link", device_source),
     Attack("bounded work", "/dev/zero as --config", device_config, quick=False),

@@ -439,3 +439,25 @@ def test_an_onnx_file_cut_short_while_read_is_an_error_not_sigbus(tmp_path: Path
     with pytest.raises(lstmconv.LstmconvError, match="cut short") as caught:
         lstmconv.inspect(source)
     assert caught.value.file == str(source)
+
+
+def test_a_stored_zip_member_reads_like_the_archive_at_every_seek(tmp_path: Path) -> None:
+    """Keras 3 weights are read in place from the .keras archive (pread over the member's bytes): any seek, any
+    order, the bytes zipfile itself reads; a compressed member is inflated once."""
+    import zipfile
+
+    from lstmconv.formats.zip_member import open_member
+
+    rng = np.random.default_rng(0)
+    payload = rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        path = tmp_path / f"a{compression}.zip"
+        with zipfile.ZipFile(path, "w", compression) as archive:
+            archive.writestr("first.txt", b"x" * 1000)
+            archive.writestr("model.weights.h5", payload)
+        with open_member(path, "model.weights.h5") as member:
+            for start in rng.integers(0, len(payload), 50):
+                member.seek(int(start))
+                assert member.read(777) == payload[start : start + 777]
+            member.seek(-5, 2)
+            assert member.read() == payload[-5:]

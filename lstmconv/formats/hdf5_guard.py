@@ -13,7 +13,6 @@ import os
 import select
 import signal
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from lstmconv.errors import InputFormatError
 
 __all__ = ["prescan_hdf5", "PRESCAN_SECONDS"]
 
-PRESCAN_SECONDS = 10.0
+PRESCAN_SECONDS = 10.0  # for a small file; a larger one gets more (PRESCAN_BYTES_PER_SECOND), a busy machine too
+PRESCAN_BYTES_PER_SECOND = 2 << 20  # far slower than the walk reads, so that no valid file is ever refused
 
 
 def _walk(path: Path, member: str | None) -> None:
@@ -70,7 +70,9 @@ def _walk(path: Path, member: str | None) -> None:
         with h5py.File(path, "r") as handle:
             touch(handle, 0)
         return
-    with zipfile.ZipFile(path) as archive, archive.open(member) as stream, h5py.File(stream, "r") as handle:
+    from lstmconv.formats.zip_member import open_member
+
+    with open_member(path, member) as stream, h5py.File(stream, "r") as handle:
         touch(handle, 0)
 
 
@@ -87,6 +89,7 @@ def prescan_hdf5(
         if meanwhile is not None:
             meanwhile()
         return
+    seconds += max(0, path.stat().st_size - (16 << 20)) / PRESCAN_BYTES_PER_SECOND  # the walk is linear in the size
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
         code = 0

@@ -35,6 +35,7 @@ from lstmconv.formats.hdf5_guard import prescan_hdf5
 from lstmconv.formats.keras_entries import CONFIG_ATTRIBUTE, KerasFileInfo, KerasLayerEntry
 from lstmconv.formats.keras_wiring import wiring_from_config
 from lstmconv.formats.reading import MAX_JSON_BYTES, regular_file
+from lstmconv.formats.zip_member import open_member
 from lstmconv.schema import Wiring
 
 __all__ = ["open_keras", "flatten_config"]
@@ -345,7 +346,7 @@ def _open_keras_zip(
         raise InputFormatError(f"config.json or metadata.json is not valid JSON: {error}", file=path) from None
     version = metadata.get("keras_version") or "3"
     prescan_hdf5(path, "model.weights.h5", meanwhile=meanwhile)
-    handle = stack.enter_context(h5py.File(stack.enter_context(archive.open("model.weights.h5")), "r"))
+    handle = stack.enter_context(h5py.File(stack.enter_context(open_member(path, "model.weights.h5")), "r"))
     info = KerasFileInfo(str(path), version, "keras3-zip", True)
     return info, _keras3_entries(handle, config, info), config
 
