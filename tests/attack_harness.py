@@ -427,6 +427,37 @@ def keras_large_valid(tmp: Path) -> Case:
     return Case(["inspect", str(path), "--json"], "converts")
 
 
+def torch_odd_tensor(tmp: Path, kind: str) -> Case:
+    """A state dict whose weight is a sparse or a quantized tensor."""
+    import torch
+
+    weight = torch.randn(16, 3)
+    odd = weight.to_sparse() if kind == "sparse" else torch.quantize_per_tensor(weight, 0.1, 0, torch.qint8)
+    path = tmp / f"{kind}.pt"
+    torch.save({"rnn.weight_ih_l0": odd, "rnn.weight_hh_l0": torch.randn(16, 4)}, path)
+    return Case(["convert", str(path), "out.safetensors"], "refused", (kind,), absent=(tmp / "out.safetensors",))
+
+
+def deep_json_config(tmp: Path) -> Case:
+    """A model_config nested 100,000 deep."""
+    import h5py
+
+    path = tmp / "deep.h5"
+    path.write_bytes(SINE.read_bytes())
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["model_config"] = "[" * 100_000 + "]" * 100_000
+    return Case(["convert", str(path), "out.onnx"], "refused", ("cannot read this file",), absent=(tmp / "out.onnx",))
+
+
+def nan_clip(tmp: Path) -> Case:
+    """An ONNX LSTM whose clip is NaN."""
+    model = _lstm_model([numpy_helper.from_array(_w(), "W")])
+    model.graph.node[-1].attribute.append(helper.make_attribute("clip", float("nan")))
+    path = tmp / "nan.onnx"
+    path.write_bytes(model.SerializeToString())
+    return Case(["convert", str(path), "out.onnx"], "refused", ("clip must be a positive number",), absent=(tmp / "out.onnx",))
+
+
 def _assert(condition: bool, message: str) -> None:
     assert condition, message
 
@@ -460,6 +491,10 @@ ATTACKS: list[Attack] = [
     Attack("bounded work", "FIFO as SRC", fifo_source),
     Attack("bounded work", "/dev/zero behind a .pt link", device_source),
     Attack("bounded work", "/dev/zero as --config", device_config, quick=False),
+    Attack("messages", ".pt sparse tensor", lambda t: torch_odd_tensor(t, "sparse")),
+    Attack("messages", ".pt quantized tensor", lambda t: torch_odd_tensor(t, "quantized"), quick=False),
+    Attack("messages", "model_config nested 100,000 deep", deep_json_config),
+    Attack("messages", "ONNX clip NaN", nan_clip, quick=False),
     Attack("nothing lost", "SRC and DST one file through a link", same_file),
     Attack("nothing lost", "dangling symlink at DST", dangling_destination),
     Attack("nothing lost", "--emit-module file kept when DST is refused", emit_module_kept_on_failure),
