@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -134,6 +135,9 @@ def write_atomically(
                 os.replace(old, final)
         renames = {str(temporary): str(final) for temporary, final in zip(temporaries, finals)}
         ours = {str(path) for path in (*temporaries, *finals)}
+        if isinstance(error, OSError) and error.errno is None and (found := re.search(r"errno = (\d+)", str(error))):
+            error.errno = int(found.group(1))  # h5py reports the system's error inside its message
+            error.strerror = os.strerror(error.errno)
         if isinstance(error, OSError) and (str(error.filename) in ours or error.errno in _FULL):
             final = Path(renames.get(str(error.filename), str(error.filename))) if str(error.filename) in ours else destination
             raise _write_error(error, final) from error

@@ -191,3 +191,18 @@ def test_a_folder_that_cannot_be_written_is_named_as_the_output(code: int, words
         with pytest.raises(OutputWriteError, match=words) as caught:
             lstmconv.convert(DATA / "keras2" / "sine_lstm.h5", tmp_path / target)
         assert caught.value.file == str(tmp_path / target)
+
+
+def test_an_hdf5_write_error_carrying_its_errno_in_the_text_is_named_as_the_output(tmp_path: Path) -> None:
+    """h5py reports a full disk as one long OSError without errno ('... errno = 28, error message = ...')."""
+    from lstmconv.errors import OutputWriteError
+
+    destination = tmp_path / "m.h5"
+
+    def h5py_disk_full(path: Path) -> None:
+        raise OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')")
+
+    with pytest.raises(OutputWriteError, match="No space left on device writing it") as caught:
+        write_atomically(destination, h5py_disk_full, lambda path: None)
+    assert caught.value.file == str(destination) and "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
