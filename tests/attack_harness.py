@@ -229,8 +229,8 @@ def torch_expanded(tmp: Path, legacy: bool = False) -> Case:
     return Case(["convert", str(path), "out.safetensors"], "refused", ("repeats its storage",), absent=(tmp / "out.safetensors",))
 
 
-def canonical_huge_levels(tmp: Path) -> Case:
-    """A canonical file declaring 10^9 levels while holding one."""
+def _lying_canonical(tmp: Path, name: str, field: str, value: object) -> Path:
+    """The sine model's canonical file with its first layer's metadata ``field`` set to ``value``."""
     import json
 
     from safetensors import safe_open
@@ -242,30 +242,22 @@ def canonical_huge_levels(tmp: Path) -> Case:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         metadata = handle.metadata()
     meta = json.loads(metadata["lstmconv_canonical"])
-    meta["layers"][0]["num_levels"] = 10**9
+    meta["layers"][0][field] = value
     metadata["lstmconv_canonical"] = json.dumps(meta)
-    path = tmp / "levels.lstmconv.safetensors"
+    path = tmp / f"{name}.lstmconv.safetensors"
     save_file(tensors, path, metadata=metadata)
+    return path
+
+
+def canonical_huge_levels(tmp: Path) -> Case:
+    """A canonical file declaring 10^9 levels while holding one."""
+    path = _lying_canonical(tmp, "levels", "num_levels", 10**9)
     return Case(["convert", str(path), "out.onnx"], "refused", ("num_levels",), absent=(tmp / "out.onnx",))
 
 
 def canonical_wrong_dtype(tmp: Path) -> Case:
     """Canonical metadata saying float16 over float32 tensors."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.numpy import save_file
-
-    honest = tmp / "honest.lstmconv.safetensors"
-    _convert(SINE, honest)
-    with safe_open(str(honest), "np") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        metadata = handle.metadata()
-    meta = json.loads(metadata["lstmconv_canonical"])
-    meta["layers"][0]["dtype"] = "float16"
-    metadata["lstmconv_canonical"] = json.dumps(meta)
-    path = tmp / "dtype.lstmconv.safetensors"
-    save_file(tensors, path, metadata=metadata)
+    path = _lying_canonical(tmp, "dtype", "dtype", "float16")
     return Case(["convert", str(path), "out.safetensors"], "refused", ("dtype",), absent=(tmp / "out.safetensors",))
 
 
