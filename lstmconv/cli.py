@@ -20,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from lstmconv.registry import TARGET_NAMES
+from lstmconv.registry import SOURCE_NAMES, TARGET_NAMES
 
 __all__ = ["app", "console_script", "main"]
 
@@ -37,13 +37,8 @@ app = typer.Typer(
 Target = Enum("Target", {name: name for name in TARGET_NAMES}, type=str)  # type: ignore[misc]
 
 
-class Source(str, Enum):
-    """Source formats ``--from`` accepts."""
-
-    keras = "keras"
-    torch = "torch"
-    onnx = "onnx"
-    canonical = "canonical"
+# ``--from`` choices: the registry's source formats.
+Source = Enum("Source", {name: name for name in SOURCE_NAMES}, type=str)  # type: ignore[misc]
 
 
 def _console(*, stderr: bool = False) -> Any:

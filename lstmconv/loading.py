@@ -24,6 +24,7 @@ from lstmconv.formats.keras_files import open_keras
 from lstmconv.formats.keras_layers import RECURRENT_CLASSES, build_layer
 from lstmconv.formats.reading import regular_file
 from lstmconv.reference.common import ReferenceFn
+from lstmconv.registry import SOURCE_NAMES
 from lstmconv.reporting import LeftOut
 from lstmconv.schema import CanonicalModel, Layer, SourceInfo, Wiring
 
@@ -34,7 +35,6 @@ __all__ = [
     "LoadedModel",
     "LayerSource",
     "loaded_layers",
-    "SOURCE_FORMATS",
     "detect_format",
     "load_file",
     "load_keras_weights",
@@ -46,8 +46,6 @@ __all__ = [
     "refuse_without_recurrent",
     "reading_errors",
 ]
-
-SOURCE_FORMATS = ("keras", "torch", "onnx", "canonical")
 
 
 @dataclass(frozen=True)
@@ -277,7 +275,7 @@ def _load(path: Path, config: str | Path | None, source_format: str | None, skip
     if fmt == "torch":
         return _load_torch(path)
     if fmt != "keras":
-        raise UnsupportedFeatureError(f"unknown source format {fmt!r}", file=path, hint=f"choose one of {SOURCE_FORMATS}")
+        raise UnsupportedFeatureError(f"unknown source format {fmt!r}", file=path, hint=f"choose one of {', '.join(SOURCE_NAMES)}")
     with open_keras(path, config) as (info, entries, wiring):
         return _build_model(info, entries, skip_unsupported=skip_unsupported, wiring=wiring)
 

@@ -1,7 +1,8 @@
-"""The targets lstmconv writes, named once: each one's name and the file suffixes it writes.
+"""The formats lstmconv reads and the targets it writes, named once.
 
-The CLI's ``--to`` choices, the library's ``to=`` check, the destination's suffix check and the choice of a
-target from the destination's name all come from :data:`TARGETS`. Nothing here imports a framework.
+The CLI's ``--from`` and ``--to`` choices, the library's ``source_format=`` and ``to=`` checks, the
+destination's suffix check and the choice of a target from the destination's name all come from
+:data:`SOURCE_NAMES` and :data:`TARGETS`. Nothing here imports a framework.
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ from pathlib import Path
 
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 
-__all__ = ["TargetSpec", "TARGETS", "TARGET_NAMES", "target_named", "target_for_destination", "suffix_of"]
+__all__ = [
+    "SOURCE_NAMES",
+    "TargetSpec",
+    "TARGETS",
+    "TARGET_NAMES",
+    "target_named",
+    "target_for_destination",
+    "suffix_of",
+]
+
+#: The source formats (``--from NAME``); each is detected from a file's content when not named.
+SOURCE_NAMES: tuple[str, ...] = ("keras", "torch", "onnx", "canonical")
 
 
 @dataclass(frozen=True)

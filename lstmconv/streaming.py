@@ -40,6 +40,7 @@ from lstmconv.reporting import ConversionReport
 from lstmconv.schema import Layer
 from lstmconv.layer_writing import header_reserve
 from lstmconv.torch_saving import write_torch
+from lstmconv.registry import SOURCE_NAMES
 from lstmconv.writing import check_suffix, refuse_overwriting_source
 
 __all__ = ["stream_to", "write_to", "describe_file", "open_layers", "streams"]
@@ -49,7 +50,7 @@ def streams(source: str | Path, source_format: str | None) -> bool:
     """Whether ``source`` is read one layer at a time: Keras, ONNX, torch and canonical files all are (a legacy
     torch pickle is then loaded whole, see :func:`lstmconv.formats.torch_files.open_pt_state`)."""
     fmt = source_format or detect_format(Path(source))
-    return fmt in ("keras", "onnx", "canonical", "torch")
+    return fmt in SOURCE_NAMES
 
 
 @contextlib.contextmanager

@@ -521,3 +521,14 @@ def test_verify_finds_a_changed_embedding_table(tmp_path: Path) -> None:
     tensors["embed.weight"] = tensors["embed.weight"] + 0.25
     save_file(tensors, changed, metadata=metadata)
     assert not lstmconv.verify(source, changed).same
+
+
+def test_an_unknown_source_or_target_name_fails_naming_the_choices(tmp_path: Path) -> None:
+    import lstmconv
+    from lstmconv.registry import SOURCE_NAMES, TARGET_NAMES
+
+    with pytest.raises(lstmconv.LstmconvError, match=", ".join(SOURCE_NAMES)):
+        lstmconv.convert(SINE, tmp_path / "x.onnx", source_format="tensorflow")
+    with pytest.raises(lstmconv.LstmconvError, match=", ".join(TARGET_NAMES)):
+        lstmconv.convert(SINE, tmp_path / "x.onnx", to="tensorflow")
+    assert list(tmp_path.iterdir()) == []
