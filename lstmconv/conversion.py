@@ -32,7 +32,7 @@ from lstmconv.torch_saving import (
     torch_refusals_error,
 )
 from lstmconv.registry import target_for_destination, target_named
-from lstmconv.writing import check_named, check_suffix, refuse_overwriting_source, write_atomically
+from lstmconv.writing import check_named, check_suffix, external_data_path, refuse_overwriting_source, write_atomically
 
 __all__ = [
     "LayerReport",  # from lstmconv.reporting
@@ -121,7 +121,7 @@ def convert(
     regular_file(source)
     if config is not None:
         regular_file(config, "architecture JSON")
-    data_file = destination.with_name(destination.name + ".data") if external_data else None
+    data_file = external_data_path(destination) if external_data else None
     module_file = Path(emit_module) if emit_module is not None else None
     refuse_overwriting_source((source, config), (destination, data_file, module_file))
     check_suffix(destination, to, force)

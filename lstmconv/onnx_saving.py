@@ -22,7 +22,7 @@ from lstmconv.refusals import ways_out
 from lstmconv.reporting import ConversionReport, LayerReport, describe
 from lstmconv.layer_writing import PlannedLayer, write_layers
 from lstmconv.schema import Layer, RecurrentMeta
-from lstmconv.writing import check_destination, check_suffix
+from lstmconv.writing import check_destination, check_suffix, external_data_path
 
 __all__ = ["write_onnx"]
 
@@ -45,7 +45,7 @@ def write_onnx(
 
     from lstmconv import __version__
     from lstmconv.adapters.onnx import onnx_refusals, onnx_whole_model_refusals
-    from lstmconv.formats.onnx_stream import OnnxStream, external_data_path
+    from lstmconv.formats.onnx_stream import OnnxStream
     from lstmconv.targets.onnx import OnnxPlan
 
     source, skipped, wiring = layers.source, layers.skipped, layers.wiring  # skipped grows while the layers are read

@@ -41,7 +41,7 @@ from lstmconv.schema import Layer
 from lstmconv.layer_writing import header_reserve
 from lstmconv.torch_saving import write_torch
 from lstmconv.registry import SOURCE_NAMES
-from lstmconv.writing import check_suffix, refuse_overwriting_source
+from lstmconv.writing import check_suffix, external_data_path, refuse_overwriting_source
 
 __all__ = ["stream_to", "write_to", "describe_file", "open_layers", "streams"]
 
@@ -214,7 +214,7 @@ def write_to(
     (:func:`lstmconv.canonical_saving.write_canonical_layers`) or Keras weights
     (:func:`lstmconv.keras_saving.write_keras`). ``known_finite``: non-finite weights were refused already."""
     destination = Path(destination)
-    data_file = destination.with_name(destination.name + ".data") if external_data else None
+    data_file = external_data_path(destination) if external_data else None
     refuse_overwriting_source((layers.source,), (destination, data_file))
     if to == "canonical":  # every layer has a canonical form: none is refused, so there is no skip_unsupported
         from lstmconv.canonical_saving import write_canonical_layers

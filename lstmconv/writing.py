@@ -16,7 +16,14 @@ from pathlib import Path
 from lstmconv.errors import InputFormatError, LstmconvError, OutputExistsError, OutputWriteError
 from lstmconv.registry import suffix_of, target_for_destination, target_named
 
-__all__ = ["check_suffix", "check_named", "check_destination", "refuse_overwriting_source", "write_atomically"]
+__all__ = [
+    "check_suffix",
+    "check_named",
+    "check_destination",
+    "external_data_path",
+    "refuse_overwriting_source",
+    "write_atomically",
+]
 
 
 def check_suffix(destination: Path, target: str, force: bool) -> None:
@@ -56,6 +63,11 @@ def check_destination(destination: Path, force: bool) -> None:
         raise InputFormatError("destination folder does not exist", file=destination.parent)
 
 
+def external_data_path(model: Path) -> Path:
+    """Where the external data of ONNX ``model`` goes: ``<model file name>.data`` beside it (torch.onnx's name)."""
+    return model.with_name(model.name + ".data")
+
+
 def refuse_overwriting_source(sources: Sequence[str | Path | None], outputs: Sequence[Path | None]) -> None:
     """Refuse to write an output over one of the inputs: the same path, another spelling of it, a hard link or a
     symbolic link to it. ``--force`` does not change this: replacing the source loses what the conversion did not
@@ -66,7 +78,7 @@ def refuse_overwriting_source(sources: Sequence[str | Path | None], outputs: Seq
         for source in sources:
             if source is None or not os.path.exists(source):
                 continue
-            if os.path.samefile(output, source) or os.path.abspath(output) == os.path.abspath(source):
+            if os.path.samefile(output, source):  # any spelling, hard or symbolic link
                 raise OutputExistsError(
                     "the destination is the source file itself (the same file under this name)",
                     file=output,
@@ -110,16 +122,11 @@ def write_atomically(
             _normal_mode(temporary)
         check(*temporaries)
         for temporary, final in reversed(list(zip(temporaries, finals))):  # the destination last
-            if replace and os.path.lexists(final):
-                old = _temporary_name(final, "old")
-                try:  # a second name for the old file, kept until the whole set is in place
-                    os.link(final, old, follow_symlinks=False)
-                except OSError:  # no hard links here: move it aside instead
-                    os.replace(final, old)
-                kept.append((final, old))
-                _place(temporary, final, replace=replace)
-            else:
-                _place(temporary, final, replace=replace)
+            existed = replace and os.path.lexists(final)
+            if existed:
+                kept.append((final, _keep_aside(final)))
+            _place(temporary, final, replace=replace)
+            if not existed:
                 created.append(final)  # only once placed: a name another process took is never removed
         for _, old in kept:  # the set is in place: the old files go
             old.unlink(missing_ok=True)
@@ -134,15 +141,9 @@ def write_atomically(
             else:
                 os.replace(old, final)
         renames = {str(temporary): str(final) for temporary, final in zip(temporaries, finals)}
-        ours = {str(path) for path in (*temporaries, *finals)}
-        if isinstance(error, OSError) and error.errno is None and (found := re.search(r"errno = (\d+)", str(error))):
-            error.errno = int(found.group(1))  # h5py reports the system's error inside its message
-            error.strerror = os.strerror(error.errno)
-        if isinstance(error, OSError) and (str(error.filename) in ours or error.errno in _FULL):
-            final = Path(renames.get(str(error.filename), str(error.filename))) if str(error.filename) in ours else destination
-            raise _write_error(error, final) from error
-        if isinstance(error, RuntimeError) and "PytorchStreamWriter" in str(error):  # torch.save's own write errors
-            raise OutputWriteError(f"cannot write it: {str(error).splitlines()[-1].strip()}", file=destination) from error
+        failed_write = _output_error(error, renames, destination)
+        if failed_write is not None:
+            raise failed_write from error
         if isinstance(error, LstmconvError):
             # the same error, naming the file the user asked for (the temporary file is gone)
             raise error.with_files_renamed(renames).with_traceback(error.__traceback__) from error.__cause__
@@ -157,17 +158,46 @@ def write_atomically(
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-def _write_error(error: OSError, final: Path) -> OutputWriteError:
+def _output_error(error: BaseException, renames: dict[str, str], destination: Path) -> OutputWriteError | None:
+    """What a failure of the system while writing an output becomes (None for any other error): an error naming
+    the output, never the temporary file and never the source."""
+    if isinstance(error, RuntimeError) and "PytorchStreamWriter" in str(error):  # torch.save's own write errors
+        return OutputWriteError(f"cannot write it: {str(error).splitlines()[-1].strip()}", file=destination)
+    if not isinstance(error, OSError) or isinstance(error, LstmconvError):
+        return None
+    code = error.errno
+    if code is None and (found := re.search(r"errno = (\d+)", str(error))):  # h5py puts it inside its message
+        code = int(found.group(1))
+    if str(error.filename) in {*renames, *renames.values()}:
+        return _write_error(error, Path(renames.get(str(error.filename), str(error.filename))), code)
+    if code in _FULL:
+        return _write_error(error, destination, code)
+    return None
+
+
+def _write_error(error: OSError, final: Path, code: int | None = None) -> OutputWriteError:
     """The error an output's write failure becomes: it names the output and what stopped it."""
-    reason = error.strerror or str(error)
-    if error.errno in _FULL:  # "No space left on device writing it"
+    code = error.errno if code is None else code
+    reason = os.strerror(code) if code is not None else str(error)
+    if code in _FULL:  # "No space left on device writing it"
         made = OutputWriteError(f"{reason} writing it", file=final, hint="free some space or write it elsewhere")
-    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         made = OutputWriteError(f"cannot write it: {reason}", file=final, hint="write it to a folder you can write to")
     else:
         made = OutputWriteError(f"cannot write it: {reason}", file=final)
-    made.errno = error.errno
+    made.errno = code
     return made
+
+
+def _keep_aside(final: Path) -> Path:
+    """A second name for the existing file ``final``, kept until the new set is in place (a hard link; where
+    there are none, the file is moved aside)."""
+    old = _temporary_name(final, "old")
+    try:
+        os.link(final, old, follow_symlinks=False)
+    except OSError:
+        os.replace(final, old)
+    return old
 
 
 def _place(temporary: Path, final: Path, *, replace: bool) -> None:

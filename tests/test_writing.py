@@ -175,7 +175,12 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "words"), [(errno.EACCES, "cannot write it: Permission denied"), (errno.EROFS, "cannot write it: Read-only file system")]
+    ("code", "words"),
+    [
+        (errno.EACCES, "cannot write it: Permission denied"),
+        (errno.EROFS, "cannot write it: Read-only file system"),
+        (errno.ENOSPC, r"/m\.[a-z0-9.]+: No space left on device writing it\. free some space or write it elsewhere$"),
+    ],
 )
 def test_a_folder_that_cannot_be_written_is_named_as_the_output(code: int, words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As root a read-only folder cannot be made by chmod: the temporary file's creation fails as it would."""

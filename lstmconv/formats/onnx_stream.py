@@ -35,8 +35,9 @@ from onnx import TensorProto, helper
 from lstmconv.errors import UnsupportedFeatureError, VerificationError
 from lstmconv.formats.checked_file import CheckedFile
 from lstmconv.formats.protobuf_wire import WIRE_LEN, WireFormatError, fields, key, varint
+from lstmconv.writing import external_data_path
 
-__all__ = ["OnnxStream", "PROTOBUF_LIMIT", "count_graph_fields", "external_data_path"]
+__all__ = ["OnnxStream", "PROTOBUF_LIMIT", "count_graph_fields"]
 
 PROTOBUF_LIMIT = 2**31 - 1  # bytes in one protobuf message (the whole .onnx file)
 _ALIGN_ABOVE = 1 << 20  # external tensors larger than this start at a multiple of _ALIGNMENT
@@ -46,11 +47,6 @@ _ALIGNMENT = 64 << 10
 _MODEL_GRAPH = 7
 _GRAPH_INITIALIZER = 5
 _TENSOR_RAW_DATA = 9
-
-
-def external_data_path(model: Path) -> Path:
-    """Where the external data of ``model`` goes: ``<model file name>.data`` beside it (torch.onnx's name)."""
-    return model.with_name(model.name + ".data")
 
 
 class OnnxStream:
