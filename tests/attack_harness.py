@@ -185,6 +185,15 @@ def onnx_doubling_concat_into_weight(tmp: Path) -> Case:
     return Case(["convert", str(path), "out.onnx"], "refused", ("folding",), absent=(tmp / "out.onnx",))
 
 
+def onnx_long_constant_chain(tmp: Path) -> Case:
+    """20,000 Identity nodes on a constant: each folding site must not copy the graph's scope (5 GiB before)."""
+    nodes = [helper.make_node("Identity", [f"c{k}"], [f"c{k + 1}"]) for k in range(20_000)]
+    model = _lstm_model([numpy_helper.from_array(np.zeros(4, np.float32), "c0"), numpy_helper.from_array(_w(), "W")], nodes)
+    path = tmp / "chain.onnx"
+    path.write_bytes(model.SerializeToString())
+    return Case(["convert", str(path), "out.onnx"], "converts")
+
+
 def onnx_broadcast_add(tmp: Path) -> Case:
     """A broadcast Add of a column and a row no LSTM reads: 70 KiB of constants, 700 MiB if folded."""
     column = numpy_helper.from_array(np.zeros((9000, 1), np.float32), "col")
@@ -476,6 +485,7 @@ ATTACKS: list[Attack] = [
     Attack("bounded work", "onnx doubling Concat nobody reads", onnx_doubling_concat),
     Attack("bounded work", "onnx doubling Concat into W", onnx_doubling_concat_into_weight),
     Attack("bounded work", "onnx broadcast Add nobody reads", onnx_broadcast_add, quick=False),
+    Attack("bounded work", "onnx 20,000 constant nodes in a chain", onnx_long_constant_chain),
     Attack("bounded work", "onnx Split num_outputs 5e6", onnx_split_millions),
     Attack("bounded work", ".pt stride-0 expansion", torch_expanded),
     Attack("bounded work", "legacy .pt stride-0 expansion", lambda t: torch_expanded(t, legacy=True), quick=False),

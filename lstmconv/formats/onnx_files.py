@@ -117,13 +117,11 @@ def read_onnx(path: str | Path) -> OnnxFile:
     names: dict[str, int] = {}
     entries: list[OnnxNodeEntry | OnnxDenseEntry | OnnxEmbeddingEntry] = []
     for node, found in reader.found:
-        if isinstance(found, _DensePattern):
-            # lstmconv writes '<layer>_matmul', torch.onnx '/<module>/MatMul' or '/<module>/Gemm'
-            base = re.sub(r"(_matmul)?_(MatMul|Gemm)$|_matmul$", "", key_safe(node.name)) if node.name else "dense"
-            base = base or "dense"
-        elif isinstance(found, _TablePattern):
-            base = re.sub(r"_Gather$", "", key_safe(node.name)) if node.name else "embedding"
-            base = base or "embedding"
+        if isinstance(found, (_DensePattern, _TablePattern)):
+            # lstmconv names them '<layer>_matmul' and '<layer>_Gather', torch.onnx '/<module>/MatMul', '/Gemm', '/Gather'
+            kind = "dense" if isinstance(found, _DensePattern) else "embedding"
+            base = re.sub(r"(_matmul)?_(MatMul|Gemm|Gather)$|_matmul$", "", key_safe(node.name)) if node.name else kind
+            base = base or kind
         else:
             base = key_safe(node.name) if node.name else node.op_type.lower()
         count = names.get(base, 0)
@@ -295,7 +293,7 @@ class _Reader:
         if node.op_type not in _FOLDERS or any(n and scope.get(n) is None for n in node.input):
             return
         for index, name in enumerate(node.output):
-            scope[name] = _Fold(self, node, index, dict(scope))
+            scope[name] = _Fold(self, node, index, scope)  # names are assigned once: the scope can be shared
 
     def folded(self, node: onnx.NodeProto, scope: dict[str, Any]) -> list[np.ndarray]:
         """The outputs of a constant node, within the budget of the weight being read (:meth:`budgeted`)."""
@@ -447,7 +445,9 @@ class _Reader:
         found = scope.get(name) if name else None
         if isinstance(found, _Lazy):
             return tuple(int(d) for d in found.proto.dims)
-        return None if found is None else tuple(np.shape(found))
+        if found is None or isinstance(found, _Fold):  # a folded value's shape is known only once folded
+            return None
+        return tuple(np.shape(found))
 
 
 class _Fold:
@@ -570,10 +570,13 @@ def _standalone_activation(node: onnx.NodeProto, opset: int) -> tuple[str, float
         # before opset 13 the default axis is 1 (of a flattened 2-D view); only the last axis is a Dense's
         axis = attrs.get("axis", -1 if opset >= 13 else 1)
         return (name, None, None) if axis == -1 else None
-    if name == "hard_sigmoid":
-        return name, float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
-    if name in ("elu", "leaky_relu", "thresholded_relu"):
-        return name, float(attrs.get("alpha", {"elu": 1.0, "leaky_relu": 0.01, "thresholded_relu": 1.0}[name])), None
+    if node.op_type in ONNX_ACTIVATIONS:  # the op's own defaults, as the recurrent ops' activations have them
+        _, alpha, beta = ONNX_ACTIVATIONS[node.op_type]
+        return (
+            name,
+            float(attrs.get("alpha", alpha)) if alpha is not None else None,
+            float(attrs.get("beta", beta)) if beta is not None else None,
+        )
     return name, None, None
 
 

@@ -56,7 +56,6 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}
         self.rank: dict[str, int] = {}
-        self.renamed: dict[str, str] = {}
         self._used: set[str] = set()
 
     def fresh(self, hint: str) -> str:
@@ -74,7 +73,6 @@ class _Graph:
         if old in self.initializers:
             self.initializers[new] = self.initializers.pop(old)
         self.rank[new] = self.rank.pop(old)
-        self.renamed[old] = new
 
     def const(self, hint: str, array: np.ndarray) -> str:
         """An initializer; float16 is widened to float32 (exact), as the graph computes in float32."""
@@ -275,8 +273,9 @@ class OnnxPlan:
             value, suffix = self._tensor(layer, index)
             name = base + suffix
             if name in self.graph._used:  # an inner value has the output's name: give the inner one another
-                self.graph.rename(name, self.graph.fresh(f"{name}_inner"))
-                value = value if value != name else self.graph.renamed[name]
+                inner = self.graph.fresh(f"{name}_inner")
+                self.graph.rename(name, inner)
+                value = inner if value == name else value
             self.graph.nodes.append(helper.make_node("Identity", [value], [name], name=self.graph.fresh(f"{name}_Identity")))
             rank = self.graph.rank[value]
             self.outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
@@ -352,8 +351,9 @@ def _runtime_inputs(graph: _Graph, layer: RecurrentLayer, x: str, inputs: list[o
     name, hidden = layer.name, layer.hidden_size
     count = layer.num_levels * (2 if layer.bidirectional else 1)
     shape = graph.one("Shape", [x], f"{name}_x_shape", 1)
-    batch = graph.one("Slice", [shape, graph.ints(f"{name}_zero", [0]), graph.ints(f"{name}_one", [1])], f"{name}_batch", 1)
-    steps = graph.one("Slice", [shape, graph.ints(f"{name}_one_", [1]), graph.ints(f"{name}_two", [2])], f"{name}_steps", 1)
+    one = graph.ints(f"{name}_one", [1])
+    batch = graph.one("Slice", [shape, graph.ints(f"{name}_zero", [0]), one], f"{name}_batch", 1)
+    steps = graph.one("Slice", [shape, one, graph.ints(f"{name}_two", [2])], f"{name}_steps", 1)
     state_shape = graph.one(
         "Concat", [graph.ints(f"{name}_states", [count]), batch, graph.ints(f"{name}_hidden", [hidden])], f"{name}_state_shape", 1, axis=0
     )
