@@ -202,7 +202,6 @@ def inspect(
 ) -> None:
     """List SRC's layers, what is left out and what each target would refuse, without converting."""
     from lstmconv.inspection import inspect as run_inspect
-    from lstmconv.reporting import describe
 
     found = _run(
         lambda: run_inspect(src, config=config, source_format=source_format.value if source_format else None)
@@ -217,7 +216,7 @@ def inspect(
     for column in ("layer", "kind", "source layout", "version"):
         table.add_column(column)
     for layer in found.layers:
-        table.add_row(layer.name, describe(layer), layer.source.layout, layer.source.version or "-")
+        table.add_row(layer.name, found.summaries[layer.name], layer.source.layout, layer.source.version or "-")
     console.print(table)
     for layer in found.layers:
         for fact in layer.source.inferred:

@@ -22,13 +22,16 @@ class Inspection:
     left_out: tuple[str, ...]
     facts: dict[str, list[str]] = field(default_factory=dict)  # layer -> non-default facts
     refusals: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # target -> [{layer, reason}]
+    # layer -> its one-line description, made from the whole layer: a description without weights cannot say
+    # whether a layer has peepholes
+    summaries: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready data (``inspect --json``)."""
         return {
             "file": self.file,
             "layers": [
-                {**layer.model_dump(mode="json"), "summary": describe(layer), "facts": self.facts.get(layer.name, [])}
+                {**layer.model_dump(mode="json"), "summary": self.summaries[layer.name], "facts": self.facts.get(layer.name, [])}
                 for layer in self.layers
             ],
             "left_out": [left_out_record(item) for item in self.left_out],
@@ -44,12 +47,14 @@ def inspect(
 
     facts: dict[str, list[str]] = {}
     refusals: dict[str, list[dict[str, str]]] = {}
+    summaries: dict[str, str] = {}
 
     def note(layer: Layer) -> None:
+        summaries[layer.name] = describe(layer)
         if found := non_default_facts(layer):
             facts[layer.name] = found
         for target, reasons in target_refusals(layer).items():
             refusals.setdefault(target, []).extend({"layer": layer.name, "reason": r} for r in reasons)
 
     described, skipped = describe_file(path, config=config, source_format=source_format, each=note)
-    return Inspection(str(path), tuple(described), tuple(skipped), facts, refusals)
+    return Inspection(str(path), tuple(described), tuple(skipped), facts, refusals, summaries)

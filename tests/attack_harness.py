@@ -266,8 +266,8 @@ def canonical_huge_levels(tmp: Path) -> Case:
 
 def canonical_wrong_dtype(tmp: Path) -> Case:
     """Canonical metadata saying float16 over float32 tensors."""
-    path = _lying_canonical(tmp, "dtype", "dtype", "float16")
-    return Case(["convert", str(path), "out.safetensors"], "refused", ("dtype",), absent=(tmp / "out.safetensors",))
+    path = _lying_canonical(tmp, "lying", "dtype", "float16")
+    return Case(["convert", str(path), "out.safetensors"], "refused", ("dtype contradicts",), absent=(tmp / "out.safetensors",))
 
 
 def keras_same_name_twice(tmp: Path) -> Case:
@@ -345,7 +345,7 @@ def hdf5_unwritten(tmp: Path, long_double: bool = False) -> Case:
             group.create_dataset("kernel:0", data=kernel.astype(np.longdouble))
         else:
             group.create_dataset("kernel:0", shape=kernel.shape, dtype="f4", fillvalue=0.5)
-    words = ("long double",) if long_double else ("never written",)
+    words = ("long double",) if long_double else ("never written",)  # the file is 'lying.h5': no word from its name
     return Case(["convert", str(path), "out.onnx"], "refused", words, absent=(tmp / "out.onnx",))
 
 
@@ -376,7 +376,8 @@ def torch_pickle_of_something_else(tmp: Path) -> Case:
 
 
 def torch_rezipped(tmp: Path) -> Case:
-    """A valid archive re-zipped by another tool: records off torch's 64-byte boundaries (torch loads it)."""
+    """A valid archive re-zipped by another tool: records off torch's 64-byte boundaries (torch loads it); the
+    converted weights are torch.load's."""
     import zipfile
 
     import torch
@@ -386,7 +387,8 @@ def torch_rezipped(tmp: Path) -> Case:
     with zipfile.ZipFile(original) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
         for info in source.infolist():
             target.writestr(info.filename, source.read(info))
-    return Case(["convert", str(path), "out.safetensors"], "converts")
+    out = tmp / "out.safetensors"
+    return Case(["convert", str(path), str(out)], "converts", check=lambda: _same_as_torch_load(path, out))
 
 
 def torch_decoy_records(tmp: Path) -> Case:
@@ -395,8 +397,6 @@ def torch_decoy_records(tmp: Path) -> Case:
     import zipfile
 
     import torch
-
-    from lstmconv.torch_modules import load_torch_modules
 
     state = {f"rnn.{k}": v for k, v in torch.nn.LSTM(3, 4).state_dict().items()}
     original, path = tmp / "original.pt", tmp / "decoy.pt"
@@ -407,14 +407,18 @@ def torch_decoy_records(tmp: Path) -> Case:
                 target.writestr(info.filename.replace("/data/", "/decoy/"), b"\x7f" * info.file_size)
             target.writestr(info.filename, source.read(info))
     out = tmp / "out.safetensors"
+    return Case(["convert", str(path), str(out)], "converts", check=lambda: _same_as_torch_load(path, out))
 
-    def same() -> None:
-        real = torch.load(path, weights_only=True)
-        module = load_torch_modules(out)["rnn"]
-        for key, value in real.items():
-            _assert(torch.equal(getattr(module, key.removeprefix("rnn.")).detach(), value), f"{key} differs from torch.load")
 
-    return Case(["convert", str(path), str(out)], "converts", check=same)
+def _same_as_torch_load(source: Path, converted: Path) -> None:
+    """The converted module's parameters are what torch.load reads from ``source``."""
+    import torch
+
+    from lstmconv.torch_modules import load_torch_modules
+
+    module = load_torch_modules(converted)["rnn"]
+    for key, value in torch.load(source, weights_only=True).items():
+        _assert(torch.equal(getattr(module, key.removeprefix("rnn.")).detach(), value), f"{key} differs from torch.load")
 
 
 def keras_large_valid(tmp: Path) -> Case:
@@ -434,7 +438,7 @@ def torch_odd_tensor(tmp: Path, kind: str) -> Case:
 
     weight = torch.randn(16, 3)
     odd = weight.to_sparse() if kind == "sparse" else torch.quantize_per_tensor(weight, 0.1, 0, torch.qint8)
-    path = tmp / f"{kind}.pt"
+    path = tmp / "odd.pt"  # the message, not the file's name, must say what the tensor is
     torch.save({"rnn.weight_ih_l0": odd, "rnn.weight_hh_l0": torch.randn(16, 4)}, path)
     return Case(["convert", str(path), "out.safetensors"], "refused", (kind,), absent=(tmp / "out.safetensors",))
 
