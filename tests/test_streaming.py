@@ -365,8 +365,8 @@ def assert_read_one_module_at_a_time(source: Path, opener: str, monkeypatch: pyt
     real = getattr(torch_files, opener)
 
     @contextlib.contextmanager
-    def counting(path: Path):  # type: ignore[no-untyped-def]
-        with real(path) as (stand_ins, metadata_or_notes, load):
+    def counting(path: Path, *rest: object):  # type: ignore[no-untyped-def]
+        with real(path, *rest) as (stand_ins, metadata_or_notes, load):
             assert all(array.base is not None and array.base.size == 1 for array in stand_ins.values())  # no data read
             yield stand_ins, metadata_or_notes, lambda key: (loaded.append(key), load(key))[1]
 

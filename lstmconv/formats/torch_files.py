@@ -19,7 +19,7 @@ import numpy as np
 from lstmconv import buffers
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.reading import read_into
-from lstmconv.formats.torch_pickle import TorchArchive, is_torch_archive, open_archive
+from lstmconv.formats.torch_pickle import TorchArchive, expanded_tensor_error, is_torch_archive, open_archive
 from lstmconv.formats.safetensors_stream import SAFETENSORS_DTYPES
 
 __all__ = [
@@ -152,9 +152,9 @@ def open_torch_state(
         with open_safetensors_state(path) as (stand_ins, header, load):
             yield stand_ins, lstmconv_metadata(path, header), [], load
         return
-    with open_pt_state(path) as (stand_ins, notes, load):
-        # the pickle again (it is small: the tensors' bytes are in their records), for what a module pickle says
-        modules = open_archive(path).modules if is_torch_archive(path) else {}
+    archive = open_archive(path) if is_torch_archive(path) else None
+    with open_pt_state(path, archive) as (stand_ins, notes, load):
+        modules = archive.modules if archive is not None else {}  # what a whole-module pickle says of each module
         yield stand_ins, {"pickled_modules": modules} if modules else None, notes, load
 
 
@@ -172,34 +172,38 @@ def _archive_state(archive: TorchArchive) -> Iterator[tuple[dict[str, np.ndarray
 
         def load(key: str) -> np.ndarray:
             if archive.tensors[key].unread:
-                raise InputFormatError(
-                    f"torch dtype {archive.tensors[key].dtype} has no NumPy equivalent", file=archive.path, tensor=key,
-                    hint="save the state dict in float32, float64, float16 or bfloat16",
-                )
+                raise _unreadable(archive.path, key, archive.tensors[key].dtype)
             return archive.read(key, stream)
 
         yield stand_ins, notes, load
 
 
 @contextlib.contextmanager
-def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str], Callable[[str], np.ndarray]]]:
+def open_pt_state(
+    path: Path, archive: TorchArchive | None = None
+) -> Iterator[tuple[dict[str, np.ndarray], list[str], Callable[[str], np.ndarray]]]:
     """A ``.pt``/``.pth`` ``state_dict``: stand-ins of each tensor's shape and dtype (NumPy's; bfloat16 is widened
     to float32, exactly), notes, and a function reading one tensor into an array of its own (valid inside the
     ``with`` block).
 
     A zip archive (every ``torch.save`` since PyTorch 1.6) is read without torch (:mod:`lstmconv.formats.
     torch_pickle`): its pickle by an unpickler that runs nothing, each tensor from its record found by name, when
-    its module is built. A legacy (pre-1.6) pickle is loaded whole by ``torch.load(weights_only=True)``.
+    its module is built (``archive``: the archive already read, if it is one). A legacy (pre-1.6) pickle is
+    loaded whole by ``torch.load(weights_only=True)``.
     """
-    if is_torch_archive(path):
-        with _archive_state(open_archive(path)) as state:
+    if archive is None and is_torch_archive(path):
+        archive = open_archive(path)
+    if archive is not None:
+        with _archive_state(archive) as state:
             yield state
         return
     torch = _import_torch(path)
-    tensors, notes = _load_pt(torch, path, map_location="cpu")
+    tensors, notes = _load_pt(torch, path)
     stand_ins: dict[str, np.ndarray] = {}
     for key, tensor in tensors.items():
-        _refuse_expanded(path, key, tensor)
+        needed, held = tensor.numel() * tensor.element_size(), tensor.untyped_storage().nbytes()
+        if needed > held:
+            raise expanded_tensor_error(path, key, needed, held)
         if tensor.dtype == torch.bfloat16:
             notes.append(f"{key}: bfloat16 widened to float32 (exact)")
         stand_ins[key] = np.broadcast_to(np.zeros((), _numpy_dtype(torch, tensor)), tuple(tensor.shape))
@@ -207,39 +211,27 @@ def open_pt_state(path: Path) -> Iterator[tuple[dict[str, np.ndarray], list[str]
     def load(key: str) -> np.ndarray:
         tensor, stand_in = tensors[key], stand_ins[key]
         if stand_in.dtype == _UNREAD:
-            raise InputFormatError(
-                f"torch dtype {tensor.dtype} has no NumPy equivalent", file=path, tensor=key,
-                hint="save the state dict in float32, float64, float16 or bfloat16",
-            )
+            raise _unreadable(path, key, str(tensor.dtype).removeprefix("torch."))
         return (tensor.detach().float() if tensor.dtype == torch.bfloat16 else tensor.detach()).numpy()
 
     yield stand_ins, notes, load
 
 
-def _refuse_expanded(path: Path, key: str, tensor: Any) -> None:
-    """Refuse a tensor that needs more memory than its storage holds (a stride-0 expansion, overlapping
-    strides): a file of a few bytes could otherwise ask for gigabytes."""
-    needed, held = tensor.numel() * tensor.element_size(), tensor.untyped_storage().nbytes()
-    if needed > held:
-        raise InputFormatError(
-            "the tensor repeats its storage's bytes (expanded or overlapping strides): converting it would take "
-            "more memory than the file holds",
-            file=path,
-            tensor=key,
-            expected=f"at most {held} bytes, what its storage holds",
-            actual=f"{needed} bytes",
-            hint="save the tensor materialised (tensor.contiguous()) if it is meant to be that large",
-        )
+def _unreadable(path: Path, key: str, dtype: str) -> InputFormatError:
+    return InputFormatError(
+        f"torch dtype {dtype} has no NumPy equivalent", file=path, tensor=key,
+        hint="save the state dict in float32, float64, float16 or bfloat16",
+    )
 
 
-def _load_pt(torch: Any, path: Path, *, map_location: str) -> tuple[dict[str, Any], list[str]]:
+def _load_pt(torch: Any, path: Path) -> tuple[dict[str, Any], list[str]]:
     """The tensors of a ``.pt``/``.pth`` state dict (its non-tensor entries left out), found at the top level or
     under a checkpoint's ``state_dict``/``model_state_dict``/``model`` entry, and notes saying which."""
     import pickle
 
     notes: list[str] = []
     try:
-        loaded = torch.load(str(path), map_location=map_location, weights_only=True)
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputFormatError(

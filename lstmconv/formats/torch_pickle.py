@@ -26,7 +26,7 @@ import numpy as np
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.formats.reading import read_into
 
-__all__ = ["StoredTensor", "PickledModule", "TorchArchive", "open_archive", "is_torch_archive"]
+__all__ = ["StoredTensor", "PickledModule", "TorchArchive", "open_archive", "is_torch_archive", "expanded_tensor_error"]
 
 #: Storage classes of the pickle -> the element type of their records (bfloat16 is read as its bits).
 _STORAGE_DTYPES = {
@@ -306,12 +306,18 @@ def _check_tensor(path: Path, key: str, tensor: StoredTensor, records: dict[str,
     if tensor.offset < 0 or any(s < 0 for s in tensor.stride) or tensor.offset + span > tensor.storage_elements:
         raise InputFormatError("the tensor reaches past its storage", file=path, tensor=key)
     if tensor.elements > tensor.storage_elements:
-        raise InputFormatError(
-            "the tensor repeats its storage's bytes (expanded or overlapping strides): converting it would take "
-            "more memory than the file holds",
-            file=path, tensor=key, expected=f"at most {tensor.storage_elements} elements", actual=tensor.elements,
-            hint="save the tensor materialised (tensor.contiguous()) if it is meant to be that large",
-        )
+        raise expanded_tensor_error(path, key, tensor.elements * itemsize, tensor.storage_elements * itemsize)
+
+
+def expanded_tensor_error(path: Path, key: str, needed: int, held: int) -> InputFormatError:
+    """The refusal of a tensor that needs ``needed`` bytes from a storage of ``held`` (a stride-0 expansion,
+    overlapping strides): a file of a few bytes could otherwise ask for gigabytes."""
+    return InputFormatError(
+        "the tensor repeats its storage's bytes (expanded or overlapping strides): converting it would take "
+        "more memory than the file holds",
+        file=path, tensor=key, expected=f"at most {held} bytes, what its storage holds", actual=f"{needed} bytes",
+        hint="save the tensor materialised (tensor.contiguous()) if it is meant to be that large",
+    )
 
 
 def _state_of(path: Path, loaded: Any) -> tuple[dict[str, StoredTensor], dict[str, dict[str, Any]], list[str]]:
