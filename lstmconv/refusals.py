@@ -41,10 +41,10 @@ _HOW = {
 
 def ways_out(layer: Layer, writing: str) -> str:
     """The hint for a layer the target ``writing`` (a label of :func:`target_refusals`) refuses."""
-    refused = target_refusals(layer)
-    others = [how for target, how in _HOW.items() if target != writing and target not in refused]
     from lstmconv.targets.torch_emit import can_emit
 
+    refused = target_refusals(layer)
+    others = [how for target, how in _HOW.items() if target != writing and target not in refused]
     if writing == "torch" and isinstance(layer, RecurrentLayer) and can_emit(layer):
         others.insert(0, "--emit-module layers.py (emit_module='layers.py') for a small PyTorch module computing it")
     others.append("--skip-unsupported (skip_unsupported=True) to convert the other layers")
