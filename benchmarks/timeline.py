@@ -39,7 +39,7 @@ def child(argv: list[str]) -> None:
         stamps[name] = 1e3 * (time.perf_counter() - STARTED)
 
     import lstmconv.cli as cli
-    import lstmconv.layer_writing as layer_writing
+    import lstmconv.pipeline.write as layer_writing
 
     run_ahead, write_atomically, print_report = layer_writing.run_ahead, layer_writing.write_atomically, cli._print_report
 

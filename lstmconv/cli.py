@@ -141,7 +141,7 @@ def convert(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Convert SRC into DST for framework --to, after checking that both compute the same function."""
-    from lstmconv.conversion import convert as run_convert
+    from lstmconv.pipeline.convert import convert as run_convert
 
     report = _run(
         lambda: run_convert(
@@ -201,7 +201,7 @@ def inspect(
     source_format: Annotated[Source | None, typer.Option("--from", help="Source format.")] = None,
 ) -> None:
     """List SRC's layers, what is left out and what each target would refuse, without converting."""
-    from lstmconv.inspection import inspect as run_inspect
+    from lstmconv.pipeline.inspect import inspect as run_inspect
 
     found = _run(
         lambda: run_inspect(src, config=config, source_format=source_format.value if source_format else None)
@@ -244,7 +244,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Do FIRST and SECOND compute the same function? Exit 0 only if every layer of both matched."""
-    from lstmconv.verify_files import verify as run_verify
+    from lstmconv.pipeline.verify import verify as run_verify
 
     outcome = _run(
         lambda: run_verify(

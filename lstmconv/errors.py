@@ -84,7 +84,7 @@ class LstmconvError(Exception):
     def with_files_renamed(self, renames: Mapping[str, str]) -> LstmconvError:
         """Return the same error with every path in ``renames`` replaced by its new name, in the file and in the
         text (the message, the hint and any refusals). An output is written to a temporary file and renamed
-        into place (:func:`lstmconv.writing.write_atomically`); an error found while writing or reading it back
+        into place (:func:`lstmconv.io.atomic.write_atomically`); an error found while writing or reading it back
         names the temporary file, which the user never sees and which is removed by then."""
         if not renames:
             return self

@@ -23,8 +23,8 @@ from typing import Literal
 
 import numpy as np
 
-from lstmconv import buffers
-from lstmconv.copying import copy_into
+from lstmconv._fast import buffers
+from lstmconv._fast.copying import copy_into
 from lstmconv.errors import ShapeMismatchError
 
 __all__ = [

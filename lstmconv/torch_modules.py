@@ -6,7 +6,7 @@
 Each recurrent layer becomes ``nn.LSTM/GRU/RNN(..., batch_first=True)``, Dense ``nn.Linear``, Embedding
 ``nn.Embedding``, loaded with ``strict=True``. The wrapper steps a layer needs around its module
 (``go_backwards``, a non-concat ``merge_mode``, a Dense activation) are in its metadata; see
-:mod:`lstmconv.targets.torch`.
+:mod:`lstmconv.reference.torch_function`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from lstmconv import blas_transpose
-from lstmconv.copying import copy_into
+from lstmconv._fast import blas_transpose
+from lstmconv._fast.copying import copy_into
 
 _SIGNALLING_NAN = {np.float32: (np.uint32, 0x7F812345), np.float64: (np.uint64, 0x7FF0000000012345)}
 

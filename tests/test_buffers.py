@@ -1,4 +1,4 @@
-"""Recycled buffers (lstmconv.buffers) and the allocation-free finiteness tests (lstmconv.finite)."""
+"""Recycled buffers (lstmconv._fast.buffers) and the allocation-free finiteness tests (lstmconv._fast.finite)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import lstmconv
-from lstmconv import buffers
-from lstmconv.finite import all_finite, no_nan
+from lstmconv._fast import buffers
+from lstmconv._fast.finite import all_finite, no_nan
 
 MIB = 1 << 20
 
@@ -179,7 +179,7 @@ def test_a_non_finite_weight_in_any_gate_of_a_recycled_array_is_refused_and_name
 
 
 def test_whole_arrays_are_scanned_only_where_every_element_lines_up() -> None:
-    from lstmconv.loading import _whole_arrays
+    from lstmconv.pipeline.load import _whole_arrays
 
     matrix = np.zeros((64, 4 * 32), np.float32)
     gates = [matrix[:, k * 32 : (k + 1) * 32].T for k in range(4)]

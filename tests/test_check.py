@@ -1,5 +1,5 @@
 """The numeric check: it tells wrong mappings from right ones (gate order, biases, directions, time order),
-and runs in float64 except for layers too large to widen (see lstmconv.numeric_check)."""
+and runs in float64 except for layers too large to widen (see lstmconv.pipeline.numeric_check)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import lstmconv
 from lstmconv.adapters.torch import layer_from_canonical
 from lstmconv.reference.common import LayerOutput, LayerStates
 from lstmconv.schema import RecurrentLayer
-from lstmconv.targets.torch import torch_layer_function
-from lstmconv.numeric_check import check_dtype, check_layer, random_inputs, tolerance
+from lstmconv.reference.torch_function import torch_layer_function
+from lstmconv.pipeline.numeric_check import check_dtype, check_layer, random_inputs, tolerance
 from tests.conftest import DATA
 
 

@@ -174,7 +174,7 @@ def test_console_entry_collects_garbage_while_converting(tmp_path: Path, monkeyp
     import gc
 
     import lstmconv.cli
-    import lstmconv.conversion
+    import lstmconv.pipeline.convert
     from lstmconv.errors import InputFormatError
 
     seen: list[bool] = []
@@ -183,7 +183,7 @@ def test_console_entry_collects_garbage_while_converting(tmp_path: Path, monkeyp
         seen.append(gc.isenabled())
         raise InputFormatError("stop here", file=tmp_path / "in.h5")
 
-    monkeypatch.setattr(lstmconv.conversion, "convert", convert)
+    monkeypatch.setattr(lstmconv.pipeline.convert, "convert", convert)
     monkeypatch.setattr(sys, "argv", ["lstmconv", "convert", str(tmp_path / "in.h5"), str(tmp_path / "out.safetensors")])
     try:
         with pytest.raises(SystemExit) as stopped:

@@ -44,7 +44,7 @@ CONVERTED = {
 FILES = sorted({*REFUSED, *CONVERTED})
 
 
-def _load(relative: str) -> lstmconv.loading.LoadedModel:
+def _load(relative: str) -> lstmconv.pipeline.load.LoadedModel:
     sidecar = SIDE_CARS.get(relative)
     return lstmconv.load(corpus_file(relative), config=corpus_file(sidecar) if sidecar else None)
 

@@ -122,10 +122,10 @@ def test_truncated_files_give_one_clear_error(suffix: str, fraction: float, tmp_
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     """Make the writers fail after writing something: torch in memory; torch, ONNX and Keras layer by layer."""
-    import lstmconv.conversion as conversion
-    from lstmconv.formats.keras_writers import KerasWeightsWriter
-    from lstmconv.formats.onnx_stream import OnnxStream
-    from lstmconv.formats.safetensors_stream import SafetensorsStream
+    import lstmconv.pipeline.convert as conversion
+    from lstmconv.targets.keras_writers import KerasWeightsWriter
+    from lstmconv.io.onnx_stream import OnnxStream
+    from lstmconv.io.safetensors_stream import SafetensorsStream
 
     def whole_file(path: Path, tensors: dict, metadata: dict) -> None:  # type: ignore[type-arg]
         path.write_bytes(b"partial")
@@ -266,7 +266,7 @@ def test_hdf5_time_limit_starts_after_the_work_done_meanwhile() -> None:
     """The parent imports the writer while the child walks; a slow import must not eat the child's time."""
     import time
 
-    from lstmconv.formats.hdf5_guard import prescan_hdf5
+    from lstmconv.io.hdf5_guard import prescan_hdf5
 
     calls: list[float] = []
     started = time.monotonic()
@@ -282,7 +282,7 @@ def test_hdf5_walk_is_killed_when_the_work_meanwhile_fails(error: type[BaseExcep
     def fail() -> None:
         raise error("stop")
 
-    from lstmconv.formats.hdf5_guard import prescan_hdf5
+    from lstmconv.io.hdf5_guard import prescan_hdf5
 
     with pytest.raises(error, match="stop"):
         prescan_hdf5(DATA / "hostile" / "loops_hdf5.weights.h5", meanwhile=fail)
@@ -292,7 +292,7 @@ def test_hdf5_walk_is_killed_when_the_work_meanwhile_fails(error: type[BaseExcep
 def test_writer_is_prepared_while_the_source_is_vetted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from lstmconv.formats import hdf5_guard
+    from lstmconv.io import hdf5_guard
 
     waits: list[bool] = []
     real_wait = hdf5_guard._wait
@@ -325,7 +325,7 @@ def test_big_endian_weights_convert_to_the_same_values(target: str, suffix: str,
     lstmconv.convert(big, tmp_path / f"from_big{suffix}", to=target)
     lstmconv.convert(SINE, tmp_path / f"from_little{suffix}", to=target)
     from_big, from_little = (lstmconv.load(tmp_path / f"from_{side}{suffix}") for side in ("big", "little"))
-    from lstmconv.formats.canonical_file import canonical_tensors
+    from lstmconv.io.canonical_file import canonical_tensors
 
     big_tensors, little_tensors = canonical_tensors(from_big.model), canonical_tensors(from_little.model)
     assert big_tensors.keys() == little_tensors.keys()
@@ -407,7 +407,7 @@ def test_non_finite_node_attributes_are_refused_naming_the_layer(attrs: dict, wo
 
 
 def test_the_emitted_module_writes_every_value_as_valid_python() -> None:
-    from lstmconv.targets.torch_emit import _literal
+    from lstmconv.adapters.torch_emit import _literal
 
     value = {"clip": float("nan"), "alpha": (float("inf"), -float("inf"), 0.5), "name": "a'b", "one": (1,), "none": None}
     back = eval(_literal(value))  # noqa: S307 - the literal this module writes
@@ -446,7 +446,7 @@ def test_a_stored_zip_member_reads_like_the_archive_at_every_seek(tmp_path: Path
     order, the bytes zipfile itself reads; a compressed member is inflated once."""
     import zipfile
 
-    from lstmconv.formats.zip_member import open_member
+    from lstmconv.io.zip_member import open_member
 
     rng = np.random.default_rng(0)
     payload = rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes()

@@ -67,7 +67,7 @@ def test_keras2_files_to_keras3_weights_reproduce_tf_keras(case: str, tmp_path: 
     expected = np.load(DATA / "keras2" / f"{case}.outputs.npz")
     for layer in loaded.model.recurrent_layers():
         # A one-layer Keras 3 model per recurrent layer, same class and config, weights from our file's arrays.
-        from lstmconv.formats.keras_files import open_keras
+        from lstmconv.sources.keras_files import open_keras
 
         with open_keras(out) as (_, entries, _w):
             arrays = next(e.load_arrays() for e in entries if e.name == layer.name)

@@ -48,7 +48,7 @@ _SMALL = 64  # bytes: the fixtures' weights are under the 1 KiB that stay in the
 def weights_external(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every tensor of more than 64 bytes to the data file: the fixtures' weights, not the axes, split
     sizes and shapes (shape inference cannot read those from external data, so they always stay inline)."""
-    import lstmconv.targets.onnx as onnx_target
+    import lstmconv.adapters.onnx_graph as onnx_target
 
     monkeypatch.setattr(onnx_target, "OnnxPlan", functools.partial(onnx_target.OnnxPlan, inline_bytes=_SMALL))
 
@@ -129,7 +129,7 @@ def test_lstmconv_reads_its_external_data_back(tmp_path: Path) -> None:
 
 
 def test_a_model_past_the_protobuf_cap_converts_with_external_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lstmconv.formats.onnx_stream as onnx_stream
+    import lstmconv.io.onnx_stream as onnx_stream
 
     _torch, _lstm, source = _torch_model(tmp_path)
     monkeypatch.setattr(onnx_stream, "PROTOBUF_LIMIT", 2_000)
@@ -160,7 +160,7 @@ def test_a_refused_conversion_leaves_neither_file(tmp_path: Path) -> None:
     ],
 )
 def test_a_failed_check_leaves_neither_file(fault: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lstmconv.formats.onnx_stream as onnx_stream
+    import lstmconv.io.onnx_stream as onnx_stream
 
     _torch, _lstm, source = _torch_model(tmp_path)
     if fault == "graph fields":
@@ -194,7 +194,7 @@ def test_external_data_is_refused_for_other_targets(tmp_path: Path) -> None:
 def test_the_data_file_is_in_place_before_the_model_and_removed_if_the_model_cannot_be(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lstmconv.writing import write_atomically
+    from lstmconv.io.atomic import write_atomically
 
     model, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
 
@@ -202,7 +202,7 @@ def test_the_data_file_is_in_place_before_the_model_and_removed_if_the_model_can
         path.write_bytes(b"model")
         data_path.write_bytes(b"data")
 
-    from lstmconv import writing
+    from lstmconv.io import atomic as writing
 
     renamed: list[str] = []
     real_place = writing._place
@@ -231,7 +231,7 @@ def test_the_data_file_is_in_place_before_the_model_and_removed_if_the_model_can
 
 def test_a_loaded_model_is_saved_with_external_data_as_a_file_is_converted(tmp_path: Path) -> None:
     """The library path (``load`` then ``save_onnx``) writes the same pair of files as ``convert``."""
-    from lstmconv.conversion import save_onnx
+    from lstmconv.pipeline.convert import save_onnx
 
     _torch, _lstm, source = _torch_model(tmp_path)
     (tmp_path / "a").mkdir()

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import lstmconv
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
-from lstmconv.formats.onnx_files import read_onnx
+from lstmconv.sources.onnx_graph import read_onnx
 from tests.conftest import assert_close, corpus_file
 
 CORPUS_ONNX = {

@@ -12,12 +12,13 @@ import onnx
 import pytest
 
 import lstmconv
-from lstmconv.conversion import save_onnx, save_torch
+from lstmconv.pipeline.convert import save_onnx, save_torch
 from lstmconv.errors import InputFormatError
-from lstmconv.formats import onnx_files, onnx_skeleton
-from lstmconv.formats.onnx_skeleton import read_skeleton
-from lstmconv.loading import iter_onnx_layers, load_file
-from lstmconv.streaming import stream_to
+from lstmconv.sources import onnx_graph as onnx_files
+from lstmconv.io import onnx_skeleton
+from lstmconv.io.onnx_skeleton import read_skeleton
+from lstmconv.pipeline.load import iter_onnx_layers, load_file
+from lstmconv.pipeline.read import stream_to
 from tests.conftest import DATA, corpus_file
 from tests.test_streaming import _tensors
 
@@ -140,7 +141,7 @@ def test_a_cut_off_onnx_file_is_refused_naming_it(tmp_path: Path) -> None:
 
 
 def test_deeply_nested_graphs_are_refused_not_a_crash(tmp_path: Path) -> None:
-    from lstmconv.formats.protobuf_wire import key, varint
+    from lstmconv.io.protobuf_wire import key, varint
 
     def field(number: int, body: bytes) -> bytes:
         return key(number) + varint(len(body)) + body

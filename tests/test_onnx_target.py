@@ -342,7 +342,7 @@ def test_directions_with_different_activations_are_read_kept_and_written(op: str
     model = one_node_model(op, inputs, ["X"], attrs)
     source = tmp_path / "mixed.onnx"
     onnx.save(model, source)
-    from lstmconv.reporting import describe
+    from lstmconv.pipeline.report import describe
 
     found = lstmconv.inspect(source)
     assert found.layers[0].backward_activations is not None and "backward" in describe(found.layers[0])

@@ -11,7 +11,7 @@ import pytest
 
 import lstmconv
 from lstmconv.errors import InputFormatError
-from lstmconv.formats.torch_files import open_pt_state
+from lstmconv.io.torch_files import open_pt_state
 from tests.test_streaming import _streams_like_the_in_memory_paths, assert_read_one_module_at_a_time, torch_modules
 
 torch = pytest.importorskip("torch")
@@ -136,7 +136,7 @@ def test_a_record_shorter_than_its_tensor_is_refused_not_read_past(shortened: st
 
 
 def test_verify_reads_a_pt_file_one_module_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lstmconv.verify_files as verify_files
+    import lstmconv.pipeline.verify as verify_files
 
     source = next(p for p in _pt_sources(tmp_path) if p.name == "gru_and_linear.pt")
     lstmconv.convert(source, tmp_path / "m.onnx", to="onnx")

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 import lstmconv  # noqa: E402
 from lstmconv.errors import RefusedConversionError  # noqa: E402
-from lstmconv.loading import load_keras_weights  # noqa: E402
+from lstmconv.pipeline.load import load_keras_weights  # noqa: E402
 from lstmconv.torch_modules import load_torch_modules  # noqa: E402
 from tests.conftest import assert_close  # noqa: E402
 from tests.test_keras2_fixtures import _keras_states, _run_torch  # noqa: E402

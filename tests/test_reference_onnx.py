@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, parse_activations
+from lstmconv.layouts.onnx import ACTIVATION_COUNT, OnnxRecurrentNode, parse_activations
 from lstmconv.reference import common
 from lstmconv.reference.onnx import onnx_forward
 

@@ -26,7 +26,7 @@ from tests.conftest import DATA, ROOT, assert_close
 SEEDS = DATA / "keras2"
 
 
-def _predict_with_references(loaded: lstmconv.loading.LoadedModel, x: np.ndarray) -> np.ndarray:
+def _predict_with_references(loaded: lstmconv.pipeline.load.LoadedModel, x: np.ndarray) -> np.ndarray:
     """Run a Sequential model layer by layer with the Keras references (the file's own layout)."""
     value = x.astype(np.float64)
     for layer in loaded.model.layers:

@@ -17,14 +17,14 @@ import pytest
 from safetensors import safe_open
 
 import lstmconv
-from lstmconv.conversion import save_keras, save_onnx, save_torch
-from lstmconv.copying import copy_into
+from lstmconv.pipeline.convert import save_keras, save_onnx, save_torch
+from lstmconv._fast.copying import copy_into
 from lstmconv.errors import VerificationError
-from lstmconv.formats.onnx_stream import OnnxStream, count_graph_fields
-from lstmconv.formats.safetensors_stream import SafetensorsStream
-from lstmconv.loading import load_file
-from lstmconv.run_ahead import run_ahead
-from lstmconv.streaming import stream_to
+from lstmconv.io.onnx_stream import OnnxStream, count_graph_fields
+from lstmconv.io.safetensors_stream import SafetensorsStream
+from lstmconv.pipeline.load import load_file
+from lstmconv._fast.run_ahead import run_ahead
+from lstmconv.pipeline.read import stream_to
 from tests.conftest import DATA
 
 KERAS2 = sorted((DATA / "keras2").glob("*.h5"))
@@ -134,7 +134,7 @@ def test_stream_detects_a_tensor_that_does_not_read_back(tmp_path: Path, monkeyp
 
 @pytest.mark.parametrize("length", [0, 1, 7, 8, 9, 16, 23, 1 << 20 | 5])
 def test_read_back_comparison_finds_one_changed_byte_anywhere(length: int) -> None:
-    from lstmconv.formats.checked_file import _same_bytes
+    from lstmconv.io.checked_file import _same_bytes
 
     written = np.random.default_rng(length).integers(0, 256, length, dtype=np.uint8)
     on_disk = written.copy()
@@ -153,7 +153,7 @@ def test_read_back_comparison_finds_one_changed_byte_anywhere(length: int) -> No
 def test_stream_writes_what_safetensors_reads_with_background_flushes(
     flush_every: int, fewest: int, most: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lstmconv.formats import checked_file
+    from lstmconv.io import checked_file
 
     flushes: list[int] = []
     monkeypatch.setattr(checked_file, "_FLUSH_BEHIND_BYTES", flush_every)
@@ -223,7 +223,7 @@ def test_a_cut_onnx_stream_is_detected(tmp_path: Path) -> None:
 
 
 def test_a_model_beyond_the_protobuf_limit_is_refused_and_nothing_is_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lstmconv.formats.onnx_stream as onnx_stream
+    import lstmconv.io.onnx_stream as onnx_stream
 
     monkeypatch.setattr(onnx_stream, "PROTOBUF_LIMIT", 2_000)
     out = tmp_path / "big.onnx"
@@ -235,7 +235,7 @@ def test_a_model_beyond_the_protobuf_limit_is_refused_and_nothing_is_left(tmp_pa
 
 @pytest.mark.parametrize("source", KERAS2, ids=lambda p: p.stem)
 def test_inspect_reads_keras_files_layer_by_layer_with_the_same_result(source: Path) -> None:
-    from lstmconv.streaming import describe_file
+    from lstmconv.pipeline.read import describe_file
 
     loaded = load_file(source)
     described, skipped = describe_file(source)
@@ -261,7 +261,7 @@ def test_run_ahead_uses_one_blas_thread_and_restores_the_setting() -> None:
 
 
 def test_blas_is_limited_only_for_sources_big_enough_to_gain(tmp_path: Path) -> None:
-    from lstmconv.run_ahead import one_blas_thread_for
+    from lstmconv._fast.run_ahead import one_blas_thread_for
 
     small, big = tmp_path / "small.h5", tmp_path / "big.h5"
     small.write_bytes(b"\0" * 1024)
@@ -313,7 +313,7 @@ def _torch_safetensors_sources(folder: Path) -> list[Path]:
 
 
 def _keras_arrays(path: Path) -> dict[str, list[bytes]]:
-    from lstmconv.formats.keras_files import open_keras
+    from lstmconv.sources.keras_files import open_keras
 
     with open_keras(path) as (_, entries, _wiring):
         return {entry.name: [a.tobytes() for a in entry.load_arrays()] for entry in entries if entry.array_names}
@@ -358,8 +358,8 @@ def test_torch_safetensors_sources_stream_like_the_in_memory_paths(tmp_path: Pat
 def assert_read_one_module_at_a_time(source: Path, opener: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """``source`` (the ``gru_and_linear`` state dict: a GRU, then a Linear) opened for streaming reads no tensor,
     then the GRU's four, then the Linear's two. ``opener``: the ``torch_files`` function that opens it."""
-    from lstmconv.formats import torch_files
-    from lstmconv.streaming import open_layers
+    from lstmconv.io import torch_files
+    from lstmconv.pipeline.read import open_layers
 
     loaded: list[str] = []
     real = getattr(torch_files, opener)
@@ -385,7 +385,7 @@ def test_a_torch_safetensors_source_is_read_one_module_at_a_time(tmp_path: Path,
 
 
 def test_verify_reads_streamable_files_one_layer_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lstmconv.verify_files as verify_files
+    import lstmconv.pipeline.verify as verify_files
 
     source = DATA / "keras2" / "stacked_lstm.h5"
     for target, suffix in (("onnx", ".onnx"), ("torch", ".safetensors")):
@@ -415,8 +415,8 @@ def test_canonical_sources_stream_like_the_in_memory_paths(tmp_path: Path) -> No
 
 
 def test_a_canonical_source_is_read_one_layer_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lstmconv.formats import torch_files
-    from lstmconv.streaming import open_layers
+    from lstmconv.io import torch_files
+    from lstmconv.pipeline.read import open_layers
 
     source = tmp_path / "stacked.safetensors"
     lstmconv.convert(DATA / "keras2" / "stacked_lstm.h5", source, to="canonical")
@@ -443,7 +443,7 @@ def test_safetensors_tensors_read_one_at_a_time_equal_what_the_safetensors_libra
     tensor, dtype and shape with safetensors.numpy.load_file on torch-written and lstmconv-written files."""
     from safetensors.numpy import load_file as library_load
 
-    from lstmconv.formats.torch_files import open_safetensors_state
+    from lstmconv.io.torch_files import open_safetensors_state
 
     sources = _torch_safetensors_sources(tmp_path)
     canonical = tmp_path / "canonical.safetensors"

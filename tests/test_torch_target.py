@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lstmconv
-from lstmconv.formats.torch_files import read_torch_file
+from lstmconv.io.torch_files import read_torch_file
 from tests.conftest import DATA
 
 SOURCE = DATA / "keras2" / "bidirectional_concat.h5"

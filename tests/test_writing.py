@@ -11,7 +11,7 @@ import pytest
 
 import lstmconv
 from lstmconv.errors import RefusedConversionError, VerificationError
-from lstmconv.writing import write_atomically
+from lstmconv.io.atomic import write_atomically
 from tests.conftest import DATA
 
 SOURCE = DATA / "keras2" / "stacked_lstm.h5"
@@ -93,7 +93,7 @@ def test_a_failed_read_back_names_the_output(
 ) -> None:
     """Every streamed tensor is read back as written; when one is not, the message names the destination (or
     its data file), as the real conversion would leave it."""
-    from lstmconv.formats import checked_file
+    from lstmconv.io import checked_file
 
     monkeypatch.setattr(checked_file, "_same_bytes", lambda on_disk, written: False)
     destination = tmp_path / name
@@ -117,7 +117,7 @@ def _write_pair(path: Path, data_path: Path) -> None:
 def test_a_set_replaced_with_force_is_restored_when_its_last_file_cannot_be_placed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lstmconv import writing
+    from lstmconv.io import atomic as writing
 
     model, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
     model.write_bytes(b"old model")
@@ -158,7 +158,7 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path: Path) -> None:
 
     code = (
         "import os, signal, sys\n"
-        "from lstmconv import writing\n"
+        "from lstmconv.io import atomic as writing\n"
         "real = writing._place\n"
         "def place(*args, **kwargs):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"

@@ -2,7 +2,7 @@
 
 Keras stores matrices ``(in, out)`` with gates stacked along the last axis (LSTM i,f,c,o; GRU z,r,h) and
 one bias, except GRU ``reset_after=True`` (``(2, 3H)``: input row, recurrent row) and the CuDNN classes
-(``(2*G*H,)``: input biases then recurrent biases). See :mod:`lstmconv.keras_layout` for the three storage
+(``(2*G*H,)``: input biases then recurrent biases). See :mod:`lstmconv.layouts.keras` for the three storage
 layouts and ``../shared/reference/layouts.md`` sections 1-3 for sources.
 
 Activation names are resolved by Keras major version: ``hard_sigmoid`` is ``clip(0.2x + 0.5)`` in
@@ -18,7 +18,7 @@ import numpy as np
 from lstmconv.activations import Activation
 from lstmconv.errors import ConfigError, MissingTensorError, ShapeMismatchError, UnsupportedFeatureError
 from lstmconv.gates import CELL_GATES, GATE_ORDER, Gate, gate_count, split_gates, stack_gates
-from lstmconv.keras_layout import KerasCellArrays, KerasRecurrentArrays
+from lstmconv.layouts.keras import KerasCellArrays, KerasRecurrentArrays
 from lstmconv.schema import DirectionWeights, GateWeights, RecurrentLayer, RecurrentMeta, StackLevel
 
 __all__ = ["keras_activation", "recurrent_to_canonical", "recurrent_from_canonical", "dense_weight_to_canonical"]

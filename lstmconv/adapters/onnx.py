@@ -1,7 +1,7 @@
 """ONNX layout <-> canonical form, one recurrent node per stacked level.
 
 ONNX stores ``W [D, G*H, in]``, ``R [D, G*H, H]`` (``(out, in)`` per direction), ``B [D, 2*G*H] = [Wb, Rb]``
-and LSTM peepholes ``P [D, 3H]`` (i, o, f); gates LSTM i,o,f,c, GRU z,r,h (see :mod:`lstmconv.onnx_layout`).
+and LSTM peepholes ``P [D, 3H]`` (i, o, f); gates LSTM i,o,f,c, GRU z,r,h (see :mod:`lstmconv.layouts.onnx`).
 Both biases and the peepholes map one to one, so nothing is summed or lost in either direction. A
 ``direction=reverse`` node is a ``go_backwards`` layer whose outputs are aligned with input time.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmconv import buffers
+from lstmconv._fast import buffers
 from lstmconv.activations import Activation
 from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.gates import CELL_GATES, split_gates, stack_gates
-from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode, activation_to_onnx
+from lstmconv.layouts.onnx import ACTIVATION_COUNT, OnnxRecurrentNode, activation_to_onnx
 from lstmconv.schema import (
     CellActivations,
     DirectionWeights,

@@ -22,7 +22,7 @@ import numpy as np
 
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
-from lstmconv.keras_layout import KerasCellArrays, KerasRecurrentArrays
+from lstmconv.layouts.keras import KerasCellArrays, KerasRecurrentArrays
 from lstmconv.reference.common import (
     CellState,
     LayerOutput,

@@ -25,7 +25,7 @@ import numpy as np
 from lstmconv.activations import Activation, apply
 from lstmconv.gates import split_gates
 from lstmconv.reference.common import compute_dtype, matmul, project
-from lstmconv.onnx_layout import ACTIVATION_COUNT, OnnxRecurrentNode
+from lstmconv.layouts.onnx import ACTIVATION_COUNT, OnnxRecurrentNode
 
 __all__ = ["onnx_forward"]
 
