@@ -19,6 +19,7 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "__version__",
     "convert",
     "verify",
     "inspect",
@@ -34,7 +35,7 @@ __all__ = [
     "errors",
     "schema",
 ]
-__version__ = "0.1.0"
+from lstmconv._version import __version__ as __version__
 
 _LAZY = {
     "convert": ("lstmconv.pipeline.convert", "convert"),

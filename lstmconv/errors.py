@@ -25,6 +25,7 @@ __all__ = [
     "RefusedConversionError",
     "VerificationError",
     "OutputExistsError",
+    "OutputNameError",
     "OutputWriteError",
     "ConfigError",
 ]
@@ -149,6 +150,10 @@ class VerificationError(LstmconvError):
 
 class OutputExistsError(LstmconvError):
     """The destination exists and ``force`` was not given."""
+
+
+class OutputNameError(LstmconvError):
+    """An output's name does not fit what is written there (its suffix), or its folder does not exist."""
 
 
 class OutputWriteError(LstmconvError, OSError):

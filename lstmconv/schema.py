@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validat
 from lstmconv.activations import Activation
 from lstmconv.errors import ConfigError, ShapeMismatchError
 from lstmconv.gates import CELL_GATES, CellKind, Gate
+from lstmconv.registry import SOURCE_NAMES
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -88,10 +89,14 @@ class _Described(_Frozen):
         return meta_class.model_validate(self.model_dump(include=set(meta_class.model_fields)))
 
 
+#: The framework a layer was read from: a source format of the registry, or arrays handed over in memory.
+SourceFramework = Literal[(*SOURCE_NAMES, "arrays")]  # type: ignore[valid-type]
+
+
 class SourceInfo(_Frozen):
     """Where a layer came from, and which of its facts were not stated by the source but inferred."""
 
-    framework: Literal["keras", "torch", "onnx", "canonical", "arrays"]
+    framework: SourceFramework
     layout: str = Field(description="source layout, e.g. 'keras2', 'keras1-per-gate', 'cudnn', 'keras3'")
     version: str | None = Field(default=None, description="framework version recorded in the file")
     inferred: tuple[str, ...] = Field(default=(), description="facts assumed because the source lacks them")

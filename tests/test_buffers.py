@@ -179,7 +179,7 @@ def test_a_non_finite_weight_in_any_gate_of_a_recycled_array_is_refused_and_name
 
 
 def test_whole_arrays_are_scanned_only_where_every_element_lines_up() -> None:
-    from lstmconv.pipeline.load import _whole_arrays
+    from lstmconv.pipeline.read import _whole_arrays
 
     matrix = np.zeros((64, 4 * 32), np.float32)
     gates = [matrix[:, k * 32 : (k + 1) * 32].T for k in range(4)]

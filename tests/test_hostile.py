@@ -122,7 +122,7 @@ def test_truncated_files_give_one_clear_error(suffix: str, fraction: float, tmp_
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     """Make the writers fail after writing something: torch in memory; torch, ONNX and Keras layer by layer."""
-    import lstmconv.pipeline.convert as conversion
+    import lstmconv.targets.torch as torch_target
     from lstmconv.targets.keras_writers import KerasWeightsWriter
     from lstmconv.io.onnx_stream import OnnxStream
     from lstmconv.io.safetensors_stream import SafetensorsStream
@@ -143,7 +143,7 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
         self.handle.create_group("partial")
         raise error
 
-    monkeypatch.setattr(conversion, "write_torch_file", whole_file)
+    monkeypatch.setattr(torch_target, "write_torch_file", whole_file)
     monkeypatch.setattr(KerasWeightsWriter, "add", one_keras_layer)
     monkeypatch.setattr(SafetensorsStream, "add", one_tensor)
     monkeypatch.setattr(OnnxStream, "add", one_initializer)

@@ -22,13 +22,14 @@ keras = pytest.importorskip("keras")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 import lstmconv  # noqa: E402
+from lstmconv.registry import SOURCE_NAMES, TARGET_NAMES  # noqa: E402
 from lstmconv.schema import RecurrentLayer  # noqa: E402
 from tests.conftest import assert_close  # noqa: E402
 
 INPUT, HIDDEN, STEPS = 3, 4, 5
 CELLS = ("lstm", "gru", "rnn")
-SOURCES = ("torch", "keras", "onnx", "canonical")
-TARGETS = ("torch", "keras", "onnx", "canonical")
+SOURCES = SOURCE_NAMES  # every source and every target of the registry: a new one fails here until it has a runner
+TARGETS = TARGET_NAMES
 CASES = list(itertools.product(SOURCES, TARGETS, CELLS, (False, True), (True, False), (1, 2)))
 
 

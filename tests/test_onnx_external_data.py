@@ -48,7 +48,7 @@ _SMALL = 64  # bytes: the fixtures' weights are under the 1 KiB that stay in the
 def weights_external(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every tensor of more than 64 bytes to the data file: the fixtures' weights, not the axes, split
     sizes and shapes (shape inference cannot read those from external data, so they always stay inline)."""
-    import lstmconv.adapters.onnx_graph as onnx_target
+    import lstmconv.targets.onnx_graph as onnx_target
 
     monkeypatch.setattr(onnx_target, "OnnxPlan", functools.partial(onnx_target.OnnxPlan, inline_bytes=_SMALL))
 
@@ -161,10 +161,11 @@ def test_a_refused_conversion_leaves_neither_file(tmp_path: Path) -> None:
 )
 def test_a_failed_check_leaves_neither_file(fault: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import lstmconv.io.onnx_stream as onnx_stream
+    import lstmconv.targets.onnx as onnx_target
 
     _torch, _lstm, source = _torch_model(tmp_path)
     if fault == "graph fields":
-        monkeypatch.setattr(onnx_stream, "count_graph_fields", lambda path: 0)
+        monkeypatch.setattr(onnx_target, "count_graph_fields", lambda path: 0)
     else:  # as if the data file had lost its last byte
         size = onnx_stream.OnnxStream.data_size
         monkeypatch.setattr(onnx_stream.OnnxStream, "data_size", property(lambda stream: size.fget(stream) + 1))

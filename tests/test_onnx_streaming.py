@@ -17,8 +17,9 @@ from lstmconv.errors import InputFormatError
 from lstmconv.sources import onnx_graph as onnx_files
 from lstmconv.io import onnx_skeleton
 from lstmconv.io.onnx_skeleton import read_skeleton
-from lstmconv.pipeline.load import iter_onnx_layers, load_file
-from lstmconv.pipeline.read import stream_to
+from lstmconv.pipeline.load import load_file
+from lstmconv.sources.onnx import onnx_layers
+from lstmconv.pipeline.convert import convert
 from tests.conftest import DATA, corpus_file
 from tests.test_streaming import _tensors
 
@@ -85,11 +86,11 @@ def test_streamed_torch_file_and_report_equal_the_in_memory_path(name: str, inli
         whole = save_torch(load_file(source), whole_path)
     except lstmconv.LstmconvError as refused:  # e.g. hard_sigmoid gates, which torch.nn cannot compute
         with pytest.raises(type(refused)) as caught:
-            stream_to("torch", source, streamed_path)
+            convert(source, streamed_path, to="torch")
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_to("torch", source, streamed_path)
+    streamed = convert(source, streamed_path, to="torch")
     assert _tensors(streamed_path) == _tensors(whole_path)
     assert streamed.layers == whole.layers
     assert streamed.skipped == whole.skipped
@@ -100,7 +101,7 @@ def test_streamed_onnx_file_and_report_equal_the_in_memory_path(name: str, inlin
     source = _source(name)
     streamed_path, whole_path = tmp_path / "streamed.onnx", tmp_path / "whole.onnx"
     whole = save_onnx(load_file(source), whole_path)
-    streamed = stream_to("onnx", source, streamed_path)
+    streamed = convert(source, streamed_path, to="onnx")
     assert streamed_path.read_bytes() == whole_path.read_bytes()
     assert streamed.layers == whole.layers
 
@@ -118,7 +119,7 @@ def test_weights_are_read_when_their_layer_is_built_and_not_kept(monkeypatch: py
     onnx_file = onnx_files.read_onnx(DATA / "tf2onnx" / "lstm_stacked.onnx")
     assert len(onnx_file.nodes) == 2
     parsing = list(reads)  # small constants the reader folds (shapes, axes); no weights
-    layers = iter_onnx_layers(onnx_file)
+    layers = onnx_layers(onnx_file)
     first, _ = next(layers)
     first_reads = reads[len(parsing) :]
     w_input_bytes = 4 * first.hidden_size * first.input_size * np.dtype(first.dtype).itemsize  # ONNX W: 4 gates
@@ -163,7 +164,7 @@ def test_a_symlinked_onnx_file_reads_its_weights_from_the_real_file(tmp_path: Pa
     real.write_bytes((DATA / "tf2onnx" / "lstm_stacked.onnx").read_bytes())
     link = tmp_path / "link.onnx"
     link.symlink_to(real)
-    via_link = stream_to("torch", link, tmp_path / "a.safetensors")
-    direct = stream_to("torch", real, tmp_path / "b.safetensors")
+    via_link = convert(link, tmp_path / "a.safetensors", to="torch")
+    direct = convert(real, tmp_path / "b.safetensors", to="torch")
     assert via_link.layers == direct.layers
     assert _tensors(tmp_path / "a.safetensors")[0] == _tensors(tmp_path / "b.safetensors")[0]

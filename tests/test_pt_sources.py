@@ -144,7 +144,7 @@ def test_verify_reads_a_pt_file_one_module_at_a_time(tmp_path: Path, monkeypatch
     def whole(*args: object, **kwargs: object) -> None:
         raise AssertionError("a whole model was loaded")
 
-    monkeypatch.setattr(verify_files, "load_file", whole)
+    monkeypatch.setattr("lstmconv.pipeline.load.collect", whole)
     results = verify_files.compare_files(source, tmp_path / "m.onnx")
     assert len(results) == 2 and all(r.same for r in results)
 

@@ -24,7 +24,7 @@ from lstmconv.io.onnx_stream import OnnxStream, count_graph_fields
 from lstmconv.io.safetensors_stream import SafetensorsStream
 from lstmconv.pipeline.load import load_file
 from lstmconv._fast.run_ahead import run_ahead
-from lstmconv.pipeline.read import stream_to
+from lstmconv.pipeline.convert import convert
 from tests.conftest import DATA
 
 KERAS2 = sorted((DATA / "keras2").glob("*.h5"))
@@ -42,11 +42,11 @@ def test_streamed_file_and_report_equal_the_in_memory_path(source: Path, tmp_pat
         whole = save_torch(load_file(source), whole_path, skip_unsupported=True)
     except lstmconv.LstmconvError as refused:
         with pytest.raises(type(refused)) as caught:
-            stream_to("torch", source, streamed_path, skip_unsupported=True)
+            convert(source, streamed_path, to="torch", skip_unsupported=True)
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_to("torch", source, streamed_path, skip_unsupported=True)
+    streamed = convert(source, streamed_path, to="torch", skip_unsupported=True)
     assert _tensors(streamed_path) == _tensors(whole_path)
     assert [(r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in streamed.layers] == [
         (r.name, r.kind, r.became, r.max_abs_error, r.notes) for r in whole.layers
@@ -180,11 +180,11 @@ def test_streamed_onnx_equals_the_in_memory_path_and_passes_the_checker_from_the
         whole = save_onnx(load_file(source), whole_path, per_layer=True, skip_unsupported=True)
     except lstmconv.LstmconvError as refused:
         with pytest.raises(type(refused)) as caught:
-            stream_to("onnx", source, streamed_path, per_layer=True, skip_unsupported=True)
+            convert(source, streamed_path, to="onnx", per_layer=True, skip_unsupported=True)
         assert str(caught.value) == str(refused)
         assert not streamed_path.exists()
         return
-    streamed = stream_to("onnx", source, streamed_path, per_layer=True, skip_unsupported=True)
+    streamed = convert(source, streamed_path, to="onnx", per_layer=True, skip_unsupported=True)
     assert streamed_path.read_bytes() == whole_path.read_bytes()
     assert streamed.layers == whole.layers
     onnx.checker.check_model(str(streamed_path), full_check=True)  # the real file, weights and all
@@ -331,11 +331,11 @@ def _streams_like_the_in_memory_paths(source: Path, folder: Path) -> int:
             whole = save(load_file(source), whole_path, force=True, skip_unsupported=True)
         except lstmconv.LstmconvError as refused:
             with pytest.raises(type(refused)) as caught:
-                stream_to(to, source, streamed_path, force=True, skip_unsupported=True)
+                convert(source, streamed_path, to=to, force=True, skip_unsupported=True)
             assert str(caught.value) == str(refused), source.name
             assert not streamed_path.exists()
             continue
-        streamed = stream_to(to, source, streamed_path, force=True, skip_unsupported=True)
+        streamed = convert(source, streamed_path, to=to, force=True, skip_unsupported=True)
         if suffix == ".onnx":
             assert streamed_path.read_bytes() == whole_path.read_bytes(), source.name
         elif suffix == ".weights.h5":
@@ -371,7 +371,7 @@ def assert_read_one_module_at_a_time(source: Path, opener: str, monkeypatch: pyt
             yield stand_ins, metadata_or_notes, lambda key: (loaded.append(key), load(key))[1]
 
     monkeypatch.setattr(torch_files, opener, counting)
-    with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+    with open_layers(source) as opened:
         assert loaded == []
         first, _ = next(opened.layers)
         assert sorted(loaded) == sorted(f"{first.name}.{k}" for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
@@ -394,7 +394,7 @@ def test_verify_reads_streamable_files_one_layer_at_a_time(tmp_path: Path, monke
     def whole(*args: object, **kwargs: object) -> None:
         raise AssertionError("a whole model was loaded")
 
-    monkeypatch.setattr(verify_files, "load_file", whole)
+    monkeypatch.setattr("lstmconv.pipeline.load.collect", whole)
     for other in (tmp_path / "m.onnx", tmp_path / "m.safetensors"):
         results = verify_files.compare_files(source, other)
         assert results and all(r.same for r in results if r.max_abs_error is not None), other.name
@@ -429,7 +429,7 @@ def test_a_canonical_source_is_read_one_layer_at_a_time(tmp_path: Path, monkeypa
             yield stand_ins, header, lambda key: (loaded.append(key), load(key))[1]
 
     monkeypatch.setattr(torch_files, "open_safetensors_state", counting)
-    with open_layers(source, config=None, source_format=None, skip_unsupported=False, allow_nonfinite=False) as opened:
+    with open_layers(source) as opened:
         assert loaded == []
         first, _ = next(opened.layers)
         assert loaded and all(key.startswith(f"{first.name}/") for key in loaded)

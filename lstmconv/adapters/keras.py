@@ -18,30 +18,11 @@ import numpy as np
 from lstmconv.activations import Activation
 from lstmconv.errors import ConfigError, MissingTensorError, ShapeMismatchError, UnsupportedFeatureError
 from lstmconv.gates import CELL_GATES, GATE_ORDER, Gate, gate_count, split_gates, stack_gates
-from lstmconv.layouts.keras import KerasCellArrays, KerasRecurrentArrays
+from lstmconv.layouts.keras import KERAS_ACTIVATIONS, KerasCellArrays, KerasRecurrentArrays, keras_activation_numbers
 from lstmconv.schema import DirectionWeights, GateWeights, RecurrentLayer, RecurrentMeta, StackLevel
 
 __all__ = ["keras_activation", "recurrent_to_canonical", "recurrent_from_canonical", "dense_weight_to_canonical"]
 
-_PLAIN = {
-    "sigmoid": "sigmoid",
-    "tanh": "tanh",
-    "relu": "relu",
-    "linear": "linear",
-    "softsign": "softsign",
-    "softplus": "softplus",
-    "selu": "selu",
-    "exponential": "exponential",
-    "swish": "silu",
-    "silu": "silu",
-    "gelu": "gelu",
-    "relu6": "relu6",
-    "mish": "mish",
-    "softmax": "softmax",
-    "log_softmax": "log_softmax",
-    "log_sigmoid": "log_sigmoid",
-    "hard_tanh": "hard_tanh",
-}
 
 
 def keras_activation(spec: Any, keras_major: int, *, layer: str | None = None) -> Activation:
@@ -57,23 +38,13 @@ def keras_activation(spec: Any, keras_major: int, *, layer: str | None = None) -
         return Activation(name="linear")
     if not isinstance(name, str):
         raise UnsupportedFeatureError(f"activation {spec!r} is not a Keras activation name", layer=layer)
-    key = name.lower()
-    if key in _PLAIN:
-        return Activation(name=_PLAIN[key])  # type: ignore[arg-type]
-    if key == "hard_sigmoid":
-        slope = 1.0 / 6.0 if keras_major >= 3 else 0.2
-        return Activation(name="hard_sigmoid", alpha=slope, beta=0.5)
-    if key in ("hard_silu", "hard_swish"):
-        return Activation(name="hard_silu", alpha=1.0 / 6.0, beta=0.5)
-    if key == "elu":
-        return Activation(name="elu", alpha=1.0)
-    if key == "leaky_relu":
-        return Activation(name="leaky_relu", alpha=0.2)
-    raise UnsupportedFeatureError(
-        f"activation {name!r} is not supported",
-        layer=layer,
-        hint="supported: " + ", ".join(sorted({*_PLAIN, "hard_sigmoid", "hard_silu", "elu", "leaky_relu"})),
-    )
+    numbers = keras_activation_numbers(name, keras_major)
+    if numbers is None:
+        raise UnsupportedFeatureError(
+            f"activation {name!r} is not supported", layer=layer, hint="supported: " + ", ".join(sorted(KERAS_ACTIVATIONS))
+        )
+    canonical, alpha, beta = numbers
+    return Activation(name=canonical, alpha=alpha, beta=beta)  # type: ignore[arg-type]
 
 
 def recurrent_to_canonical(meta: RecurrentMeta, weights: KerasRecurrentArrays) -> RecurrentLayer:

@@ -17,16 +17,22 @@ import numpy as np
 
 from lstmconv.activations import Activation, apply
 from lstmconv.adapters.keras import dense_weight_to_canonical, keras_activation, recurrent_to_canonical
-from lstmconv.errors import ConfigError, InputFormatError, LstmconvError, ShapeMismatchError, UnsupportedFeatureError
 from lstmconv.adapters.keras_entries import KerasFileInfo, KerasLayerEntry
+from lstmconv.errors import (
+    ConfigError,
+    InputFormatError,
+    LstmconvError,
+    ShapeMismatchError,
+    UnsupportedFeatureError,
+)
 from lstmconv.gates import GATE_ORDER, gate_count
-from lstmconv.layouts.keras import KerasCellArrays, KerasLayout, KerasRecurrentArrays
+from lstmconv.layouts.keras import KERAS_CLASSES, KerasCellArrays, KerasLayout, KerasRecurrentArrays
 from lstmconv.reference.common import LayerOutput, ReferenceFn, compute_dtype
 from lstmconv.reference.keras import keras_forward
 from lstmconv.schema import (
     ActivationLayer,
-    ConcatenateLayer,
     CellActivations,
+    ConcatenateLayer,
     DenseLayer,
     DropoutLayer,
     EmbeddingLayer,
@@ -491,7 +497,7 @@ def _build_without_config(entry: KerasLayerEntry, info: KerasFileInfo) -> BuiltL
     inferred += ["return_sequences=True and go_backwards=False (not stated in the file)"]
     if bidirectional:
         inferred.append("merge_mode=concat (Bidirectional default; not stated in the file)")
-    cls = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}[kind]
+    cls = KERAS_CLASSES[kind]
     cfg: dict[str, Any] = {"return_sequences": True}
     if bidirectional:
         return _recurrent(entry, info, "Bidirectional", {"layer": {"class_name": cls, "config": cfg}}, inferred)

@@ -23,12 +23,14 @@ import numpy as np
 
 from lstmconv.activations import Activation
 from lstmconv.adapters.keras import recurrent_from_canonical
+from lstmconv.layouts.keras import KERAS_CLASSES, keras_activation_for
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.reference.keras import keras_forward
 from lstmconv.schema import (
     ActivationLayer,
     ConcatenateLayer,
     DenseLayer,
+    DenseMeta,
     DropoutLayer,
     EmbeddingLayer,
     Layer,
@@ -36,9 +38,8 @@ from lstmconv.schema import (
     StackLevel,
 )
 
-__all__ = ["KerasLayerPlan", "plan_keras_layer", "keras_refusals", "keras_activation_name"]
+__all__ = ["KerasLayerPlan", "plan_keras_layer", "keras_layer_refusals", "keras_refusals", "keras_activation_name"]
 
-_CLASS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 
 
 @dataclass
@@ -55,25 +56,7 @@ class KerasLayerPlan:
 
 def keras_activation_name(activation: Activation, keras_major: int) -> str | None:
     """The Keras activation name computing ``activation`` exactly in Keras ``keras_major``, if any."""
-    plain = {
-        "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "linear": "linear", "softsign": "softsign",
-        "softplus": "softplus", "selu": "selu", "exponential": "exponential", "gelu": "gelu", "relu6": "relu6",
-        "mish": "mish", "softmax": "softmax", "log_softmax": "log_softmax",
-    }
-    if activation.name in plain:
-        return plain[activation.name]
-    if activation.name == "silu":
-        return "silu" if keras_major >= 3 else "swish"
-    if activation.name == "hard_sigmoid" and activation.beta == 0.5:
-        slope = 1 / 6 if keras_major >= 3 else 0.2
-        return "hard_sigmoid" if abs((activation.alpha or 0) - slope) < 1e-12 else None
-    if activation.name == "elu" and activation.alpha == 1.0:
-        return "elu"
-    if activation.name == "leaky_relu" and activation.alpha == 0.2 and keras_major >= 3:
-        return "leaky_relu"
-    if activation.name == "hard_silu" and keras_major >= 3 and activation.alpha == 1 / 6 and activation.beta == 0.5:
-        return "hard_silu"
-    return None
+    return keras_activation_for(activation.name, activation.alpha, activation.beta, keras_major)
 
 
 def keras_refusals(layer: RecurrentLayer, keras_major: int) -> list[str]:
@@ -115,39 +98,40 @@ def keras_usage_notes(layer: Layer) -> list[str]:
     return []
 
 
-def plan_keras_layer(layer: Layer, keras_major: int) -> tuple[list[KerasLayerPlan], ReferenceFn | None, str | None]:
-    """The Keras layers one canonical layer becomes, the check function (recurrent layers), and the reason it
-    is refused (then no plans)."""
+def keras_layer_refusals(layer: Layer, keras_major: int) -> list[str]:
+    """Why Keras ``keras_major`` cannot compute ``layer`` exactly (empty when it can)."""
     if isinstance(layer, RecurrentLayer):
-        reasons = keras_refusals(layer, keras_major)
-        if reasons:
-            return [], None, "; ".join(reasons)
-        level_plans, function = _recurrent(layer, keras_major)
-        return level_plans, function, None
+        return keras_refusals(layer, keras_major)
+    if isinstance(layer, (DenseMeta, ActivationLayer)) and keras_activation_name(layer.activation, keras_major) is None:
+        return [f"Keras {keras_major} has no activation computing {layer.activation}"]
+    return []
+
+
+def plan_keras_layer(layer: Layer, keras_major: int) -> tuple[list[KerasLayerPlan], ReferenceFn | None]:
+    """The Keras layers one canonical layer becomes, and the check function (recurrent layers); for a layer
+    :func:`keras_layer_refusals` accepts."""
+    if isinstance(layer, RecurrentLayer):
+        return _recurrent(layer, keras_major)
     if isinstance(layer, DenseLayer):
         name = keras_activation_name(layer.activation, keras_major)
-        if name is None:
-            return [], None, f"Keras {keras_major} has no activation computing {layer.activation}"
         config = {"name": _safe(layer.name), "units": layer.units, "activation": name, "use_bias": layer.use_bias}
         arrays = [np.ascontiguousarray(layer.weight.T)] + ([layer.bias] if layer.bias is not None else [])
         if layer.time_distributed:
             inner = {"class_name": "Dense", "config": {**config, "name": _safe(layer.name) + "_dense"}}
             wrapper = {"name": _safe(layer.name), "layer": inner}
-            return [KerasLayerPlan(_safe(layer.name), "TimeDistributed", wrapper, arrays, "Dense", layer.name)], None, None
-        return [KerasLayerPlan(_safe(layer.name), "Dense", config, arrays, source_layer=layer.name)], None, None
+            return [KerasLayerPlan(_safe(layer.name), "TimeDistributed", wrapper, arrays, "Dense", layer.name)], None
+        return [KerasLayerPlan(_safe(layer.name), "Dense", config, arrays, source_layer=layer.name)], None
     if isinstance(layer, EmbeddingLayer):
         config = {"name": _safe(layer.name), "input_dim": layer.vocabulary_size, "output_dim": layer.embedding_size, "mask_zero": layer.mask_zero}
-        return [KerasLayerPlan(_safe(layer.name), "Embedding", config, [layer.weight], source_layer=layer.name)], None, None
+        return [KerasLayerPlan(_safe(layer.name), "Embedding", config, [layer.weight], source_layer=layer.name)], None
     if isinstance(layer, ActivationLayer):
         name = keras_activation_name(layer.activation, keras_major)
-        if name is None:
-            return [], None, f"Keras {keras_major} has no activation computing {layer.activation}"
-        return [KerasLayerPlan(_safe(layer.name), "Activation", {"name": _safe(layer.name), "activation": name}, source_layer=layer.name)], None, None
+        return [KerasLayerPlan(_safe(layer.name), "Activation", {"name": _safe(layer.name), "activation": name}, source_layer=layer.name)], None
     if isinstance(layer, DropoutLayer):
-        return [KerasLayerPlan(_safe(layer.name), "Dropout", {"name": _safe(layer.name), "rate": layer.rate}, source_layer=layer.name)], None, None
+        return [KerasLayerPlan(_safe(layer.name), "Dropout", {"name": _safe(layer.name), "rate": layer.rate}, source_layer=layer.name)], None
     if isinstance(layer, ConcatenateLayer):
-        return [KerasLayerPlan(_safe(layer.name), "Concatenate", {"name": _safe(layer.name), "axis": layer.axis}, source_layer=layer.name)], None, None
-    return [], None, None
+        return [KerasLayerPlan(_safe(layer.name), "Concatenate", {"name": _safe(layer.name), "axis": layer.axis}, source_layer=layer.name)], None
+    return [], None
 
 
 def _safe(name: str) -> str:
@@ -194,10 +178,10 @@ def _recurrent(layer: RecurrentLayer, keras_major: int) -> tuple[list[KerasLayer
             assert arrays.backward is not None
             backward = [arrays.backward.arrays[k2] for k2 in ("kernel", "recurrent_kernel", "bias") if k2 in arrays.backward.arrays]
             merge = single.merge_mode
-            wrapper = {"name": name, "merge_mode": None if merge == "none" else merge, "layer": {"class_name": _CLASS[layer.cell], "config": {**config, "name": f"forward_{name}"}}}
-            plans.append(KerasLayerPlan(name, "Bidirectional", wrapper, forward + backward, _CLASS[layer.cell], layer.name))
+            wrapper = {"name": name, "merge_mode": None if merge == "none" else merge, "layer": {"class_name": KERAS_CLASSES[layer.cell], "config": {**config, "name": f"forward_{name}"}}}
+            plans.append(KerasLayerPlan(name, "Bidirectional", wrapper, forward + backward, KERAS_CLASSES[layer.cell], layer.name))
         else:
-            plans.append(KerasLayerPlan(name, _CLASS[layer.cell], config, forward, source_layer=layer.name))
+            plans.append(KerasLayerPlan(name, KERAS_CLASSES[layer.cell], config, forward, source_layer=layer.name))
         level_functions.append((single.meta(), arrays))
 
     def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:

@@ -14,7 +14,7 @@ from lstmconv._fast import buffers
 from lstmconv.activations import Activation
 from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.gates import CELL_GATES, split_gates, stack_gates
-from lstmconv.layouts.onnx import ACTIVATION_COUNT, OnnxRecurrentNode, activation_to_onnx
+from lstmconv.layouts.onnx import ACTIVATION_COUNT, ONNX_OPS, OnnxRecurrentNode, activation_to_onnx
 from lstmconv.schema import (
     CellActivations,
     DirectionWeights,
@@ -153,7 +153,7 @@ def nodes_from_canonical(layer: RecurrentLayer) -> list[OnnxRecurrentNode]:
         sides = [level.forward] + ([level.backward] if level.backward is not None else [])
         nodes.append(
             OnnxRecurrentNode(
-                op=layer.cell.upper(),
+                op=ONNX_OPS[layer.cell],
                 name=layer.name if k == 0 else f"{layer.name}_l{k}",
                 hidden_size=layer.hidden_size,
                 direction=direction,

@@ -16,6 +16,7 @@ import numpy as np
 from lstmconv.activations import Activation
 from lstmconv.errors import InputFormatError, ShapeMismatchError, UnsupportedFeatureError
 from lstmconv.gates import CELL_GATES, split_gates, stack_gates
+from lstmconv.layouts.torch import TORCH_MODULES
 from lstmconv.schema import (
     CellActivations,
     DenseLayer,
@@ -49,7 +50,7 @@ def torch_refusals(layer: RecurrentLayer) -> list[str]:
     """Why ``torch.nn`` cannot compute ``layer`` exactly (empty when it can)."""
     reasons: list[str] = []
     if layer.backward_activations is not None:
-        reasons.append(f"nn.{layer.cell.upper()} uses the same activations in both directions, this layer does not")
+        reasons.append(f"nn.{TORCH_MODULES[layer.cell]} uses the same activations in both directions, this layer does not")
     acts = layer.activations
     if layer.cell == "rnn":
         if acts.candidate.name not in ("tanh", "relu"):
@@ -57,12 +58,12 @@ def torch_refusals(layer: RecurrentLayer) -> list[str]:
     else:
         if acts.gate is not None and acts.gate.name != "sigmoid":
             reasons.append(
-                f"nn.{layer.cell.upper()} hard-codes sigmoid gates, this layer uses recurrent_activation "
+                f"nn.{TORCH_MODULES[layer.cell]} hard-codes sigmoid gates, this layer uses recurrent_activation "
                 f"{acts.gate}"
             )
         if acts.candidate.name != "tanh":
             reasons.append(
-                f"nn.{layer.cell.upper()} hard-codes tanh for the candidate, this layer uses activation "
+                f"nn.{TORCH_MODULES[layer.cell]} hard-codes tanh for the candidate, this layer uses activation "
                 f"{acts.candidate}"
             )
         if acts.cell_output is not None and acts.cell_output.name != "tanh":
@@ -73,7 +74,7 @@ def torch_refusals(layer: RecurrentLayer) -> list[str]:
             "after (reset_after=True), so no weights make them equal"
         )
     if layer.cell_clip is not None:
-        reasons.append(f"nn.{layer.cell.upper()} has no pre-activation clip (clip={layer.cell_clip})")
+        reasons.append(f"nn.{TORCH_MODULES[layer.cell]} has no pre-activation clip (clip={layer.cell_clip})")
     if layer.input_forget:
         reasons.append("nn.LSTM has no coupled input/forget gate (input_forget=1)")
     if any(g.peephole is not None for _, _, d in layer.directions() for g in d.gates.values()):
@@ -138,7 +139,7 @@ def layer_from_canonical(layer: Layer) -> dict[str, np.ndarray]:
 def torch_module_spec(layer: Layer | RecurrentMeta | DenseMeta | EmbeddingMeta) -> str | None:
     """The torch module that holds ``layer``'s parameters, as Python source (for reports and docs)."""
     if isinstance(layer, RecurrentMeta):
-        cls = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[layer.cell]
+        cls = TORCH_MODULES[layer.cell]
         args = [f"{layer.input_size}", f"{layer.hidden_size}"]
         if layer.num_levels > 1:
             args.append(f"num_layers={layer.num_levels}")

@@ -18,7 +18,7 @@ from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn, compute_dtype
 from lstmconv.schema import RecurrentLayer
 
-__all__ = ["MODULE_CLASS", "can_emit", "module_source", "module_spec", "emitted_function"]
+__all__ = ["MODULE_CLASS", "EmittedLayer", "can_emit", "emitted_layer", "module_source", "module_spec", "emitted_function"]
 
 MODULE_CLASS = {"lstm": "LstmconvLSTM", "gru": "LstmconvGRU", "rnn": "LstmconvRNN"}
 
@@ -56,12 +56,21 @@ def module_spec(layer: RecurrentLayer) -> dict[str, Any]:
     }
 
 
-def module_source(layers: list[RecurrentLayer]) -> str:
+#: one emitted layer: its name, its class and its constructor arguments (:func:`module_spec`)
+EmittedLayer = tuple[str, str, dict[str, Any]]
+
+
+def emitted_layer(layer: RecurrentLayer) -> EmittedLayer:
+    """What the module file says of ``layer``."""
+    return layer.name, MODULE_CLASS[layer.cell], module_spec(layer)
+
+
+def module_source(layers: list[EmittedLayer]) -> str:
     """The text of the module file for ``layers``."""
     template = importlib.resources.files("lstmconv.templates").joinpath("lstmconv_modules.py").read_text()
     lines = ["", "", "# The layers lstmconv converted: name -> (class, constructor arguments).", "LAYERS = {"]
-    for layer in layers:
-        lines.append(f"    {layer.name!r}: ({MODULE_CLASS[layer.cell]!r}, {_literal(module_spec(layer))}),")
+    for name, class_name, spec in layers:
+        lines.append(f"    {name!r}: ({class_name!r}, {_literal(spec)}),")
     lines += [
         "}",
         "",
@@ -89,18 +98,19 @@ def _literal(value: Any) -> str:
     raise TypeError(f"no literal for {type(value).__name__}")
 
 
-def emitted_function(source: str, layer: RecurrentLayer, params: dict[str, np.ndarray]) -> ReferenceFn:
+def emitted_function(source: str, layer: EmittedLayer, params: dict[str, np.ndarray]) -> ReferenceFn:
     """Run the emitted text's module for ``layer`` as a reference-style function (precision follows x)."""
+    _, class_name, spec = layer
     import torch
 
     namespace = types.ModuleType("lstmconv_emitted_check")
     exec(compile(source, "<emitted module>", "exec"), namespace.__dict__)  # noqa: S102 - our own generated text
     modules = {}
     for np_dtype, torch_dtype in ((np.float32, torch.float32), (np.float64, torch.float64)):
-        module = getattr(namespace, MODULE_CLASS[layer.cell])(**module_spec(layer)).to(torch_dtype)
+        module = getattr(namespace, class_name)(**spec).to(torch_dtype)
         module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np_dtype)) for k, v in params.items()}, strict=True)
         modules[np_dtype] = module
-    directions = 2 if layer.bidirectional else 1
+    directions = 2 if spec["bidirectional"] else 1
 
     def run(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
         dtype = compute_dtype(x)
@@ -109,7 +119,7 @@ def emitted_function(source: str, layer: RecurrentLayer, params: dict[str, np.nd
         state = None
         if initial is not None:
             h0 = torch.from_numpy(np.stack([h for level in initial for h, _ in level]).astype(dtype))
-            if layer.cell == "lstm":
+            if class_name == MODULE_CLASS["lstm"]:
                 state = (h0, torch.from_numpy(np.stack([c for level in initial for _, c in level]).astype(dtype)))
             else:
                 state = h0
@@ -121,7 +131,7 @@ def emitted_function(source: str, layer: RecurrentLayer, params: dict[str, np.nd
                 (h_n[k * directions + d].numpy(), None if c_n is None else c_n[k * directions + d].numpy())
                 for d in range(directions)
             ]
-            for k in range(layer.num_levels)
+            for k in range(spec["num_layers"])
         ]
         return LayerOutput(y=y.numpy(), states=states)
 

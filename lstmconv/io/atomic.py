@@ -1,4 +1,4 @@
-"""Where outputs go: destination checks, and writing through a temporary file renamed into place.
+"""Writing through a temporary file renamed into place.
 
 The destination is written to a temporary file beside it and renamed into place only after the write and
 the read-back comparison succeed, so a failure never leaves a partial or changed destination.
@@ -13,79 +13,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lstmconv.errors import InputFormatError, LstmconvError, OutputExistsError, OutputWriteError
-from lstmconv.registry import suffix_of, target_for_destination, target_named
+from lstmconv.errors import LstmconvError, OutputExistsError, OutputWriteError
 
-__all__ = [
-    "check_suffix",
-    "check_named",
-    "check_destination",
-    "external_data_path",
-    "refuse_overwriting_source",
-    "write_atomically",
-]
-
-
-def check_suffix(destination: Path, target: str, force: bool) -> None:
-    """Check that ``target`` writes files named like ``destination`` (the registry's suffixes), then
-    :func:`check_destination`. A suffix of another target is named as the other way out."""
-    spec = target_named(target)
-    if suffix_of(destination, spec) is None:
-        fixes = f"name the output e.g. {destination.with_suffix(spec.suffixes[0]).name}"
-        other = target_for_destination(destination, required=False)
-        if other is not None:
-            fixes += f", or pass --to {other.name} (to={other.name!r}) to write {other.writes}"
-        raise InputFormatError(
-            f"the {spec.name} target writes {', '.join(spec.suffixes)} files, not '{destination.suffix or 'no suffix'}'",
-            file=destination,
-            hint=fixes,
-        )
-    check_destination(destination, force)
-
-
-def check_named(destination: Path, suffixes: tuple[str, ...], what: str, force: bool) -> None:
-    """Check that ``destination`` (a companion output such as ``--emit-module``'s) ends with one of ``suffixes``."""
-    if not destination.name.endswith(suffixes):
-        raise InputFormatError(
-            f"{what} is a {', '.join(suffixes)} file, not '{destination.suffix or 'no suffix'}'",
-            file=destination,
-            hint=f"name it e.g. {destination.with_suffix(suffixes[0]).name}",
-        )
-    check_destination(destination, force)
-
-
-def check_destination(destination: Path, force: bool) -> None:
-    if os.path.lexists(destination) and not force:  # a dangling link is an existing name too
-        raise OutputExistsError("destination exists", file=destination, hint="pass --force (force=True) to overwrite it")
-    if destination.is_dir():
-        raise OutputExistsError("destination is a directory", file=destination)
-    if not destination.parent.exists():
-        raise InputFormatError("destination folder does not exist", file=destination.parent)
-
-
-def external_data_path(model: Path) -> Path:
-    """Where the external data of ONNX ``model`` goes: ``<model file name>.data`` beside it (torch.onnx's name)."""
-    return model.with_name(model.name + ".data")
-
-
-def refuse_overwriting_source(sources: Sequence[str | Path | None], outputs: Sequence[Path | None]) -> None:
-    """Refuse to write an output over one of the inputs: the same path, another spelling of it, a hard link or a
-    symbolic link to it. ``--force`` does not change this: replacing the source loses what the conversion did not
-    carry over (the rest of an ONNX graph, a Keras config), and a failed check would leave nothing at all."""
-    for output in outputs:
-        if output is None or not os.path.exists(output):
-            continue
-        for source in sources:
-            if source is None or not os.path.exists(source):
-                continue
-            if os.path.samefile(output, source):  # any spelling, hard or symbolic link
-                raise OutputExistsError(
-                    "the destination is the source file itself (the same file under this name)",
-                    file=output,
-                    expected="a new file or a different existing one",
-                    actual=f"the same file as {source}",
-                    hint="write to another file name; --force does not replace the file being read",
-                )
+__all__ = ["write_atomically"]
 
 
 def write_atomically(
@@ -99,8 +29,9 @@ def write_atomically(
     """Write through ``write`` into a temporary file beside ``destination``, ``check`` it, then put it in place.
 
     ``companions`` are more files the same write produces (ONNX external data, an emitted module): each gets
-    its own temporary file, passed to ``write`` and ``check`` after the destination's, and is put in place just
-    before the destination, so that a complete destination never refers to a missing or unfinished companion.
+    its own temporary file, passed to ``write`` and ``check`` after the destination's (a companion ``write``
+    removes is one it had nothing for, and is not placed), and is put in place just before the destination,
+    so that a complete destination never refers to a missing or unfinished companion.
     The files are one set: either all of them are placed, or none is and every file that was there before is
     as it was (a file replaced is kept under a hard link until the whole set is in place). Without ``replace``
     an existing file is never replaced, even one that appeared since the destination was checked: each file is
@@ -118,10 +49,12 @@ def write_atomically(
             except OSError as error:
                 raise _write_error(error, final) from error
         write(*temporaries)
-        for temporary in temporaries:  # a writer that made its file anew (safetensors does) made it 0600
+        # a companion the write removed is one it had nothing for: it is not placed
+        made = [(temporary, final) for temporary, final in zip(temporaries, finals) if os.path.lexists(temporary) or final == destination]
+        for temporary, _ in made:  # a writer that made its file anew (safetensors does) made it 0600
             _normal_mode(temporary)
         check(*temporaries)
-        for temporary, final in reversed(list(zip(temporaries, finals))):  # the destination last
+        for temporary, final in reversed(made):  # the destination last
             existed = replace and os.path.lexists(final)
             if existed:
                 kept.append((final, _keep_aside(final)))

@@ -35,7 +35,6 @@ from onnx import TensorProto, helper
 from lstmconv.errors import UnsupportedFeatureError, VerificationError
 from lstmconv.io.checked_file import CheckedFile
 from lstmconv.io.protobuf_wire import WIRE_LEN, WireFormatError, fields, key, varint
-from lstmconv.io.atomic import external_data_path
 
 __all__ = ["OnnxStream", "PROTOBUF_LIMIT", "count_graph_fields"]
 
@@ -47,6 +46,12 @@ _ALIGNMENT = 64 << 10
 _MODEL_GRAPH = 7
 _GRAPH_INITIALIZER = 5
 _TENSOR_RAW_DATA = 9
+
+
+def external_data_path(model: Path) -> Path:
+    """Where the external data of ONNX ``model`` goes: ``<model file name>.data`` beside it (torch.onnx's name)."""
+    return model.with_name(model.name + ".data")
+
 
 
 class OnnxStream:

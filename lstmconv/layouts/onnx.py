@@ -24,6 +24,8 @@ __all__ = [
     "ONNX_ACTIVATIONS",
     "STANDALONE_OPS",
     "ACTIVATION_COUNT",
+    "DEFAULT_ACTIVATIONS",
+    "ONNX_OPS",
     "onnx_activation",
     "activation_to_onnx",
     "parse_activations",
@@ -39,8 +41,14 @@ STANDALONE_OPS: dict[str, str] = {
     "thresholded_relu": "ThresholdedRelu", "softmax": "Softmax", "log_softmax": "LogSoftmax",
 }
 
+#: The ONNX operator of each cell kind.
+ONNX_OPS: dict[str, str] = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+
+#: The activations each op lists per direction when its ``activations`` attribute is absent (the spec's defaults).
+DEFAULT_ACTIVATIONS: dict[str, tuple[str, ...]] = {"lstm": ("Sigmoid", "Tanh", "Tanh"), "gru": ("Sigmoid", "Tanh"), "rnn": ("Tanh",)}
+
 #: How many activations each op lists per direction.
-ACTIVATION_COUNT = {"lstm": 3, "gru": 2, "rnn": 1}
+ACTIVATION_COUNT: dict[str, int] = {cell: len(listed) for cell, listed in DEFAULT_ACTIVATIONS.items()}
 
 #: ONNX activation name -> (canonical name, default alpha, default beta); None: the activation takes none.
 ONNX_ACTIVATIONS: dict[str, tuple[str, float | None, float | None]] = {

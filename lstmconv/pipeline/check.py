@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lstmconv.errors import VerificationError
-from lstmconv.pipeline.load import LoadedModel, nonfinite_tensor
+from lstmconv.pipeline.numeric_check import difference_from, source_output, tolerance
+from lstmconv.pipeline.read import nonfinite_tensor
 from lstmconv.reference.common import LayerOutput, ReferenceFn
 from lstmconv.schema import DenseLayer, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
-from lstmconv.pipeline.numeric_check import difference_from, source_output, tolerance
 
-__all__ = ["CheckOutcome", "SourceSide", "check_conversion", "check_source_side"]
+__all__ = ["CheckOutcome", "SourceSide", "check_source_side"]
 
 # (max difference, tolerance, notes); the numbers are None when the layer was not checked
 CheckOutcome = tuple[float | None, float | None, tuple[str, ...]]
@@ -69,20 +69,3 @@ def check_source_side(
         return SourceSide(source, None, None, _NOT_FINITE)
     meta = layer.meta()
     return SourceSide(source, meta, source_output(meta, reference))
-
-
-def check_conversion(
-    loaded: LoadedModel,
-    layer: Layer,
-    target: ReferenceFn | None,
-    what: str,
-    verify: bool,
-    *,
-    known_finite: bool = False,
-) -> CheckOutcome:
-    """Both halves at once: (error, tolerance, notes). Raises VerificationError on a mismatch."""
-    if target is None:
-        return None, None, ()
-    reference = loaded.references.get(layer.name)
-    return check_source_side(loaded.source, layer, reference, verify, known_finite=known_finite).finish(target, what)
-

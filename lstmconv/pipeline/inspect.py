@@ -44,6 +44,7 @@ def inspect(
 ) -> Inspection:
     """Read ``path`` one layer at a time and describe it (see :class:`Inspection`)."""
     from lstmconv.pipeline.read import describe_file
+    from lstmconv.protocols import Options
 
     facts: dict[str, list[str]] = {}
     refusals: dict[str, list[dict[str, str]]] = {}
@@ -56,5 +57,6 @@ def inspect(
         for target, reasons in target_refusals(layer).items():
             refusals.setdefault(target, []).extend({"layer": layer.name, "reason": r} for r in reasons)
 
-    described, skipped = describe_file(path, config=config, source_format=source_format, each=note)
+    options = Options(config=Path(config) if config is not None else None, source_format=source_format)
+    described, skipped = describe_file(path, options, each=note)
     return Inspection(str(path), tuple(described), tuple(skipped), facts, refusals, summaries)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lstmconv.gates import gate_count
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.schema import DenseMeta, RecurrentMeta
 
@@ -42,7 +43,7 @@ def _weight_count(meta: RecurrentMeta | DenseMeta) -> int:
     if isinstance(meta, DenseMeta):
         return meta.input_size * meta.units
     directions = 2 if meta.bidirectional else 1
-    per_gate = {"lstm": 4, "gru": 3, "rnn": 1}[meta.cell] * meta.hidden_size
+    per_gate = gate_count(meta.cell) * meta.hidden_size
     count = 0
     for level in range(meta.num_levels):
         width = meta.input_size if level == 0 else directions * meta.output_size

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lstmconv.layouts.keras import KERAS_CLASSES
+from lstmconv.protocols import LeftOut
 from lstmconv.schema import DenseMeta, EmbeddingMeta, Layer, RecurrentMeta
 
 __all__ = ["LayerReport", "ConversionReport", "LeftOut", "describe", "left_out_record", "non_default_facts"]
-
-
-class LeftOut(str):
-    """A layer (or a tensor) left out of a conversion, with why: the text ``"name (Class): reason"`` that reports
-    print, carrying its parts for ``--json``."""
-
-    layer: str
-    kind: str | None
-    reason: str
-
-    def __new__(cls, layer: str, reason: str, kind: str | None = None) -> LeftOut:
-        text = f"{layer} ({kind}): {reason}" if kind else f"{layer}: {reason}"
-        made = super().__new__(cls, text)
-        made.layer, made.kind, made.reason = layer, kind, reason
-        return made
 
 
 def left_out_record(item: str) -> dict[str, str | None]:
@@ -108,7 +95,7 @@ def describe(layer: Layer | RecurrentMeta | DenseMeta) -> str:
     if isinstance(layer, EmbeddingMeta):
         return f"Embedding {layer.vocabulary_size}x{layer.embedding_size}" + (", mask_zero" if layer.mask_zero else "")
     if isinstance(layer, RecurrentMeta):
-        kind = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}[layer.cell]
+        kind = KERAS_CLASSES[layer.cell]
         text = f"{kind} {layer.input_size}->{layer.hidden_size}"
         if layer.num_levels > 1:
             text += f" x{layer.num_levels} levels"

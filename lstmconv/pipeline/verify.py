@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmconv.pipeline.load import load_file, loaded_layers
+from lstmconv.pipeline.numeric_check import max_difference, random_inputs, tolerance
+from lstmconv.pipeline.read import describe_file, open_layers
+from lstmconv.protocols import Options
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.schema import DenseMeta, EmbeddingLayer, EmbeddingMeta, Layer, RecurrentMeta
-from lstmconv.pipeline.numeric_check import max_difference, random_inputs, tolerance
 
 __all__ = ["LayerComparison", "Verification", "compare_files", "verify"]
 
@@ -110,34 +111,19 @@ def _comparable(described: list[Layer]) -> list[_Unit]:
 
 
 class _File:
-    """One side of the comparison, read one layer at a time where its format allows
-    (:func:`lstmconv.pipeline.read.streams`), else loaded once for both passes."""
+    """One side of the comparison, read one layer at a time (memory stays at one layer whatever the file size)."""
 
     def __init__(self, path: Path, config: str | Path | None = None, source_format: str | None = None) -> None:
-        from lstmconv.pipeline.read import streams
-
-        self.path, self.config, self.source_format = path, config, source_format
-        streamed = streams(path, source_format)
-        self.loaded = None if streamed else load_file(path, config=config, source_format=source_format)
+        self.path = path
+        self.options = Options(config=Path(config) if config is not None else None, source_format=source_format)
 
     def describe(self) -> list[Layer]:
-        from lstmconv.pipeline.read import describe_file
-
-        if self.loaded is None:
-            return describe_file(self.path, config=self.config, source_format=self.source_format)[0]
-        return [layer.meta() for layer in self.loaded.model.layers]  # already in memory: not loaded again
+        return describe_file(self.path, self.options)[0]
 
     @contextlib.contextmanager
     def layers(self) -> Iterator[Iterator[tuple[Layer, ReferenceFn | None]]]:
         """The layers with their source references."""
-        from lstmconv.pipeline.read import open_layers
-
-        if self.loaded is not None:
-            yield loaded_layers(self.loaded).layers
-            return
-        with open_layers(
-            self.path, config=self.config, source_format=self.source_format, skip_unsupported=False, allow_nonfinite=False
-        ) as opened:
+        with open_layers(self.path, self.options) as opened:
             yield opened.layers
 
 

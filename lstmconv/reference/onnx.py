@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from lstmconv.activations import Activation, apply
-from lstmconv.gates import split_gates
-from lstmconv.reference.common import compute_dtype, matmul, project
+from lstmconv.gates import gate_count, split_gates
 from lstmconv.layouts.onnx import ACTIVATION_COUNT, OnnxRecurrentNode
+from lstmconv.reference.common import compute_dtype, matmul, project
 
 __all__ = ["onnx_forward"]
 
@@ -78,7 +78,7 @@ def onnx_forward(
 
 def _step_function(node: OnnxRecurrentNode, d: int, acts: Sequence[Activation], dtype: type):  # type: ignore[no-untyped-def]
     cell, hidden = node.cell, node.hidden_size
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    gates = gate_count(cell)
     R = np.asarray(node.R[d], dtype=dtype)
     bias = np.zeros(2 * gates * hidden, dtype=dtype) if node.B is None else np.asarray(node.B[d], dtype=dtype)
     half = bias.shape[0] // 2  # B = [Wb, Rb]

@@ -20,8 +20,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lstmconv.gates import split_gates
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates, Step, compute_dtype, matmul, project, unroll
+from lstmconv.gates import gate_count, split_gates
+from lstmconv.reference.common import (
+    CellState,
+    LayerOutput,
+    LayerStates,
+    Step,
+    compute_dtype,
+    matmul,
+    project,
+    unroll,
+)
 
 __all__ = ["torch_forward"]
 
@@ -54,7 +63,7 @@ def torch_forward(
                 name: weights.get(f"{name}_l{level}{suffix}")
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
             }
-            hidden = p["weight_hh"].shape[0] // {"lstm": 4, "gru": 3, "rnn": 1}[mode]
+            hidden = p["weight_hh"].shape[0] // gate_count(mode)
             out_size = p["weight_hr"].shape[0] if p["weight_hr"] is not None else hidden
             if initial is not None:
                 h0, c0 = initial[level][d]

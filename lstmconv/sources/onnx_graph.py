@@ -27,11 +27,14 @@ from onnx import external_data_helper, helper, numpy_helper
 
 from lstmconv._fast import buffers
 from lstmconv.errors import ConfigError, InputFormatError, LstmconvError, UnsupportedFeatureError
+from lstmconv.gates import gate_count
 from lstmconv.io.onnx_skeleton import read_skeleton
 from lstmconv.io.reading import read_into
 from lstmconv.layouts.onnx import (
     ACTIVATION_COUNT,
+    DEFAULT_ACTIVATIONS,
     ONNX_ACTIVATIONS,
+    ONNX_OPS,
     STANDALONE_OPS,
     OnnxRecurrentNode,
     is_known_activation,
@@ -40,8 +43,7 @@ from lstmconv.layouts.onnx import (
 
 __all__ = ["OnnxNodeEntry", "OnnxDenseEntry", "OnnxEmbeddingEntry", "OnnxFile", "read_onnx", "key_safe"]
 
-RECURRENT_OPS = ("LSTM", "GRU", "RNN")
-_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+RECURRENT_OPS = tuple(ONNX_OPS.values())
 
 
 @dataclass(frozen=True)
@@ -500,7 +502,7 @@ def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None
         raise InputFormatError(f"unknown direction {direction!r}", file=path, layer=name)
     directions = 2 if direction == "bidirectional" else 1
     per_direction = ACTIVATION_COUNT[op.lower()]
-    activations = [text(a) for a in attrs.get("activations", _DEFAULT_ACTIVATIONS[op] * directions)]
+    activations = [text(a) for a in attrs.get("activations", list(DEFAULT_ACTIVATIONS[op.lower()]) * directions)]
     if len(activations) != per_direction * directions:
         raise ConfigError(
             "wrong number of activations", file=path, layer=name, expected=per_direction * directions, actual=len(activations)
@@ -526,7 +528,7 @@ def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None
         )
     W, R = np.asarray(weights["W"]), np.asarray(weights["R"])
     hidden = int(attrs.get("hidden_size", R.shape[-1] if R.ndim == 3 else 0))
-    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    gates = gate_count(op.lower())
     expected = {"W": (directions, gates * hidden, W.shape[-1] if W.ndim == 3 else -1), "R": (directions, gates * hidden, hidden)}
     for slot, array in (("W", W), ("R", R)):
         if array.shape != expected[slot]:

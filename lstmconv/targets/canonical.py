@@ -1,72 +1,85 @@
-"""Write lstmconv's canonical file layer by layer: every layer as it is in the canonical form (exact, nothing
-refused), its gate-named tensors written as the layer is read (:func:`lstmconv.pipeline.write.write_layers`),
-the canonical metadata last (format: :mod:`lstmconv.io.canonical_file`)."""
+"""The canonical target: lstmconv's own ``.safetensors``, every layer as it is in the canonical form (exact,
+nothing refused), its gate-named tensors written as the layer is read and its description last (format:
+:mod:`lstmconv.io.canonical_file`)."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from lstmconv.pipeline.check import SourceSide, check_source_side
 from lstmconv.io.canonical_file import CANONICAL_KEY, canonical_tensors
+from lstmconv.io.safetensors_stream import SafetensorsStream
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal
 from lstmconv.reference.canonical import canonical_forward
-from lstmconv.pipeline.load import LayerSource
-from lstmconv.pipeline.report import ConversionReport, LayerReport, describe
-from lstmconv.pipeline.write import PlannedLayer, write_safetensors
 from lstmconv.schema import CanonicalMetadata, CanonicalModel, Layer, RecurrentLayer
-from lstmconv.io.atomic import check_suffix
+from lstmconv.targets.safetensors_output import add_tensors, check_safetensors, open_safetensors
 
-__all__ = ["write_canonical_layers"]
+__all__ = ["TARGET"]
 
-
-def write_canonical_layers(
-    layers: LayerSource,
-    destination: str | Path,
-    *,
-    verify: bool = True,
-    force: bool = False,
-    known_finite: bool = False,
-) -> ConversionReport:
-    """Write ``layers`` as a canonical ``.safetensors``. ``known_finite``: non-finite weights were refused already."""
-    source = layers.source
-    destination = Path(destination)
-    check_suffix(destination, "canonical", force)
-    described: list[Layer] = []  # filled by the planning thread; read once it has finished
-
-    def planned() -> Iterator[PlannedLayer]:
-        for layer, reference in layers.layers:
-            checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
-            described.append(layer.meta())
-            yield PlannedLayer(canonical_tensors(CanonicalModel(layers=(layer,))), _finish(layer, checking))
-            del layer, reference
-
-    def metadata() -> dict[str, str]:
-        described_model = CanonicalMetadata(layers=tuple(described), wiring=layers.wiring)
-        return {CANONICAL_KEY: described_model.model_dump_json(), "format": "lstmconv-canonical"}
-
-    reports, written = write_safetensors(
-        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=lambda _: None,
-        metadata=metadata, replace=force,
-    )
-    return ConversionReport(
-        source=str(source),
-        destination=str(destination),
-        target="canonical",
-        layers=tuple(reports),
-        skipped=tuple(layers.skipped),
-        verified=verify,
-        written_tensors=len(written),
-    )
+_RULES = "canonical"
 
 
-def _finish(layer: Layer, checking: SourceSide) -> Callable[[], LayerReport]:
-    """The target half of a layer's check, computed from its gate-named weights, and its report row."""
+class CanonicalTarget:
+    def rule_sets(self) -> dict[str, str]:
+        return {_RULES: "--to canonical (lstmconv's own file, exact for every layer)"}
 
-    def finish() -> LayerReport:
-        target = functools.partial(canonical_forward, layer) if isinstance(layer, RecurrentLayer) else None
-        error, tol, check_notes = checking.finish(target, "the canonical weights")
-        notes = (*layer.source.inferred, *layer.source.notes, *check_notes)
-        return LayerReport(layer.name, describe(layer), "canonical", error, tol, notes)
+    def refusals(self, layer: Layer, rule_set: str) -> list[str]:
+        return []
 
-    return finish
+    def rule_set_for(self, destination: Path) -> str:
+        return _RULES
+
+    def way_out(self, layer: Layer) -> str | None:
+        return None
+
+    def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
+        return {}
+
+    preload: tuple[str, ...] = ()
+
+    def writer(self, destination: Path, layers: LayerSource, options: Options) -> CanonicalWriter:
+        return CanonicalWriter(layers)
+
+
+TARGET = CanonicalTarget()
+
+
+class CanonicalWriter:
+    what = "the canonical weights"
+    label = "canonical"
+    refusing = "{count} layer(s) refused"  # never: every layer has a canonical form
+    all_or_nothing = False
+    companions: tuple[Path, ...] = ()
+
+    def __init__(self, layers: LayerSource) -> None:
+        self.layers = layers
+        self.refused: list[Exception] = []
+        self.described: list[Layer] = []
+        self.written: list[str] = []
+
+    def refuse(self, layer: Layer) -> Refusal | None:
+        return None
+
+    def plan(self, layer: Layer) -> Iterator[Planned]:
+        self.described.append(layer.meta())
+        function = functools.partial(canonical_forward, layer) if isinstance(layer, RecurrentLayer) else None
+        notes = (*layer.source.inferred, *layer.source.notes)
+        yield Planned(layer, canonical_tensors(CanonicalModel(layers=(layer,))), function, "canonical", notes)
+
+    def open(self, path: Path, *companions: Path) -> SafetensorsStream:
+        return open_safetensors(path, self.layers.names)
+
+    def write(self, stream: SafetensorsStream, planned: Planned) -> None:
+        add_tensors(stream, planned.tensors)
+
+    def finish(self, stream: SafetensorsStream) -> None:
+        described = CanonicalMetadata(layers=tuple(self.described), wiring=self.layers.wiring)
+        stream.finish({CANONICAL_KEY: described.model_dump_json(), "format": "lstmconv-canonical"})
+        self.written = list(stream.entries)
+
+    def check(self, path: Path) -> None:
+        check_safetensors(path, self.written)
+
+    def report(self) -> dict[str, object]:
+        return {"written_tensors": len(self.written)}

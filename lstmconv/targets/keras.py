@@ -1,15 +1,14 @@
-"""Write Keras weights layer by layer: ``.weights.h5`` (Keras 3), legacy ``.h5`` (Keras 2, by name) or a whole
-``.keras`` model when the source's wiring is known.
+"""The Keras target: ``.weights.h5`` (Keras 3), legacy ``.h5`` (Keras 2, loaded by name; a whole tf.keras model
+when the source's wiring is known) or a whole ``.keras`` model (the wiring is needed).
 
-Each canonical layer is planned (:func:`lstmconv.adapters.keras_plan.plan_keras_layer`), checked against its source
-and hashed in a background thread (:mod:`lstmconv._fast.run_ahead`) while the layer before it is written
-(:class:`~lstmconv.targets.keras_writers.KerasWeightsWriter`) and dropped; only a digest of every array is
-kept, so the finished file is read back and compared one layer at a time without holding the model.
+Each canonical layer becomes one or more Keras layers (:func:`lstmconv.adapters.keras_plan.plan_keras_layer`),
+hashed as it is planned and written (:class:`~lstmconv.targets.keras_writers.KerasWeightsWriter`); only a digest
+of every array is kept, so the finished file is read back and compared one layer at a time without holding the
+model.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -17,142 +16,142 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmconv.pipeline.check import check_source_side
+from lstmconv.adapters.keras_plan import (
+    KerasLayerPlan,
+    keras_layer_refusals,
+    keras_usage_notes,
+    plan_keras_layer,
+)
 from lstmconv.errors import RefusedConversionError, UnsupportedFeatureError, VerificationError
-from lstmconv.targets.keras_writers import KerasWeightsWriter, write_keras_archive
-from lstmconv.pipeline.load import LayerSource, refuse_without_recurrent
-from lstmconv.pipeline.refusals import KERAS2, KERAS3, ways_out
-from lstmconv.pipeline.report import ConversionReport, LayerReport, describe
-from lstmconv._fast.run_ahead import one_blas_thread_for, run_ahead
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal
 from lstmconv.schema import Layer
-from lstmconv.adapters.keras_plan import KerasLayerPlan, keras_usage_notes, plan_keras_layer
-from lstmconv.io.atomic import check_suffix, write_atomically
+from lstmconv.targets.keras_writers import KerasWeightsWriter, write_keras_archive
 
-__all__ = ["write_keras"]
+__all__ = ["TARGET", "KERAS3", "KERAS2"]
+
+# The rule sets as a user knows them: one Keras target writes two kinds of file with different rules.
+KERAS3 = "keras (.keras, .weights.h5)"
+KERAS2 = "keras (.h5)"
+_MAJOR = {KERAS3: 3, KERAS2: 2}
 
 #: An array's shape, dtype and a hash of its bytes
 ArrayDigest = tuple[tuple[int, ...], str, bytes]
 
 
-def write_keras(
-    layers: LayerSource,
-    destination: str | Path,
-    *,
-    verify: bool = True,
-    force: bool = False,
-    skip_unsupported: bool = False,
-    known_finite: bool = False,
-) -> ConversionReport:
-    """Write ``layers`` as Keras weights; see the module docstring. ``known_finite``: non-finite weights were
-    refused already."""
-    source, skipped, wiring = layers.source, layers.skipped, layers.wiring  # skipped grows while the layers are read
-    destination = Path(destination)
-    check_suffix(destination, "keras", force)
-    archive = destination.suffix == ".keras"
-    keras3 = archive or destination.name.endswith(".weights.h5")
-    major = 3 if keras3 else 2
-    if archive and wiring is None:
-        raise UnsupportedFeatureError(
-            "a complete .keras model needs to know how the layers connect, and this source does not say",
-            file=source,
-            hint="write .weights.h5 and load it into a Keras model you build with the same layers",
-        )
-    if archive and wiring is not None and wiring.unsupported:
-        raise RefusedConversionError(
-            "the whole model cannot be rebuilt in Keras 3; nothing was written",
-            refusals=[UnsupportedFeatureError(r, hint="write .weights.h5 instead") for r in wiring.unsupported],
-            file=source,
-        )
-    reports: list[LayerReport] = []
-    refused: list[tuple[str, str, str]] = []  # layer, reason, ways out
-    written: list[KerasLayerPlan] = []  # the plans written, without their arrays
-    seen: list[Layer] = []  # descriptions of every layer read
-    digests: dict[str, list[ArrayDigest]] = {}  # plan name -> (shape, dtype, digest) per array
+class KerasTarget:
+    def rule_sets(self) -> dict[str, str]:
+        return {
+            KERAS3: "a Keras 3 file (.keras or .weights.h5)",
+            KERAS2: "a legacy Keras .h5 (tf.keras, Keras 2 semantics)",
+        }
 
-    taken: set[str] = set()  # Keras names given so far: two source names may make one Keras-safe name
+    def refusals(self, layer: Layer, rule_set: str) -> list[str]:
+        return keras_layer_refusals(layer, _MAJOR[rule_set])
 
-    def planned() -> Iterator[tuple[list[KerasLayerPlan], list[list[ArrayDigest]], LayerReport]]:
-        """Each layer read, planned, checked and hashed (in the run-ahead thread); refusals are collected."""
-        for layer, reference in layers.layers:
-            seen.append(layer.meta())
-            plans, function, refusal = plan_keras_layer(layer, major)
-            if refusal is not None:
-                refused.append((layer.name, refusal, ways_out(layer, KERAS3 if keras3 else KERAS2)))
-                continue
-            if refused and (archive or not skip_unsupported):
-                continue  # going on only to name every refused layer
-            if not plans:
-                continue
-            plans = [_unique(plan, taken) for plan in plans]
-            checking = check_source_side(source, layer, reference, verify, known_finite=known_finite)
-            error, tol, check_notes = checking.finish(function, "the Keras arrays") if function else (None, None, ())
-            hashed = [[_digest(array) for array in plan.arrays] for plan in plans]
-            notes = (*layer.source.inferred, *layer.source.notes, *keras_usage_notes(layer), *check_notes)
-            yield plans, hashed, LayerReport(layer.name, describe(layer), _became(plans), error, tol, notes)
-            del plans, layer, reference, function
+    def rule_set_for(self, destination: Path) -> str:
+        return KERAS3 if destination.suffix == ".keras" or destination.name.endswith(".weights.h5") else KERAS2
 
-    def write_weights(path: Path) -> None:
-        writer = KerasWeightsWriter(path, keras3, wiring)
-        try:
-            # closing(): the background thread is stopped and joined however this block ends
-            with contextlib.closing(run_ahead(planned(), one_blas_thread=one_blas_thread_for(source))) as items:
-                for plans, hashed, report in items:
-                    for plan, plan_digests in zip(plans, hashed, strict=True):
-                        writer.add(plan)
-                        if plan.arrays:
-                            digests[plan.name] = plan_digests
-                        written.append(dataclasses.replace(plan, arrays=[]))
-                    reports.append(report)
-                    del plans
-            # the planning thread is done: what it collected (seen, refused, skipped) is complete
-            refuse_without_recurrent(seen, skipped, source)  # as load_file does, whatever the target refuses
-            if refused and (archive or not skip_unsupported):
-                refusals = [UnsupportedFeatureError(reason, layer=name, hint=hint) for name, reason, hint in refused]
-                raise RefusedConversionError(
-                    f"Keras {major} cannot compute {len(refusals)} layer(s) exactly; nothing was written",
-                    refusals=refusals,
-                    file=source,
-                )
-            if not written:
-                raise RefusedConversionError("no layer could be converted; nothing was written", refusals=[], file=source)
-            writer.close()
-        finally:
-            writer.abort()
+    def way_out(self, layer: Layer) -> str | None:
+        return None
 
-    def write(path: Path) -> None:
-        if not archive:
-            write_weights(path)
+    def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
+        return {}
+
+    preload: tuple[str, ...] = ()
+
+    def writer(self, destination: Path, layers: LayerSource, options: Options) -> KerasWriter:
+        return KerasWriter(destination, layers, _MAJOR[self.rule_set_for(destination)])
+
+
+TARGET = KerasTarget()
+
+
+class KerasWriter:
+    what = "the Keras arrays"
+    companions: tuple[Path, ...] = ()
+
+    def __init__(self, destination: Path, layers: LayerSource, major: int) -> None:
+        self.destination, self.major, self.wiring = destination, major, layers.wiring
+        self.archive = destination.suffix == ".keras"
+        self.label = f"keras {major}"
+        self.refusing = f"Keras {major} cannot compute {{count}} layer(s) exactly"
+        self.all_or_nothing = self.archive
+        self.refused: list[Exception] = []
+        if self.archive and self.wiring is None:
+            raise UnsupportedFeatureError(
+                "a complete .keras model needs to know how the layers connect, and this source does not say",
+                file=layers.source,
+                hint="write .weights.h5 and load it into a Keras model you build with the same layers",
+            )
+        if self.archive and self.wiring is not None and self.wiring.unsupported:
+            raise RefusedConversionError(
+                "the whole model cannot be rebuilt in Keras 3; nothing was written",
+                refusals=[UnsupportedFeatureError(r, hint="write .weights.h5 instead") for r in self.wiring.unsupported],
+                file=layers.source,
+            )
+        self.taken: set[str] = set()  # Keras names given so far: two source names may make one Keras-safe name
+        self.written: list[KerasLayerPlan] = []  # the plans written, without their arrays
+        self.digests: dict[str, list[ArrayDigest]] = {}  # plan name -> (shape, dtype, digest) per array
+
+    def refuse(self, layer: Layer) -> Refusal | None:
+        reasons = keras_layer_refusals(layer, self.major)
+        return Refusal(reasons) if reasons else None
+
+    def plan(self, layer: Layer) -> Iterator[Planned]:
+        plans, function = plan_keras_layer(layer, self.major)
+        if not plans:
             return
-        weights = path.with_name(path.name + ".weights.h5")  # beside the temporary file: same folder, same cleanup
-        try:
-            write_weights(weights)
-            assert wiring is not None
-            write_keras_archive(path, written, wiring, "3.0.0", weights)
-        finally:
-            weights.unlink(missing_ok=True)
+        plans = [_unique(plan, self.taken) for plan in plans]
+        for plan in plans:
+            if plan.arrays:
+                self.digests[plan.name] = [_digest(array) for array in plan.arrays]
+        tensors = {f"{plan.name}/{k}": array for plan in plans for k, array in enumerate(plan.arrays)}
+        notes = (*layer.source.inferred, *layer.source.notes, *keras_usage_notes(layer))
+        yield Planned(layer, tensors, function, _became(plans), notes, payload=plans)
 
-    def check_written(path: Path) -> None:
+    def open(self, path: Path, *companions: Path) -> _KerasStream:
+        self.path = path
+        # a .keras archive holds a Keras 3 weights file, written beside the temporary file first (same cleanup)
+        weights = path.with_name(path.name + ".weights.h5") if self.archive else path
+        return _KerasStream(KerasWeightsWriter(weights, self.major == 3, self.wiring), weights if self.archive else None)
+
+    def write(self, stream: _KerasStream, planned: Planned) -> None:
+        for plan in planned.payload:  # type: ignore[attr-defined]
+            stream.weights.add(plan)
+            self.written.append(dataclasses.replace(plan, arrays=[]))
+
+    def finish(self, stream: _KerasStream) -> None:
+        stream.weights.close()
+        if stream.inner is not None:
+            assert self.wiring is not None
+            write_keras_archive(self.path, self.written, self.wiring, "3.0.0", stream.inner)
+
+    def check(self, path: Path) -> None:
         """Every planned layer's arrays read back identical (by digest), one layer's arrays at a time."""
         from lstmconv.sources.keras_files import open_keras
 
         with open_keras(path) as (_, entries, _wiring):
             found = {entry.name: entry for entry in entries if entry.array_names}
-            for name, meant in digests.items():
+            for name, meant in self.digests.items():
                 entry = found.get(name)
                 back = [_digest(array) for array in entry.load_arrays()] if entry is not None else []
                 if back != meant:
-                    raise VerificationError("arrays read back differ from what was written", file=destination, layer=name)
+                    raise VerificationError("arrays read back differ from what was written", file=self.destination, layer=name)
 
-    write_atomically(destination, write, check_written, replace=force)
-    return ConversionReport(
-        source=str(source),
-        destination=str(destination),
-        target=f"keras {major}",
-        layers=tuple(reports),
-        skipped=(*skipped, *(f"{n}: {r}" for n, r, _ in refused)),
-        verified=verify,
-        written_tensors=sum(len(d) for d in digests.values()),
-    )
+    def report(self) -> dict[str, object]:
+        return {"written_tensors": sum(len(d) for d in self.digests.values())}
+
+
+class _KerasStream:
+    """The weights file being written, and for a ``.keras`` archive the temporary weights file inside it."""
+
+    def __init__(self, weights: KerasWeightsWriter, inner: Path | None) -> None:
+        self.weights, self.inner = weights, inner
+
+    def abort(self) -> None:
+        self.weights.abort()
+        if self.inner is not None:
+            self.inner.unlink(missing_ok=True)
 
 
 def _unique(plan: KerasLayerPlan, taken: set[str]) -> KerasLayerPlan:
@@ -181,8 +180,6 @@ def _became(plans: list[KerasLayerPlan]) -> str:
 
 def _digest(array: np.ndarray) -> ArrayDigest:
     """Shape, dtype and a hash of the bytes: enough to compare a read-back array without keeping the original.
-
-    SHA-256: twice as fast as BLAKE2b where the CPU computes it (1.5 against 0.8 GB/s on this project's
-    machine), and it releases the GIL on large buffers, so hashing overlaps the writing."""
+    SHA-256 releases the GIL on large buffers, so hashing in the planning thread overlaps the writing."""
     contiguous = np.ascontiguousarray(array)
     return tuple(contiguous.shape), contiguous.dtype.str, hashlib.sha256(memoryview(contiguous).cast("B")).digest()

@@ -1,166 +1,208 @@
-"""Write torch ``.safetensors`` layer by layer: convert a layer, check it, write its tensors, drop them.
+"""The torch target: each layer as torch.nn parameters (``nn.LSTM``/``GRU``/``RNN``, ``nn.Linear``,
+``nn.Embedding``) under ``<layer>.<parameter>`` keys, in a ``.safetensors`` (written layer by layer) or a
+``.pt``/``.pth`` (``torch.save``, written whole at the end). The header's metadata describes every layer, so the
+modules can be rebuilt from the file alone.
 
-Whatever the source, layers go through here one at a time (:mod:`lstmconv.pipeline.read` for files read layer
-by layer, :func:`lstmconv.pipeline.convert.save_torch` for a loaded model): the next layer is converted and the
-source half of its check runs in a background thread (:mod:`lstmconv._fast.run_ahead`) while the current one is
-written (:class:`~lstmconv.io.safetensors_stream.SafetensorsStream`) and the target half runs. Keys are
-``<layer>.<torch parameter>``; the header's metadata describes every layer (:func:`torch_metadata`), so the
-modules can be rebuilt from the file alone. A ``.pt`` file, or a layer torch.nn cannot compute written for
-lstmconv's emitted module (``--emit-module``), goes through ``save_torch``'s in-memory writer instead.
+With ``--emit-module``, layers torch.nn cannot compute are written in torch's parameter layout too, and a small
+PyTorch module file computing them is written beside (:mod:`lstmconv.adapters.torch_emit`), checked by
+running it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from lstmconv.adapters.torch import layer_from_canonical, torch_module_spec, torch_refusals
-from lstmconv.pipeline.check import SourceSide, check_source_side
-from lstmconv.errors import LstmconvError, RefusedConversionError, UnsupportedFeatureError
-from lstmconv.io.torch_files import METADATA_KEY
-from lstmconv.pipeline.load import LayerSource, refuse_without_recurrent
-from lstmconv.pipeline.report import ConversionReport, LayerReport, describe
-from lstmconv.pipeline.write import PlannedLayer, write_safetensors
-from lstmconv.schema import SCHEMA_VERSION, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.adapters.torch import (
+    layer_from_canonical,
+    torch_layout_state,
+    torch_module_spec,
+    torch_refusals,
+)
+from lstmconv.adapters.torch_emit import (
+    EmittedLayer,
+    can_emit,
+    emitted_function,
+    emitted_layer,
+    module_source,
+)
+from lstmconv.errors import UnsupportedFeatureError, VerificationError
+from lstmconv.io.torch_files import METADATA_KEY, read_torch_file, write_torch_file
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal
+from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.reference.torch_function import torch_layer_function, usage_notes
-from lstmconv.io.atomic import check_suffix
+from lstmconv.schema import SCHEMA_VERSION, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
+from lstmconv.targets.safetensors_output import add_tensors, check_safetensors, open_safetensors
 
-__all__ = [
-    "write_torch",
-    "check_torch_destination",
-    "torch_refusal",
-    "torch_refusals_error",
-    "torch_layer_report",
-    "torch_metadata",
-]
+__all__ = ["TARGET"]
+
+_RULES = "torch"
 
 
-def torch_refusal(layer: Layer, reasons: list[str]) -> UnsupportedFeatureError:
-    """The error for a layer torch.nn cannot compute, with what to do instead."""
-    from lstmconv.pipeline.refusals import ways_out
+class TorchTarget:
+    def rule_sets(self) -> dict[str, str]:
+        return {_RULES: "--to torch (a .safetensors or .pt file)"}
 
-    return UnsupportedFeatureError("; ".join(reasons), layer=layer.name, hint=ways_out(layer, "torch"))
+    def refusals(self, layer: Layer, rule_set: str) -> list[str]:
+        return torch_refusals(layer) if isinstance(layer, RecurrentLayer) else []
 
+    def way_out(self, layer: Layer) -> str | None:
+        """``--emit-module``, for a layer torch.nn cannot compute that the emitted module does."""
+        if isinstance(layer, RecurrentLayer) and can_emit(layer):
+            return "--emit-module layers.py (emit_module='layers.py') for a small PyTorch module computing it"
+        return None
 
-def torch_refusals_error(refusals: list[LstmconvError], source: str | Path) -> RefusedConversionError:
-    """The error listing every layer torch.nn cannot compute."""
-    return RefusedConversionError(
-        f"torch.nn cannot compute {len(refusals)} layer(s) exactly; nothing was written",
-        refusals=refusals,
-        file=str(source),
-    )
+    def rule_set_for(self, destination: Path) -> str:
+        return _RULES
 
+    def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
+        return {options.emit_module: ((".py",), "the --emit-module file")} if options.emit_module is not None else {}
 
-def torch_layer_report(
-    layer: Layer,
-    params: dict[str, np.ndarray],
-    error: float | None,
-    tol: float | None,
-    check_notes: tuple[str, ...],
-    emitted_class: str | None = None,
-) -> LayerReport:
-    """The report row of a layer written for torch."""
-    became = emitted_class + " (emitted module)" if emitted_class else torch_module_spec(layer) or "identity (no parameters)"
-    if params:
-        became += f" as {layer.name}.*"
-    notes = (
-        (*layer.source.inferred, *layer.source.notes, *usage_notes(layer), *check_notes) if isinstance(layer, (RecurrentMeta, DenseMeta)) else ()
-    )
-    return LayerReport(layer.name, describe(layer), became, error, tol, tuple(notes))
+    preload = ("safetensors",)
+
+    def writer(self, destination: Path, layers: LayerSource, options: Options) -> TorchWriter:
+        return TorchWriter(destination, layers, options)
 
 
-def torch_metadata(
-    layers: list[Layer], source: str | Path, source_format: str, custom_modules: dict[str, str]
-) -> dict[str, object]:
-    """What a torch file's header carries: each layer's description, the source, the emitted-module layers."""
-    return {
-        "lstmconv_schema": SCHEMA_VERSION,
-        "layers": [layer.meta().model_dump(mode="json") for layer in layers],
-        "source": {"file": Path(str(source)).name, "format": source_format},
-        "custom_modules": custom_modules,
-    }
+TARGET = TorchTarget()
 
 
-def check_torch_destination(destination: Path, force: bool) -> None:
-    check_suffix(destination, "torch", force)
+class _Tensors(dict[str, np.ndarray]):
+    """A ``.pt`` file's tensors, collected for ``torch.save`` at the end."""
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        self[name] = array
+
+    def flush_behind(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
 
 
-def write_torch(
-    layers: LayerSource,
-    destination: str | Path,
-    *,
-    verify: bool = True,
-    force: bool = False,
-    skip_unsupported: bool = False,
-    known_finite: bool = False,
-) -> ConversionReport:
-    """Write ``layers`` as a torch ``.safetensors``; see the module docstring.
+class TorchWriter:
+    what = "the torch parameters"
+    label = "torch"
+    refusing = "torch.nn cannot compute {count} layer(s) exactly"
+    all_or_nothing = False
 
-    ``known_finite``: the caller refused non-finite weights already.
-    """
-    source, skipped = layers.source, layers.skipped  # skipped may still grow while the layers are read
-    destination = Path(destination)
-    check_torch_destination(destination, force)
-    # filled by the background thread of ``planned``; read only once it has finished
-    refusals: list[LstmconvError] = []
-    converted: list[Layer] = []  # descriptions of the layers written (no arrays)
+    def __init__(self, destination: Path, layers: LayerSource, options: Options) -> None:
+        self.destination, self.layers, self.options = destination, layers, options
+        self.streamed = destination.suffix == ".safetensors"
+        self.module_path = options.emit_module
+        self.companions = (self.module_path,) if self.module_path is not None else ()
+        self.refused: list[Exception] = []
+        self.described: list[Layer] = []  # descriptions of the layers written
+        self.emitted: list[EmittedLayer] = []
+        self.written: list[str] = []
+        self.tensors: dict[str, np.ndarray] = {}  # a .pt file's, for the read-back
 
-    def planned() -> Iterator[PlannedLayer]:
-        """Convert each layer and run the source half of its check (ahead of the writing, in a background thread)."""
-        for layer, reference in layers.layers:
-            if isinstance(layer, RecurrentLayer) and (reasons := torch_refusals(layer)):
-                refusals.append(torch_refusal(layer, reasons))
-                continue
-            if refusals and not skip_unsupported:
-                continue  # going on only to name every refused layer
+    def refuse(self, layer: Layer) -> Refusal | None:
+        if not isinstance(layer, RecurrentLayer):
+            return None
+        reasons = torch_refusals(layer)
+        if not reasons or (self.module_path is not None and can_emit(layer)):
+            return None
+        return Refusal(reasons)
+
+    def plan(self, layer: Layer) -> Iterator[Planned]:
+        meta = layer.meta()
+        emitted = isinstance(layer, RecurrentLayer) and self.module_path is not None and bool(torch_refusals(layer))
+        if emitted:
+            assert isinstance(layer, RecurrentLayer)
+            params = torch_layout_state(layer)
+            described = emitted_layer(layer)
+            self.emitted.append(described)
+            function = self._emitted_function(described, params) if self.options.verify else None
+            became = described[1] + " (emitted module)"
+        else:
             params = layer_from_canonical(layer)
-            # the source half of the check runs here, while the source arrays are in memory; the target half
-            # runs in the writing thread, from the converted arrays alone
-            checking = check_source_side(str(source), layer, reference, verify, known_finite=known_finite)
-            meta = layer.meta()
-            converted.append(meta)  # the description only: the arrays go with the parameters
-            yield PlannedLayer({f"{meta.name}.{key}": value for key, value in params.items()}, _finish(meta, params, checking))
-            del params, layer, reference
+            computes = isinstance(meta, (RecurrentMeta, DenseMeta))
+            function = torch_layer_function(meta, params) if computes else None  # type: ignore[arg-type]
+            became = torch_module_spec(layer) or "identity (no parameters)"
+        if params:
+            became += f" as {layer.name}.*"
+        notes: tuple[str, ...] = ()
+        if isinstance(meta, (RecurrentMeta, DenseMeta)):
+            notes = (*meta.source.inferred, *meta.source.notes, *usage_notes(meta))
+        self.described.append(meta)
+        yield Planned(layer, {f"{layer.name}.{key}": value for key, value in params.items()}, function, became, notes)
 
-    def before_header(entries: dict[str, object]) -> None:
-        if refusals and not skip_unsupported:
-            raise torch_refusals_error(refusals, source)
-        if not refusals:  # a refused layer is a recurrent one: the file has some
-            refuse_without_recurrent(converted, skipped, source)
-        if not entries:
-            hint = "; ".join(skipped) or None
-            raise RefusedConversionError(
-                "no layer could be converted; nothing was written", refusals=[], file=str(source), hint=hint
-            )
+    def _emitted_function(self, described: EmittedLayer, params: dict[str, np.ndarray]) -> ReferenceFn:
+        """The emitted module's function, run with torch; not having torch is said when the check needs it."""
+        text = module_source([described])
+        try:
+            return emitted_function(text, described, params)
+        except ImportError:
+            module_path = self.module_path
+            layer = described[0]
 
-    def metadata() -> dict[str, str]:
-        return {METADATA_KEY: json.dumps(torch_metadata(converted, source, layers.source_format, {}), sort_keys=True)}
+            def unavailable(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+                raise UnsupportedFeatureError(
+                    "checking the emitted module means running it, which needs PyTorch, not installed here",
+                    file=module_path,
+                    layer=layer,
+                    hint="pip install torch, or pass --no-verify (verify=False)",
+                )
 
-    reports, written = write_safetensors(
-        planned(), source=source, destination=destination, reserve=layers.reserve, before_header=before_header,
-        metadata=metadata, replace=force,
-    )
-    return ConversionReport(
-        source=str(source),
-        destination=str(destination),
-        target="torch",
-        layers=tuple(reports),
-        skipped=(*skipped, *(f"{r.layer}: {r.message}" for r in refusals)),
-        verified=verify,
-        written_tensors=len(written),
-    )
+            return unavailable
+
+    def open(self, path: Path, *companions: Path) -> object:
+        self.path, self.module_temporary = path, (companions[0] if companions else None)
+        return open_safetensors(path, self.layers.names) if self.streamed else _Tensors()
+
+    def write(self, stream: object, planned: Planned) -> None:
+        add_tensors(stream, planned.tensors)  # type: ignore[arg-type]
+
+    def finish(self, stream: object) -> None:
+        metadata = {
+            "lstmconv_schema": SCHEMA_VERSION,
+            "layers": [layer.model_dump(mode="json") for layer in self.described],
+            "source": {"file": Path(self.layers.source).name, "format": self.layers.source_format},
+            "custom_modules": {name: class_name for name, class_name, _ in self.emitted},
+        }
+        if self.streamed:
+            stream.finish({METADATA_KEY: json.dumps(metadata, sort_keys=True)})  # type: ignore[attr-defined]
+            self.written = list(stream.entries)  # type: ignore[attr-defined]
+        else:
+            assert isinstance(stream, _Tensors)
+            write_torch_file(self.path, stream, metadata)
+            self.tensors, self.written = dict(stream), list(stream)
+        if self.module_temporary is not None:
+            if self.emitted:
+                self.module_temporary.write_text(module_source(self.emitted))
+            else:  # torch.nn computes every layer: no module to write (a companion not written is not placed)
+                self.module_temporary.unlink()
+
+    def check(self, path: Path, *companions: Path) -> None:
+        if self.streamed:
+            check_safetensors(path, self.written)
+        else:
+            _compare_written(self.destination, self.tensors, read_torch_file(path)[0])
+        for module in companions:
+            if module.exists():
+                compile(module.read_text(), str(module), "exec")
+
+    def report(self) -> dict[str, object]:
+        warnings: tuple[str, ...] = ()
+        if self.module_path is not None and not self.emitted:
+            warnings = (f"--emit-module: torch.nn computes every layer, so there is no module to write; {self.module_path} not written",)
+        return {"written_tensors": len(self.written), "warnings": warnings}
 
 
-def _finish(meta: Layer, params: dict[str, np.ndarray], checking: SourceSide) -> Callable[[], LayerReport]:
-    """The target half of a layer's check, on the torch parameters as written, and its report row."""
-
-    def finish() -> LayerReport:
-        computes = isinstance(meta, (RecurrentMeta, DenseMeta))
-        target = torch_layer_function(meta, params) if computes else None
-        error, tol, check_notes = checking.finish(target, "the torch parameters")
-        return torch_layer_report(meta, params, error, tol, check_notes)
-
-    return finish
+def _compare_written(destination: Path, meant: dict[str, np.ndarray], written: dict[str, np.ndarray]) -> None:
+    if set(meant) != set(written):
+        raise VerificationError(
+            "the written file does not hold the intended tensors",
+            file=destination,
+            expected=sorted(meant),
+            actual=sorted(written),
+        )
+    for key, value in meant.items():
+        back = written[key]
+        same = back.dtype == value.dtype and back.shape == value.shape
+        if not same or np.ascontiguousarray(back).tobytes() != np.ascontiguousarray(value).tobytes():
+            raise VerificationError("tensor read back differs from what was written", file=destination, tensor=key)

@@ -31,6 +31,7 @@ from lstmconv.adapters.onnx import nodes_from_canonical
 from lstmconv.errors import UnsupportedFeatureError
 from lstmconv.layouts.onnx import STANDALONE_OPS, OnnxRecurrentNode, activation_attributes
 from lstmconv.reference.common import ReferenceFn
+from lstmconv.reference.onnx_function import onnx_dense_function, onnx_layer_function
 from lstmconv.schema import (
     ActivationLayer,
     ConcatenateLayer,
@@ -41,7 +42,6 @@ from lstmconv.schema import (
     RecurrentLayer,
     Wiring,
 )
-from lstmconv.reference.onnx_function import onnx_dense_function, onnx_layer_function
 
 __all__ = ["OPSET", "Emitted", "OnnxPlan"]
 
