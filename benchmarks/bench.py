@@ -7,6 +7,12 @@ measured side by side in the same run.
     .venv/bin/python benchmarks/bench.py large --sizes 1 3 6 12 --settle 6   # memory settled: see docs/performance.md
     .venv/bin/python benchmarks/bench.py sources --layers 12
     .venv/bin/python benchmarks/bench.py reference
+    .venv/bin/python benchmarks/bench.py small --baseline /tmp/before   # and large: against another checkout
+
+With ``--baseline DIR`` every lstmconv row is run twice per round, once from this checkout and once from the
+lstmconv package in DIR (another checkout, e.g. ``git worktree add DIR <commit>``), both started the same way
+(``python -c "from lstmconv.cli import console_script; console_script()"`` with DIR or this checkout first on
+``sys.path``), interleaved: a before/after comparison on one machine state.
 
 Wall time and peak RSS of whole processes come from GNU time (``/usr/bin/time -f "%e %M"``).
 """
@@ -109,10 +115,31 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(statistics.median(s[key] for s in runs), 3) for key in ("seconds", "peak_rss_mib")}
 
 
-def byte_compile() -> None:
+def byte_compile(*roots: Path) -> None:
     """Compile lstmconv's modules as an installed package has them (an editable install under
     PYTHONDONTWRITEBYTECODE would compile every module on every run, about 60 ms of start-up)."""
-    subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "lstmconv")], check=True)
+    for root in (ROOT, *roots):
+        subprocess.run([PYTHON, "-m", "compileall", "-q", str(root / "lstmconv")], check=True)
+
+
+def from_checkout(root: Path) -> list[str]:
+    """The ``lstmconv`` command of the package in ``root``."""
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); from lstmconv.cli import console_script; console_script()"
+    return [PYTHON, "-c", code]
+
+
+def with_baseline(rows: dict[str, Run], baseline: str | None) -> dict[str, Run]:
+    """``rows``, and with a baseline checkout each lstmconv row twice: this checkout's and the baseline's."""
+    if not baseline:
+        return rows
+    both: dict[str, Run] = {}
+    for name, run in rows.items():
+        if run.command[0] != LSTMCONV:
+            both[name] = run
+            continue
+        for label, root in (("after", ROOT), ("before", Path(baseline))):
+            both[f"{name} [{label}]"] = Run([*from_checkout(root), *run.command[1:]], run.source, run.output, run.companion)
+    return both
 
 
 def paired_ratios(runs: list[dict[str, float]], base: list[dict[str, float]], name: str = "floor") -> dict[str, float]:
@@ -131,7 +158,7 @@ TF2ONNX_ROW = "tf2onnx (python -m tf2onnx.convert --keras)"
 
 
 def small(args: argparse.Namespace) -> dict[str, object]:
-    byte_compile()
+    byte_compile(*([Path(args.baseline)] if args.baseline else []))
     work = Path(tempfile.mkdtemp())
     source = ROOT / "examples" / "sine_lstm.h5"
     rows = {
@@ -146,12 +173,14 @@ def small(args: argparse.Namespace) -> dict[str, object]:
             [args.tf2onnx_python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(output)], source, output
         )
     env = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    rows = with_baseline(rows, args.baseline)
     samples = interleaved(rows, args.rounds, env)
     summary: dict[str, object] = {name: medians(runs) for name, runs in samples.items()}
     if args.tf2onnx_python:
         tf2onnx = samples[TF2ONNX_ROW]
-        for name in ("lstmconv convert --to torch", "lstmconv convert --to onnx"):
-            summary[name] = {**medians(samples[name]), **paired_ratios(samples[name], tf2onnx, "tf2onnx")}
+        for name in samples:
+            if name.startswith("lstmconv convert"):
+                summary[name] = {**medians(samples[name]), **paired_ratios(samples[name], tf2onnx, "tf2onnx")}
     shutil.rmtree(work)
     return summary
 
@@ -214,7 +243,7 @@ def scratch(workdir: str | None) -> Path:
 
 
 def large(args: argparse.Namespace) -> dict[str, object]:
-    byte_compile()
+    byte_compile(*([Path(args.baseline)] if args.baseline else []))
     work = scratch(args.workdir)
     results: dict[str, object] = {}
     for layers in args.sizes:
@@ -232,7 +261,7 @@ def large(args: argparse.Namespace) -> dict[str, object]:
         if args.external_data or "lstmconv --to onnx" not in rows:
             external = convert(source, work / "ext.onnx", "--to", "onnx", "--external-data")
             rows["lstmconv --to onnx --external-data"] = external
-        samples = interleaved(rows, args.rounds, settle=args.settle)
+        samples = interleaved(with_baseline(rows, args.baseline), args.rounds, settle=args.settle)
         largest_layer = size / layers
         results[f"{layers} layers"] = {
             "weights_mib": round(size / 2**20, 1),
@@ -316,6 +345,7 @@ def main() -> None:
     p_small = sub.add_parser("small")
     p_small.add_argument("--tf2onnx-python", help="python of a separate environment with tensorflow, tf_keras and tf2onnx")
     p_small.add_argument("--rounds", type=int, default=5)
+    p_small.add_argument("--baseline", help="another checkout whose lstmconv runs beside this one's, interleaved")
     p_large = sub.add_parser("large")
     p_large.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 6, 12], help="stacked BiLSTM layers")
     p_large.add_argument("--hidden", type=int, default=1024)
@@ -324,6 +354,7 @@ def main() -> None:
     p_large.add_argument(
         "--external-data", action="store_true", help="also ONNX with --external-data (always above 2 GiB)"
     )
+    p_large.add_argument("--baseline", help="another checkout whose lstmconv runs beside this one's, interleaved")
     p_large.add_argument(
         "--settle", type=float, default=0.0, help="seconds to wait before each run, so memory freed just before has settled"
     )

@@ -28,3 +28,32 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, what: str, atol: floa
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_allclose(actual, expected, atol=atol, rtol=1e-5, err_msg=what)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _every_written_onnx_model_passes_the_onnx_checker() -> object:
+    """lstmconv checks the structure of the graphs it writes itself (importing the onnx package would cost a
+    conversion 0.8 s of start-up); here every model any test writes is also checked by ``onnx.checker`` with
+    full shape inference, before it is put in place."""
+    try:
+        import onnx
+    except ImportError:
+        yield None
+        return
+    from lstmconv.targets.onnx import OnnxWriter
+
+    own_check = OnnxWriter.check
+
+    def check(self: OnnxWriter, path: Path, *companions: Path) -> None:
+        own_check(self, path, *companions)
+        model = onnx.load(str(path), load_external_data=False)
+        # the data file still has its temporary name: its tensors are checked as typed inputs instead
+        external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        for tensor in external:
+            model.graph.initializer.remove(tensor)
+            model.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+        onnx.checker.check_model(model, full_check=True)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OnnxWriter, "check", check)
+        yield None

@@ -290,14 +290,14 @@ def test_hdf5_walk_is_killed_when_the_work_meanwhile_fails(error: type[BaseExcep
 
 
 def test_writer_is_prepared_while_the_source_is_vetted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
+    import lstmconv.pipeline.convert as conversion
     from lstmconv.io import hdf5_guard
 
     waits: list[bool] = []
-    real_wait = hdf5_guard._wait
-    monkeypatch.setattr(hdf5_guard, "_wait", lambda child, seconds: waits.append("onnx.checker" in sys.modules) or real_wait(child, seconds))
-    monkeypatch.delitem(sys.modules, "onnx.checker", raising=False)  # imported again by the writer's preparation
+    prepared: list[str] = []
+    real_wait, real_prepare = hdf5_guard._wait, conversion.prepare_writer
+    monkeypatch.setattr(hdf5_guard, "_wait", lambda child, seconds: waits.append(bool(prepared)) or real_wait(child, seconds))
+    monkeypatch.setattr(conversion, "prepare_writer", lambda spec, options: prepared.append(spec.name) or real_prepare(spec, options))
     lstmconv.convert(SINE, tmp_path / "sine.onnx", to="onnx")
     assert waits == [True]
 

@@ -29,11 +29,11 @@ import mmap
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
 from lstmconv.errors import UnsupportedFeatureError, VerificationError
+from lstmconv.io import onnx_proto
 from lstmconv.io.checked_file import CheckedFile
+from lstmconv.io.onnx_proto import element_type
 from lstmconv.io.protobuf_wire import WIRE_LEN, WireFormatError, fields, key, varint
 
 __all__ = ["OnnxStream", "PROTOBUF_LIMIT", "count_graph_fields"]
@@ -73,14 +73,14 @@ class OnnxStream:
         if name in self.written:
             raise ValueError(f"duplicate initializer {name}")
         data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        header = TensorProto(name=name, dims=data.shape, data_type=helper.np_dtype_to_tensor_dtype(data.dtype))
+        header = onnx_proto.TensorProto(name=name, dims=data.shape, data_type=element_type(data.dtype))
         if self.data is None:
             tensor = header.SerializeToString() + key(_TENSOR_RAW_DATA) + varint(data.nbytes)
             inline = data.nbytes
         else:
             offset = self._append_external(data, name)
             # what onnx.external_data_helper.set_external_data writes (it wants the raw data in the message)
-            header.data_location = TensorProto.EXTERNAL
+            header.data_location = onnx_proto.TensorProto.EXTERNAL
             for entry, value in (("location", self.location), ("offset", offset), ("length", data.nbytes)):
                 header.external_data.add(key=entry, value=str(value))
             tensor = header.SerializeToString()
@@ -111,7 +111,7 @@ class OnnxStream:
         """Start flushing the tensors written so far to disk in the background."""
         (self.data if self.data is not None else self.file).flush_behind()  # the model's part is small
 
-    def finish(self, rest: onnx.ModelProto) -> None:
+    def finish(self, rest: onnx_proto.ModelProto) -> None:
         """Write ``rest`` (the model without the streamed tensors) after them, flush and close (the data file
         first: the model is complete only once what it refers to is)."""
         serialized = rest.SerializeToString()

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import external_data_helper, helper, numpy_helper
 
 from lstmconv._fast import buffers
 from lstmconv.errors import ConfigError, InputFormatError, LstmconvError, UnsupportedFeatureError
 from lstmconv.gates import gate_count
+from lstmconv.io import onnx_proto
+from lstmconv.io.onnx_proto import ELEMENT_TYPES, attribute_value, numpy_dtype, to_array, uses_external_data
 from lstmconv.io.onnx_skeleton import read_skeleton
 from lstmconv.io.reading import read_into
 from lstmconv.layouts.onnx import (
@@ -144,11 +144,11 @@ def read_onnx(path: str | Path) -> OnnxFile:
 _FOLD_MARGIN = 16 << 20
 
 
-def _declared_bytes(graph: onnx.GraphProto) -> int:
+def _declared_bytes(graph: onnx_proto.GraphProto) -> int:
     """The bytes of every initializer and Constant tensor of ``graph`` and its subgraphs, from their shapes."""
     total = 0
 
-    def tensor_bytes(tensor: onnx.TensorProto) -> int:
+    def tensor_bytes(tensor: onnx_proto.TensorProto) -> int:
         itemsize = _PLAIN_TYPES[tensor.data_type].itemsize if tensor.data_type in _PLAIN_TYPES else 8
         return math.prod(int(d) for d in tensor.dims) * itemsize
 
@@ -156,11 +156,11 @@ def _declared_bytes(graph: onnx.GraphProto) -> int:
         total += tensor_bytes(initializer)
     for node in graph.node:
         for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.TENSOR:
+            if attribute.type == onnx_proto.AttributeProto.TENSOR:
                 total += tensor_bytes(attribute.t)
-            elif attribute.type == onnx.AttributeProto.GRAPH:
+            elif attribute.type == onnx_proto.AttributeProto.GRAPH:
                 total += _declared_bytes(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
+            elif attribute.type == onnx_proto.AttributeProto.GRAPHS:
                 total += sum(_declared_bytes(sub) for sub in attribute.graphs)
     return total
 
@@ -187,13 +187,13 @@ class _Reader:
         # each Dense pattern's MatMul/Gemm node, in graph order
         self.found: list[
             tuple[
-                onnx.NodeProto,
+                onnx_proto.NodeProto,
                 tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str]] | _DensePattern | _TablePattern,
             ]
         ] = []
 
-    def tensor(self, proto: onnx.TensorProto) -> np.ndarray:
-        if external_data_helper.uses_external_data(proto):
+    def tensor(self, proto: onnx_proto.TensorProto) -> np.ndarray:
+        if uses_external_data(proto):
             inline = [field.name for field, _ in proto.ListFields() if field.name.endswith("_data") and field.name != "external_data"]
             if inline:
                 raise InputFormatError(
@@ -204,11 +204,11 @@ class _Reader:
                 )
             return self.external_tensor(proto)
         try:
-            return numpy_helper.to_array(proto)
+            return to_array(proto)
         except Exception as error:
             raise InputFormatError(f"cannot decode tensor: {error}", file=self.path, tensor=proto.name) from None
 
-    def external_tensor(self, proto: onnx.TensorProto) -> np.ndarray:
+    def external_tensor(self, proto: onnx_proto.TensorProto) -> np.ndarray:
         """A tensor whose bytes are elsewhere in a file (the model's own large tensors, see read_skeleton, or
         ONNX external data beside the model), read straight into the array."""
         info = {entry.key: entry.value for entry in proto.external_data}
@@ -233,10 +233,10 @@ class _Reader:
             )
         plain = _PLAIN_TYPES.get(proto.data_type)
         if plain is None:  # bfloat16, float8, 4-bit, strings: onnx decodes them from a copy with the bytes inline
-            inline = onnx.TensorProto()
+            inline = onnx_proto.TensorProto()
             inline.CopyFrom(proto)
             del inline.external_data[:]
-            inline.data_location = onnx.TensorProto.DEFAULT
+            inline.data_location = onnx_proto.TensorProto.DEFAULT
             inline.raw_data = bytes(self._read(target, proto.name, np.empty(length, np.uint8), offset))
             return self.tensor(inline)
         shape = tuple(proto.dims)
@@ -259,16 +259,16 @@ class _Reader:
             raise InputFormatError("external data ends early", file=self.path, tensor=tensor)
         return array
 
-    def walk(self, graph: onnx.GraphProto, outer: dict[str, np.ndarray]) -> None:
+    def walk(self, graph: onnx_proto.GraphProto, outer: dict[str, np.ndarray]) -> None:
         scope = dict(outer)  # a subgraph sees the enclosing graphs' constants
         for initializer in graph.initializer:
             scope[initializer.name] = _Lazy(self, initializer)
-        consumers: dict[str, list[onnx.NodeProto]] = {}
+        consumers: dict[str, list[onnx_proto.NodeProto]] = {}
         for node in graph.node:
             for name in node.input:
                 consumers.setdefault(name, []).append(node)
         for output in graph.output:  # a graph output is read by the caller too
-            consumers.setdefault(output.name, []).append(onnx.NodeProto(op_type="<graph output>"))
+            consumers.setdefault(output.name, []).append(onnx_proto.NodeProto(op_type="<graph output>"))
         for node in graph.node:
             if node.op_type in RECURRENT_OPS:
                 self.record(node, scope)
@@ -277,9 +277,9 @@ class _Reader:
             elif not (node.op_type == "Gather" and self.table(node, scope)):
                 self.fold(node, scope)
             for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
+                if attribute.type == onnx_proto.AttributeProto.GRAPH:
                     self.walk(attribute.g, scope)
-                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                elif attribute.type == onnx_proto.AttributeProto.GRAPHS:
                     for sub in attribute.graphs:
                         self.walk(sub, scope)
 
@@ -289,7 +289,7 @@ class _Reader:
         found = scope.get(name)
         return found.load() if isinstance(found, (_Lazy, _Fold)) else found
 
-    def fold(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
+    def fold(self, node: onnx_proto.NodeProto, scope: dict[str, Any]) -> None:
         """Mark the outputs of a node computed from constants only as constants, folded when asked for: a
         constant no recurrent or Dense layer reads is never computed."""
         if node.op_type not in _FOLDERS or any(n and scope.get(n) is None for n in node.input):
@@ -297,10 +297,10 @@ class _Reader:
         for index, name in enumerate(node.output):
             scope[name] = _Fold(self, node, index, scope)  # names are assigned once: the scope can be shared
 
-    def folded(self, node: onnx.NodeProto, scope: dict[str, Any]) -> list[np.ndarray]:
+    def folded(self, node: onnx_proto.NodeProto, scope: dict[str, Any]) -> list[np.ndarray]:
         """The outputs of a constant node, within the budget of the weight being read (:meth:`budgeted`)."""
         inputs = [self.value(scope, n) if n else None for n in node.input]
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: attribute_value(a) for a in node.attribute}
         if node.op_type == "Split" and int(attrs.get("num_outputs", len(node.output))) != len(node.output):
             raise InputFormatError(
                 "Split's num_outputs differs from its outputs", file=self.path, layer=node.name or None,
@@ -317,7 +317,7 @@ class _Reader:
         self.spend(sum(v.nbytes for v in outputs), node)
         return outputs
 
-    def spend(self, size: int, node: onnx.NodeProto) -> None:
+    def spend(self, size: int, node: onnx_proto.NodeProto) -> None:
         """Count ``size`` bytes of folding against the budget of the weight being read."""
         self.left -= size + 64
         if self.left < 0:
@@ -334,7 +334,7 @@ class _Reader:
         self.left = self.budget
         return read()
 
-    def record(self, node: onnx.NodeProto, scope: dict[str, Any]) -> None:
+    def record(self, node: onnx_proto.NodeProto, scope: dict[str, Any]) -> None:
         names = list(node.input) + [""] * (8 - len(node.input))
         label = node.name or node.op_type
         slots = dict(zip(("W", "R", "B", "P"), (names[1], names[2], names[3], names[7])))
@@ -381,12 +381,12 @@ class _Reader:
         )
         self.found.append((node, (load, notes, runtime)))
 
-    def dense(self, node: onnx.NodeProto, scope: dict[str, Any], consumers: dict[str, list[onnx.NodeProto]]) -> None:
+    def dense(self, node: onnx_proto.NodeProto, scope: dict[str, Any], consumers: dict[str, list[onnx_proto.NodeProto]]) -> None:
         """Record ``node`` (MatMul or Gemm) as a Dense layer when its weight is a constant matrix (see
         :class:`OnnxDenseEntry`)."""
         if len(node.input) < 2 or scope.get(node.input[1]) is None or scope.get(node.input[0]) is not None:
             return
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: attribute_value(a) for a in node.attribute}
         gemm = node.op_type == "Gemm"
         if gemm and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
             return
@@ -422,9 +422,9 @@ class _Reader:
             return  # not a matrix, or a bias that does not add one number per unit: not a Dense layer
         self.found.append((node, _DensePattern(load, activation)))
 
-    def table(self, node: onnx.NodeProto, scope: dict[str, Any]) -> bool:
+    def table(self, node: onnx_proto.NodeProto, scope: dict[str, Any]) -> bool:
         """Record ``node`` (Gather) as an Embedding when it looks up runtime ids in a constant float matrix."""
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: attribute_value(a) for a in node.attribute}
         if len(node.input) != 2 or attrs.get("axis", 0) != 0 or scope.get(node.input[1]) is not None:
             return False
         found = scope.get(node.input[0])
@@ -455,7 +455,7 @@ class _Reader:
 class _Fold:
     """Output ``index`` of a node computed from constants only, folded each time it is used."""
 
-    def __init__(self, reader: _Reader, node: onnx.NodeProto, index: int, scope: dict[str, Any]) -> None:
+    def __init__(self, reader: _Reader, node: onnx_proto.NodeProto, index: int, scope: dict[str, Any]) -> None:
         self.reader, self.node, self.index, self.scope = reader, node, index, scope
 
     def load(self) -> np.ndarray:
@@ -465,34 +465,27 @@ class _Fold:
 class _Lazy:
     """An initializer, decoded when used (large unused initializers are never read)."""
 
-    def __init__(self, reader: _Reader, proto: onnx.TensorProto) -> None:
+    def __init__(self, reader: _Reader, proto: onnx_proto.TensorProto) -> None:
         self.reader, self.proto = reader, proto
 
     def load(self) -> np.ndarray:
         return self.reader.tensor(self.proto)
 
 
-_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+_FLOAT_TYPES = (onnx_proto.TensorProto.FLOAT, onnx_proto.TensorProto.DOUBLE, onnx_proto.TensorProto.FLOAT16, onnx_proto.TensorProto.BFLOAT16)
 
-_PLAIN_TYPES = {  # element types stored as plain little-endian numbers
-    code: np.dtype(helper.tensor_dtype_to_np_dtype(code)).newbyteorder("<")
-    for code in (
-        onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8,
-        onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16, onnx.TensorProto.INT32,
-        onnx.TensorProto.UINT32, onnx.TensorProto.INT64, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL,
-    )
-}
+_PLAIN_TYPES = ELEMENT_TYPES  # element types stored as plain little-endian numbers
 
 
 def _load_node(
-    path: Path, node: onnx.NodeProto, load_weights: Callable[[], dict[str, np.ndarray | None]], name: str, opset: int
+    path: Path, node: onnx_proto.NodeProto, load_weights: Callable[[], dict[str, np.ndarray | None]], name: str, opset: int
 ) -> OnnxRecurrentNode:
     return _node(path, node, load_weights(), name, opset)
 
 
-def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None], name: str, opset: int) -> OnnxRecurrentNode:
+def _node(path: Path, node: onnx_proto.NodeProto, weights: dict[str, np.ndarray | None], name: str, opset: int) -> OnnxRecurrentNode:
     op = node.op_type
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {a.name: attribute_value(a) for a in node.attribute}
 
     def text(value: Any) -> str:
         return value.decode() if isinstance(value, bytes) else str(value)
@@ -562,12 +555,12 @@ def _node(path: Path, node: onnx.NodeProto, weights: dict[str, np.ndarray | None
 _STANDALONE_OPS_READ = {op: name for name, op in STANDALONE_OPS.items()}
 
 
-def _standalone_activation(node: onnx.NodeProto, opset: int) -> tuple[str, float | None, float | None] | None:
+def _standalone_activation(node: onnx_proto.NodeProto, opset: int) -> tuple[str, float | None, float | None] | None:
     """The activation one op computes on its own (``None`` if it is not one, or not on the last axis)."""
     name = _STANDALONE_OPS_READ.get(node.op_type)
     if name is None:
         return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {a.name: attribute_value(a) for a in node.attribute}
     if name in ("softmax", "log_softmax"):
         # before opset 13 the default axis is 1 (of a flattened 2-D view); only the last axis is a Dense's
         axis = attrs.get("axis", -1 if opset >= 13 else 1)
@@ -659,7 +652,7 @@ def _reshape(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: i
 
 
 def _cast(reader: _Reader, inputs: list[Any], attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
-    return [inputs[0].astype(helper.tensor_dtype_to_np_dtype(attrs["to"]))]
+    return [inputs[0].astype(numpy_dtype(attrs["to"]))]
 
 
 _FOLDERS = {
@@ -681,13 +674,13 @@ _FOLDERS = {
 }
 
 
-def iter_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+def iter_nodes(graph: onnx_proto.GraphProto) -> Iterator[onnx_proto.NodeProto]:
     """Every node of ``graph`` and of its subgraphs."""
     for node in graph.node:
         yield node
         for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
+            if attribute.type == onnx_proto.AttributeProto.GRAPH:
                 yield from iter_nodes(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
+            elif attribute.type == onnx_proto.AttributeProto.GRAPHS:
                 for sub in attribute.graphs:
                     yield from iter_nodes(sub)

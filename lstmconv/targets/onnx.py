@@ -4,7 +4,7 @@ subgraph), its recurrent layers as fused LSTM/GRU/RNN operators.
 The graph is planned one layer at a time (:class:`~lstmconv.targets.onnx_graph.OnnxPlan`); each layer's large
 arrays are written to the file at once (:class:`~lstmconv.io.onnx_stream.OnnxStream`) and dropped, so the
 writer holds about two layers' converted arrays. The graph itself (nodes, inputs, outputs, small constants) is
-written last, after ``onnx.checker`` has checked it with the weights declared by type and shape. With
+written last, once its structure is checked. With
 ``external_data`` the weights go to ``<destination>.data`` beside the model (needed above 2 GiB).
 """
 
@@ -41,7 +41,7 @@ class OnnxTarget:
     def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
         return {external_data_path(destination): ((), "the external data file")} if options.external_data else {}
 
-    preload = ("onnx", "onnx.checker", "lstmconv.targets.onnx_graph")
+    preload = ("lstmconv.targets.onnx_graph",)
 
     def writer(self, destination: Path, layers: LayerSource, options: Options) -> OnnxWriter:
         return OnnxWriter(destination, layers, options)
@@ -107,10 +107,8 @@ class OnnxWriter:
             stream.flush_behind()  # per tensor: the disk works while the next one is written
 
     def finish(self, stream: OnnxStream) -> None:
-        import onnx.checker
-
         rest = self.plan_graph.finish()
-        onnx.checker.check_model(self.plan_graph.checkable(rest), full_check=True)
+        self.plan_graph.check(rest)
         stream.finish(rest)
         self.written = [*stream.written, *(t.name for t in rest.graph.initializer)]
 

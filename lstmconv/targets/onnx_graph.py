@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from lstmconv.activations import Activation
 from lstmconv.adapters.onnx import nodes_from_canonical
-from lstmconv.errors import UnsupportedFeatureError
+from lstmconv.errors import UnsupportedFeatureError, VerificationError
+from lstmconv.io import onnx_proto
+from lstmconv.io.onnx_proto import element_type, from_array, make_node, make_value_info
 from lstmconv.layouts.onnx import STANDALONE_OPS, OnnxRecurrentNode, activation_attributes
 from lstmconv.reference.common import ReferenceFn
 from lstmconv.reference.onnx_function import onnx_dense_function, onnx_layer_function
@@ -53,7 +53,7 @@ class _Graph:
     """A small ONNX graph builder that keeps unique value names and the rank of every value."""
 
     def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
+        self.nodes: list[onnx_proto.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}
         self.rank: dict[str, int] = {}
         self._used: set[str] = set()
@@ -92,7 +92,7 @@ class _Graph:
     ) -> list[str]:
         names = [self.fresh(f"{hint}" if outputs == 1 else f"{hint}_{k}") for k in range(outputs)]
         name = self.fresh(node_name or f"{hint}_{op}")
-        self.nodes.append(helper.make_node(op, inputs, names, name=name, **attrs))
+        self.nodes.append(make_node(op, inputs, names, name=name, **attrs))
         for name in names:
             self.rank[name] = rank
         return names
@@ -121,8 +121,8 @@ class OnnxPlan:
 
     def __init__(self, wiring: Wiring | None, producer_version: str, inline_bytes: int = 1024) -> None:
         self.graph = _Graph()
-        self.inputs: list[onnx.ValueInfoProto] = []
-        self.outputs: list[onnx.ValueInfoProto] = []
+        self.inputs: list[onnx_proto.ValueInfoProto] = []
+        self.outputs: list[onnx_proto.ValueInfoProto] = []
         self.wiring = wiring
         self.producer_version = producer_version
         self.inline_bytes = inline_bytes
@@ -148,7 +148,7 @@ class OnnxPlan:
             self._next += 1
         return emitted
 
-    def finish(self) -> onnx.ModelProto:
+    def finish(self) -> onnx_proto.ModelProto:
         """The model without the large arrays handed out (the caller wrote those)."""
         if self.wiring is not None:
             order = list(self.wiring.inbound)
@@ -159,25 +159,37 @@ class OnnxPlan:
             raise UnsupportedFeatureError("nothing to write: no recurrent, Dense or Embedding layer")
         return self._model(self.graph.initializers)
 
-    def checkable(self, rest: onnx.ModelProto) -> onnx.ModelProto:
-        """``rest`` with the large arrays declared as typed inputs, for ``onnx.checker`` without the weights."""
-        model = onnx.ModelProto()
-        model.CopyFrom(rest)
-        for name, (dtype, shape) in self.large.items():
-            model.graph.input.append(_value_info(name, dtype.name, list(shape)))
-        return model
+    def check(self, rest: onnx_proto.ModelProto) -> None:
+        """The graph's structure, as the ONNX checker sees it: every value a node reads is a graph input, an
+        initializer (``rest``'s or one handed out) or the output of an earlier node; none is computed twice;
+        every graph output is computed. The operators and their attributes are this module's own, run by
+        onnxruntime in the tests (``tests/conftest.py`` runs ``onnx.checker`` on every model the tests write)."""
+        graph = rest.graph
+        known = {*self.large, *(t.name for t in graph.initializer), *(i.name for i in graph.input)}
+        for node in graph.node:
+            missing = [name for name in node.input if name and name not in known]
+            twice = [name for name in node.output if name in known]
+            if missing or twice:
+                raise VerificationError(
+                    f"the planned graph is not valid: node {node.name!r} "
+                    + (f"reads {missing}, which nothing defines" if missing else f"computes {twice} again"),
+                    hint="this is a bug in lstmconv; please report it with the file",
+                )
+            known.update(node.output)
+        if unknown := [output.name for output in graph.output if output.name not in known]:
+            raise VerificationError(f"the planned graph is not valid: nothing computes its outputs {unknown}", hint="this is a bug in lstmconv")
 
-    def _model(self, initializers: dict[str, np.ndarray]) -> onnx.ModelProto:
-        tensors = [numpy_helper.from_array(array, name) for name, array in initializers.items()]
-        graph = helper.make_graph(self.graph.nodes, "lstmconv", self.inputs, self.outputs, tensors)
-        proto = helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", OPSET)],
+    def _model(self, initializers: dict[str, np.ndarray]) -> onnx_proto.ModelProto:
+        proto = onnx_proto.messages()
+        tensors = [from_array(array, name) for name, array in initializers.items()]
+        graph = proto.GraphProto(name="lstmconv", node=self.graph.nodes, input=self.inputs, output=self.outputs, initializer=tensors)
+        return proto.ModelProto(
+            ir_version=8,
             producer_name="lstmconv",
             producer_version=self.producer_version,
+            graph=graph,
+            opset_import=[proto.OperatorSetIdProto(domain="", version=OPSET)],
         )
-        proto.ir_version = 8
-        return proto
 
     def _hand_out(self, layer: Layer, function: ReferenceFn | None) -> Emitted:
         arrays = {}
@@ -276,7 +288,7 @@ class OnnxPlan:
                 inner = self.graph.fresh(f"{name}_inner")
                 self.graph.rename(name, inner)
                 value = inner if value == name else value
-            self.graph.nodes.append(helper.make_node("Identity", [value], [name], name=self.graph.fresh(f"{name}_Identity")))
+            self.graph.nodes.append(make_node("Identity", [value], [name], name=self.graph.fresh(f"{name}_Identity")))
             rank = self.graph.rank[value]
             self.outputs.append(_value_info(name, "float32", ["batch"] + [f"{name}_d{k}" for k in range(1, rank)]))
 
@@ -293,16 +305,15 @@ def _first(value: str | Pair) -> str:
     return value[0] if isinstance(value, Pair) else value
 
 
-def _value_info(name: str, dtype: str, dims: list[int | str]) -> onnx.ValueInfoProto:
-    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    return helper.make_tensor_value_info(name, elem, dims)
+def _value_info(name: str, dtype: str, dims: list[int | str]) -> onnx_proto.ValueInfoProto:
+    return make_value_info(name, element_type(dtype), dims)
 
 
 def _per_layer(
     graph: _Graph,
     layer: Layer,
-    inputs: list[onnx.ValueInfoProto],
-    outputs: list[onnx.ValueInfoProto],
+    inputs: list[onnx_proto.ValueInfoProto],
+    outputs: list[onnx_proto.ValueInfoProto],
     functions: dict[str, ReferenceFn],
 ) -> None:
     x = f"{layer.name}.x"
@@ -324,7 +335,7 @@ def _per_layer(
     named = zip(y, (".y_forward", ".y_backward")) if isinstance(y, Pair) else [(y, ".y")]
     for value, suffix in named:
         output = f"{layer.name}{suffix}"
-        graph.nodes.append(helper.make_node("Identity", [value], [output], name=graph.fresh(f"{output}_Identity")))
+        graph.nodes.append(make_node("Identity", [value], [output], name=graph.fresh(f"{output}_Identity")))
         rank = graph.rank[value]
         outputs.append(_value_info(output, "float32", [batch] + [f"{output}_d{k}" for k in range(1, rank)]))
     if isinstance(layer, RecurrentLayer):
@@ -343,7 +354,7 @@ class RuntimeInputs:
     sequence_lens: str | None
 
 
-def _runtime_inputs(graph: _Graph, layer: RecurrentLayer, x: str, inputs: list[onnx.ValueInfoProto]) -> RuntimeInputs:
+def _runtime_inputs(graph: _Graph, layer: RecurrentLayer, x: str, inputs: list[onnx_proto.ValueInfoProto]) -> RuntimeInputs:
     """Optional inputs of a per-layer model, for what the source took at run time (``layer.runtime_inputs``):
     ``<layer>.h0`` and ``<layer>.c0`` (zeros when not given) and ``<layer>.sequence_lens`` (every sequence full
     length when not given, or given as 0). Each is a graph input with a small default initializer of the same
@@ -371,7 +382,7 @@ def _runtime_inputs(graph: _Graph, layer: RecurrentLayer, x: str, inputs: list[o
     lengths = graph.const(f"{name}.sequence_lens", np.zeros(1, np.int32))
     inputs.append(_value_info(lengths, "int32", [f"{name}.batch"]))
     graph.rank[lengths] = 1
-    full = graph.one("Cast", [steps], f"{name}_full_length", 1, to=TensorProto.INT32)
+    full = graph.one("Cast", [steps], f"{name}_full_length", 1, to=onnx_proto.TensorProto.INT32)
     stated = graph.one("Greater", [lengths, graph.const(f"{name}_no_length", np.zeros(1, np.int32))], f"{name}_stated", 1)
     chosen = graph.one("Where", [stated, lengths, full], f"{name}_lengths", 1)
     per_sequence = graph.one("Expand", [chosen, batch], f"{name}_sequence_lens", 1)
@@ -400,7 +411,7 @@ def _emit(
     if isinstance(layer, EmbeddingLayer):
         table = graph.const(f"{layer.name}.embeddings", layer.weight)
         # Keras casts ids to integers whatever the input dtype (Keras 3 Inputs default to float32).
-        ids = graph.one("Cast", [incoming[0]], f"{layer.name}_ids", graph.rank[incoming[0]], to=TensorProto.INT64)
+        ids = graph.one("Cast", [incoming[0]], f"{layer.name}_ids", graph.rank[incoming[0]], to=onnx_proto.TensorProto.INT64)
         return graph.one("Gather", [table, ids], layer.name, graph.rank[incoming[0]] + 1, axis=0)
     if isinstance(layer, ActivationLayer):
         return _emit_activation(graph, layer.activation, incoming[0], layer.name)
@@ -453,7 +464,7 @@ def _emit_recurrent(
         for state, parts in states.items():
             if parts:
                 joined = parts[0] if len(parts) == 1 else graph.one("Concat", parts, f"{name}_{state}_all", 3, axis=0)
-                graph.nodes.append(helper.make_node("Identity", [joined], [f"{name}.{state}"], name=graph.fresh(f"{name}.{state}_Identity")))
+                graph.nodes.append(make_node("Identity", [joined], [f"{name}.{state}"], name=graph.fresh(f"{name}.{state}_Identity")))
     if full_sequence or layer.return_sequences:
         return _sequence_output(graph, layer, Y)
     return _last_step_output(graph, layer, Y_h)
