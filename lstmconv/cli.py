@@ -6,9 +6,7 @@ imports no framework.
 """
 
 # No ``from __future__ import annotations`` here: typer reads the commands' annotations every run, and string
-# annotations would make it compile and evaluate each of them (7 ms of a 0.4 s conversion).
-import atexit
-import gc
+# annotations would make it compile and evaluate each of them.
 import json
 import os
 import signal
@@ -20,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from lstmconv._fast import startup
 from lstmconv.registry import SOURCE_NAMES, TARGET_NAMES
 
 __all__ = ["app", "console_script", "main"]
@@ -71,7 +70,7 @@ def _fail(error: Exception) -> NoReturn:
 def _run(action: Any) -> Any:
     from lstmconv.errors import LstmconvError
 
-    _end_startup()
+    startup.commands_start()
     try:
         return action()
     except LstmconvError as error:
@@ -273,52 +272,6 @@ def verify(
     raise typer.Exit(code=0 if outcome.same else 1)
 
 
-# Start-up creates a few hundred thousand objects that live until the process ends (numpy, pydantic's
-# validators, typer, the modules themselves). The cyclic garbage collector would walk them over and over while
-# they are created and once more when the interpreter exits: about 50 ms of a 0.4 s small conversion
-# (benchmarks/bench.py small). So the console script collects nothing while importing, then freezes what
-# exists (``gc.freeze``: later collections skip it) and collects normally while the conversion runs.
-_startup_gc_paused = False
-
-
-def _end_startup() -> None:
-    """Freeze the objects made by start-up and collect garbage normally from here on (console script only)."""
-    global _startup_gc_paused
-    if _startup_gc_paused:
-        _startup_gc_paused = False
-        gc.freeze()
-        gc.enable()
-
-
-def _exit_without_teardown(code: object) -> None:
-    """End the process now with ``code``, skipping the interpreter's teardown; return instead (and leave the exit
-    to the caller) when skipping it could lose anything.
-
-    After a command, the interpreter's teardown frees every module and object of numpy, pydantic, onnx, typer and
-    rich one by one: 25-45 ms (measured between the end of ``main`` and the end of the process), about 6% of a
-    small conversion (``benchmarks/bench.py small``), for memory the operating system reclaims at once. What the
-    teardown does that can matter is kept: ``atexit`` functions run (logging's, h5py's) and stdout and stderr
-    are flushed. A live non-daemon thread (its work would be cut short), a flush that fails (a closed pipe) or an
-    exit code that is not a number (``sys.exit`` prints it) take the ordinary way out. Output files are complete
-    by then: they are written, flushed to disk and renamed into place before a command returns.
-    """
-    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
-    if run_exit_functions is None or not (code is None or isinstance(code, int)):
-        return
-    others = [thread for thread in threading.enumerate() if thread is not threading.main_thread()]
-    if any(thread.is_alive() and not thread.daemon for thread in others):
-        return
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        run_exit_functions()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        return
-    os._exit(code or 0)
-
-
 def _terminated(signum: int, frame: object) -> NoReturn:
     """SIGTERM ends a command as Ctrl-C does: the exception unwinds through the atomic write, which removes its
     temporary files and leaves every existing file as it was (exit 143, the shell's 128 + 15)."""
@@ -327,32 +280,22 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 
 def main() -> None:
     """Run the command line on ``sys.argv``; ends by raising ``SystemExit`` with the exit code."""
-    global _startup_gc_paused
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
-    if gc.isenabled():
-        gc.disable()
-        _startup_gc_paused = True
+    startup.begin()
     try:
         app()
     finally:
-        _end_startup()
-        # Whatever is alive now lives until exit; do not let the interpreter's last collection walk it.
-        gc.freeze()
+        startup.end()
 
 
 def console_script() -> None:
     """The ``lstmconv`` executable: :func:`main`, then the end of the process without the interpreter's teardown
     (callers of ``main`` in a process that goes on get its ``SystemExit``)."""
-    # OpenBLAS's worker threads spin for 2**28 cycles (about 0.1 s) when NumPy starts them and again after every fork
-    # (the HDF5 guard forks): 90-125 ms of CPU (measured) on a core that the child or the conversion's two threads
-    # need. 2**20 cycles (0.4 ms) still spans the gap between back-to-back products. Read when NumPy is imported,
-    # which the commands do later; a user's own setting wins.
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
     try:
         main()
     except SystemExit as done:
-        _exit_without_teardown(done.code)
+        startup.exit_now(done.code)
         raise
 
 

@@ -3,10 +3,10 @@
 Fresh memory is not free: the kernel zeroes every page a process touches for the first time. A streaming
 conversion reads each layer into new arrays, converts it into more new arrays and drops them all once the layer
 is written, just before the next layer asks for the same sizes again; with NumPy's arrays going back to the
-system on ``free`` (glibc returns large blocks at once), every layer paid for zeroed pages it then overwrote.
-In ``perf record`` of a 1.1 GiB Keras -> torch conversion, the kernel's ``clear_page`` was 35% of the CPU time.
+system on ``free`` (glibc returns large blocks at once), every layer paid for zeroed pages it then overwrote
+(the kernel's ``clear_page`` is then a large share of a large conversion's CPU time).
 
-Inside :func:`recycling` (which :func:`lstmconv.pipeline.read.stream_to` enters), :func:`empty` returns
+Inside :func:`recycling` (which :func:`lstmconv.pipeline.convert.convert` enters), :func:`empty` returns
 arrays backed by recycled buffers: a buffer is handed out again only when nothing refers to it any more, i.e.
 no array made from it is alive anywhere (its reference count says so), so a caller that keeps an array keeps its
 memory to itself. Outside :func:`recycling`, for arrays under 1 MiB and on interpreters without reference
@@ -49,7 +49,7 @@ class _Pool:
         """An idle buffer of exactly ``nbytes`` or, if there is none, a new one. Idle buffers are kept up to half
         the bytes in use (the least recently used go first): enough for the next layer to find the memory of
         the one before it (at most two layers are in flight), while the memory held stays within 1.5 times what
-        the conversion uses (measured: 94% of takes reuse a buffer at 1.1 GiB, +25-95 MiB peak RSS)."""
+        the conversion uses (nearly every take reuses a buffer in a large conversion, for a few tens of MiB more peak RSS)."""
         with self.lock:
             idle = [count <= _IDLE for count in _reference_counts(self.buffers)]
             for position, (buffer, free) in enumerate(zip(self.buffers, idle)):

@@ -18,14 +18,14 @@ import numpy as np
 
 from lstmconv._fast.blas_transpose import transpose_into
 
-if TYPE_CHECKING:  # imported when first needed: a small conversion never starts the pool (concurrent.futures: 5 ms)
+if TYPE_CHECKING:  # imported when first needed: a small conversion never starts the pool
     from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["copy_into"]
 
 _TILE = 256
 _PARALLEL_BYTES = 1 << 20  # below this, starting a second thread costs more than it saves
-_BLAS_BYTES = 1 << 20  # below this, not worth binding OpenBLAS (threadpoolctl takes 10 ms to find it)
+_BLAS_BYTES = 1 << 20  # below this, not worth binding OpenBLAS (threadpoolctl must first find it among the loaded libraries)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 

@@ -19,9 +19,8 @@ T = TypeVar("T")
 
 _DONE = object()
 
-# Limiting BLAS costs about 10 ms (threadpoolctl resolves every loaded shared library to find it), a quarter of
-# the conversion of a small model, while what it saves grows with the model. Measured break-even (whole
-# conversion, to torch): 1 MiB of weights 4 ms faster without the limit, 10 MiB 10 ms faster with it.
+# Limiting BLAS has a fixed cost (threadpoolctl resolves every loaded shared library to find it), a large share
+# of a small model's conversion, while what it saves grows with the model; the two break even at a few MiB.
 _ONE_BLAS_THREAD_FROM_BYTES = 4 * 2**20
 
 
@@ -60,10 +59,10 @@ def run_ahead(items: Iterator[T], *, one_blas_thread: bool = True) -> Iterator[T
             handed.put((_DONE, error))
 
     # Both threads run NumPy products that are memory-bound (the check's batch is 4); two BLAS threads each
-    # would fight over two cores and the memory bus (measured: the check ran 2.5x slower). Process-wide while
+    # would fight over two cores and the memory bus (the check runs much slower). Process-wide while
     # this generator runs, restored when it is closed.
     if one_blas_thread:
-        from threadpoolctl import threadpool_limits  # here: small conversions never need it (3 ms to import)
+        from threadpoolctl import threadpool_limits  # here: small conversions never need it
 
         blas = threadpool_limits(1, user_api="blas")
     else:

@@ -19,7 +19,7 @@ import numpy as np
 
 from lstmconv.errors import VerificationError
 
-if TYPE_CHECKING:  # imported on the first background flush (5 ms): small files never start one
+if TYPE_CHECKING:  # imported on the first background flush: small files never start one
     from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["CheckedFile"]
@@ -128,8 +128,8 @@ def _bytes_view(data: bytes | np.ndarray) -> memoryview:
 
 
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two equally long byte arrays are equal, compared 8 bytes at a time (a third faster than byte by
-    byte: 26 vs 38 ms per 256 MiB here), the last ``len % 8`` bytes one by one."""
+    """Whether two equally long byte arrays are equal, compared 8 bytes at a time (faster than byte by byte),
+    the last ``len % 8`` bytes one by one."""
     whole = len(a) - len(a) % 8
     return np.array_equal(a[:whole].view(np.uint64), b[:whole].view(np.uint64)) and np.array_equal(a[whole:], b[whole:])
 

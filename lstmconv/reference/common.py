@@ -39,7 +39,7 @@ def project(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """``x @ weight`` over every leading axis of ``x`` (time, batch), as one 2-D matrix product (:func:`matmul`).
 
     NumPy runs a 3-D ``x @ w`` as one product per leading index, and with a transposed ``w`` (``w_ih.T``)
-    copies it for each: 18x slower than this on a 2048 x 4096 weight (measured), the check's main cost.
+    copies it for each: an order of magnitude slower on a large weight, the check's main cost.
     """
     rows = x.reshape(-1, x.shape[-1])  # a copy only when x is not contiguous, and x is small
     return matmul(rows, weight).reshape(*x.shape[:-1], weight.shape[-1])
@@ -48,9 +48,8 @@ def project(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 # The numeric check multiplies a few rows (its batch of 4, or 12 for the input projection of its 3 steps) by
 # every weight matrix. For a transposed view of an (out, in) matrix (torch's and ONNX's layout) OpenBLAS first
 # packs the whole matrix, then multiplies; in blocks of about 1 MiB the packed block is still in cache when it
-# is used. Measured on this project's machine (one thread), float32 4096 x 1024: 4 rows 3.9 -> 2.9 ms, 12 rows
-# 5.4 -> 3.1 ms (Keras's (in, out) kernel, not transposed: 2.0 ms either way); with hundreds of rows, as in a
-# real forward pass, one product is faster, and below 4 MiB blocking gains nothing.
+# is used (a third faster for 4 to 12 rows; Keras's (in, out) kernel, not transposed, gains nothing); with
+# hundreds of rows, as in a real forward pass, one product is faster, and below 4 MiB blocking gains nothing.
 _BLOCKED_MAX_ROWS = 16
 _BLOCKED_FROM_BYTES = 4 << 20
 _BLOCK_BYTES = 1 << 20

@@ -61,7 +61,7 @@ def onnx_forward(
         projected = project(X, np.asarray(node.W[d], dtype=dtype).T)
         # Rows of equal length run together (one matrix product per step for the whole group; with no
         # sequence_lens that is the whole batch); a reverse direction starts at each row's own last step.
-        for length in sorted(set(lengths.tolist())):  # not np.unique: it imports numpy.ma (20 ms)
+        for length in sorted(set(lengths.tolist())):  # not np.unique: it imports numpy.ma
             rows: slice | np.ndarray = slice(None) if np.all(lengths == length) else np.flatnonzero(lengths == length)
             h_rows, c_rows = h[rows], c[rows]
             order = range(length - 1, -1, -1) if reverse else range(length)
