@@ -73,6 +73,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         "a torch .pt/.pth/.bin or .safetensors",
     ),
     SourceSpec("onnx", "lstmconv.sources.onnx", ((b"", (".onnx",)),), "an ONNX model"),
+    SourceSpec("tfjs", "lstmconv.sources.tfjs", ((b"", (".json",)),), "a TensorFlow.js model.json", confirms=True),
 )
 SOURCE_NAMES: tuple[str, ...] = tuple(source.name for source in SOURCES)
 

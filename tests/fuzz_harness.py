@@ -64,6 +64,10 @@ def make_seeds(folder: Path) -> list[Path]:
                          ("torch.safetensors", "torch"), ("canonical.safetensors", "canonical")):
         lstmconv.convert(FIXTURE, folder / name, to=target)
         seeds.append(folder / name)
+    from tests.tfjs_helpers import write_tfjs
+
+    (folder / "tfjs").mkdir(exist_ok=True)
+    seeds.append(write_tfjs(FIXTURE, folder / "tfjs", shard_bytes=4096))
     try:
         lstmconv.convert(FIXTURE, folder / "torch.pt", to="torch")
         seeds.append(folder / "torch.pt")
@@ -176,7 +180,12 @@ def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None, ha
         case.mkdir()
         original = rng.choice(seeds)
         mutated = case / f"input{''.join(original.suffixes)}"
-        mutated.write_bytes(mutate(original.read_bytes(), rng, mutated))
+        mutated.write_bytes(original.read_bytes())
+        shards = sorted(p for p in original.parent.iterdir() if p != original) if original.name == "model.json" else []
+        for shard in shards:  # a tfjs model's shards go beside it, and one of them may be the file mutated
+            (case / shard.name).write_bytes(shard.read_bytes())
+        victim = rng.choice([mutated, *(case / shard.name for shard in shards)])
+        victim.write_bytes(mutate(victim.read_bytes(), rng, victim))
         target = rng.choice(list(TARGET_SUFFIX))
         destination = case / f"out{TARGET_SUFFIX[target]}"
         existing = rng.random() < 0.5

@@ -28,7 +28,9 @@ from tests.conftest import assert_close  # noqa: E402
 
 INPUT, HIDDEN, STEPS = 3, 4, 5
 CELLS = ("lstm", "gru", "rnn")
-SOURCES = SOURCE_NAMES  # every source and every target of the registry: a new one fails here until it has a runner
+# Every source and target of the registry: a new one fails here until it has a runner. tfjs sources are tested
+# in test_tfjs_source.py: tfjs reads Keras 2 configs only, and the models here are built with Keras 3.
+SOURCES = tuple(name for name in SOURCE_NAMES if name != "tfjs")
 TARGETS = TARGET_NAMES
 CASES = list(itertools.product(SOURCES, TARGETS, CELLS, (False, True), (True, False), (1, 2)))
 
@@ -76,6 +78,7 @@ def _make_source(source: str, cell: str, bidirectional: bool, bias: bool, levels
         canonical = folder / "source.safetensors"
         lstmconv.convert(path, canonical, to="canonical")
         return canonical, y
+    assert source == "torch", f"no way to make a {source} source here"
     return path, y
 
 
