@@ -130,6 +130,7 @@ TARGETS: tuple[TargetSpec, ...] = (
     TargetSpec("keras", (".weights.h5", ".h5", ".keras"), "Keras weights or a Keras model", "lstmconv.targets.keras"),
     TargetSpec("onnx", (".onnx",), "an ONNX model", "lstmconv.targets.onnx", ("external_data",)),
     TargetSpec("canonical", (".lstmconv.safetensors", ".safetensors"), "lstmconv's canonical file", "lstmconv.targets.canonical"),
+    TargetSpec("tfjs", (".json",), "a TensorFlow.js layers model (model.json and its .bin)", "lstmconv.targets.tfjs"),
 )
 TARGET_NAMES: tuple[str, ...] = tuple(target.name for target in TARGETS)
 

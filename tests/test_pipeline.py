@@ -15,7 +15,8 @@ from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.registry import SOURCES, TARGETS, detect_format
 from tests.conftest import DATA, ROOT
 
-SUFFIX = {"torch": ".safetensors", "keras": ".weights.h5", "onnx": ".onnx", "canonical": ".lstmconv.safetensors"}
+SUFFIX = {"torch": ".safetensors", "keras": ".weights.h5", "onnx": ".onnx", "canonical": ".lstmconv.safetensors", "tfjs": ".json"}
+WHOLE_MODEL_ONLY = {"tfjs"}  # refuse a source whose layers' connections are unknown before reading it
 
 
 def test_every_registry_entry_is_a_module_with_its_object() -> None:
@@ -30,15 +31,25 @@ def test_every_registry_entry_is_a_module_with_its_object() -> None:
 
 @pytest.mark.parametrize("target", sorted(SUFFIX))
 def test_a_file_without_a_recurrent_layer_is_refused_by_every_target(target: str, tmp_path: Path) -> None:
-    """Only an nn.Linear: torch and ONNX refused it and the canonical target wrote it."""
+    """Only an nn.Linear (a state dict) or a Keras Dense (a whole model): torch and ONNX refused the state dict
+    and the canonical target wrote it."""
     from safetensors.numpy import save_file
 
-    source = tmp_path / "fc.safetensors"
-    save_file({"fc.weight": np.ones((2, 3), np.float32), "fc.bias": np.zeros(2, np.float32)}, str(source))
-    out = tmp_path / f"out{SUFFIX[target]}"
-    with pytest.raises(InputFormatError, match="no LSTM, GRU or SimpleRNN layer"):
-        lstmconv.convert(source, out, to=target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fc.safetensors"]
+    sources = []
+    if target not in WHOLE_MODEL_ONLY:
+        sources.append(tmp_path / "fc.safetensors")
+        save_file({"fc.weight": np.ones((2, 3), np.float32), "fc.bias": np.zeros(2, np.float32)}, str(sources[-1]))
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    sources.append(tmp_path / "dense.keras")
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(sources[-1])
+    made = sorted(p.name for p in tmp_path.iterdir())
+    for source in sources:
+        out = tmp_path / f"out{SUFFIX[target]}"
+        with pytest.raises(InputFormatError, match="no LSTM, GRU or SimpleRNN layer"):
+            lstmconv.convert(source, out, to=target)
+        assert sorted(p.name for p in tmp_path.iterdir()) == made
 
 
 def test_detection_and_the_cli_choices_come_from_the_registry(tmp_path: Path) -> None:

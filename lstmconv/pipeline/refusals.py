@@ -25,8 +25,9 @@ def target_refusals(layer: Layer) -> dict[str, list[str]]:
     return found
 
 
-def ways_out(layer: Layer, writing: str) -> str:
-    """The hint for a layer the rule set ``writing`` (a label of :func:`target_refusals`) refuses."""
+def ways_out(layer: Layer, writing: str, *, can_skip: bool = True) -> str:
+    """The hint for a layer the rule set ``writing`` (a label of :func:`target_refusals`) refuses; ``can_skip``:
+    the target can leave the layer out (a whole-model file cannot)."""
     refused = target_refusals(layer)
     others: list[str] = []
     for spec in TARGETS:
@@ -35,5 +36,6 @@ def ways_out(layer: Layer, writing: str) -> str:
         if writing in rule_sets and (own := target.way_out(layer)) is not None:
             others.insert(0, own)
         others += [how for label, how in rule_sets.items() if label != writing and label not in refused]
-    others.append("--skip-unsupported (skip_unsupported=True) to convert the other layers")
+    if can_skip:
+        others.append("--skip-unsupported (skip_unsupported=True) to convert the other layers")
     return "instead: " + "; ".join(others)

@@ -47,7 +47,10 @@ class _Planning:
             self.seen.append(layer.meta())
             refusal = writer.refuse(layer)
             if refusal is not None:
-                hint = refusal.hint if refusal.hint is not None else ways_out(layer, self.rule_set) + refusal.hint_suffix
+                if refusal.hint is None:
+                    hint = ways_out(layer, self.rule_set, can_skip=not writer.all_or_nothing) + refusal.hint_suffix
+                else:
+                    hint = refusal.hint
                 self.refused.append(UnsupportedFeatureError("; ".join(refusal.reasons), layer=layer.name, hint=hint))
                 continue
             if self.refused and (writer.all_or_nothing or not options.skip_unsupported):

@@ -23,7 +23,7 @@ from lstmconv.sources.keras_files import _snake_case
 from lstmconv.schema import ModelInput, Wiring
 from lstmconv.adapters.keras_plan import KerasLayerPlan
 
-__all__ = ["KerasWeightsWriter", "write_keras_archive", "keras3_model_config", "keras2_model_config", "KERAS2_VERSION", "CONFIG_ATTRIBUTE"]
+__all__ = ["KerasWeightsWriter", "write_keras_archive", "keras3_model_config", "keras2_model_config", "keras2_weight_names", "KERAS2_VERSION", "CONFIG_ATTRIBUTE"]
 
 #: The Keras version stamped on legacy files: activation names there mean what Keras 2 computes.
 KERAS2_VERSION = "2.15.0"
@@ -59,7 +59,7 @@ class KerasWeightsWriter:
         self.plans.append(KerasLayerPlan(plan.name, plan.class_name, plan.config, [], plan.inner_class, plan.source_layer))
         if self.layers is None:
             group = self.weights_root.create_group(plan.name)
-            names = _keras2_weight_names(plan)
+            names = keras2_weight_names(plan)
             group.attrs["weight_names"] = np.array([n.encode() for n in names])
             for name, array in zip(names, plan.arrays):
                 group.create_dataset(name, data=np.ascontiguousarray(array))
@@ -109,7 +109,7 @@ class KerasWeightsWriter:
             self.handle.close()
 
 
-def _keras2_weight_names(plan: KerasLayerPlan) -> list[str]:
+def keras2_weight_names(plan: KerasLayerPlan) -> list[str]:
     leaves = {"Embedding": ["embeddings"], "Dense": ["kernel", "bias"], "TimeDistributed": ["kernel", "bias"]}
     if plan.class_name in _CELL:
         return [f"{plan.name}/{_CELL[plan.class_name]}/{leaf}:0" for leaf in ("kernel", "recurrent_kernel", "bias")][: len(plan.arrays)]

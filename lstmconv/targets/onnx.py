@@ -78,7 +78,8 @@ class OnnxWriter:
 
     def refuse(self, layer: Layer) -> Refusal | None:
         if reasons := onnx_refusals(layer):
-            return Refusal(reasons, hint_suffix=" (with --per-layer: a whole model needs every layer)" if self.whole else "")
+            # a whole model needs every layer: leaving one out takes --per-layer too
+            return Refusal(reasons, hint_suffix="; --per-layer --skip-unsupported to convert the other layers each on its own" if self.whole else "")
         if self.whole and (reasons := onnx_whole_model_refusals(layer)):
             return Refusal(reasons, hint=_PER_LAYER)
         return None
