@@ -38,6 +38,7 @@ __all__ = [
     "TensorStream",
     "Writer",
     "Target",
+    "TargetBase",
 ]
 
 
@@ -197,4 +198,23 @@ class Target(Protocol):
     def writer(self, destination: Path, layers: LayerSource, options: Options) -> Writer:
         """A writer for ``destination``; may refuse at once what no layer can change (a missing wiring)."""
         ...
+
+
+class TargetBase:
+    """What most targets say alike: one rule set, no way out of their own, no file beside the destination,
+    nothing to import ahead."""
+
+    preload: tuple[str, ...] = ()
+
+    def rule_sets(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def rule_set_for(self, destination: Path) -> str:
+        return next(iter(self.rule_sets()))
+
+    def way_out(self, layer: Layer) -> str | None:
+        return None
+
+    def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
+        return {}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lstmconv.io.canonical_file import CANONICAL_KEY, canonical_tensors
 from lstmconv.io.safetensors_stream import SafetensorsStream
-from lstmconv.protocols import LayerSource, Options, Planned, Refusal
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal, TargetBase
 from lstmconv.reference.canonical import canonical_forward
 from lstmconv.schema import CanonicalMetadata, CanonicalModel, Layer, RecurrentLayer
 from lstmconv.targets.safetensors_output import add_tensors, check_safetensors, open_safetensors
@@ -20,23 +20,13 @@ __all__ = ["TARGET"]
 _RULES = "canonical"
 
 
-class CanonicalTarget:
+class CanonicalTarget(TargetBase):
     def rule_sets(self) -> dict[str, str]:
         return {_RULES: "--to canonical (lstmconv's own file, exact for every layer)"}
 
     def refusals(self, layer: Layer, rule_set: str) -> list[str]:
         return []
 
-    def rule_set_for(self, destination: Path) -> str:
-        return _RULES
-
-    def way_out(self, layer: Layer) -> str | None:
-        return None
-
-    def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
-        return {}
-
-    preload: tuple[str, ...] = ()
 
     def writer(self, destination: Path, layers: LayerSource, options: Options) -> CanonicalWriter:
         return CanonicalWriter(layers)

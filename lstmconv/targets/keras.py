@@ -23,7 +23,7 @@ from lstmconv.adapters.keras_plan import (
     plan_keras_layer,
 )
 from lstmconv.errors import RefusedConversionError, UnsupportedFeatureError, VerificationError
-from lstmconv.protocols import LayerSource, Options, Planned, Refusal
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal, TargetBase
 from lstmconv.schema import Layer
 from lstmconv.targets.keras_writers import KerasWeightsWriter, write_keras_archive
 
@@ -38,7 +38,7 @@ _MAJOR = {KERAS3: 3, KERAS2: 2}
 ArrayDigest = tuple[tuple[int, ...], str, bytes]
 
 
-class KerasTarget:
+class KerasTarget(TargetBase):
     def rule_sets(self) -> dict[str, str]:
         return {
             KERAS3: "a Keras 3 file (.keras or .weights.h5)",
@@ -51,13 +51,6 @@ class KerasTarget:
     def rule_set_for(self, destination: Path) -> str:
         return KERAS3 if destination.suffix == ".keras" or destination.name.endswith(".weights.h5") else KERAS2
 
-    def way_out(self, layer: Layer) -> str | None:
-        return None
-
-    def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
-        return {}
-
-    preload: tuple[str, ...] = ()
 
     def writer(self, destination: Path, layers: LayerSource, options: Options) -> KerasWriter:
         return KerasWriter(destination, layers, _MAJOR[self.rule_set_for(destination)])

@@ -16,7 +16,7 @@ from pathlib import Path
 from lstmconv.adapters.onnx import onnx_refusals, onnx_whole_model_refusals
 from lstmconv.errors import UnsupportedFeatureError, VerificationError
 from lstmconv.io.onnx_stream import OnnxStream, count_graph_fields, external_data_path
-from lstmconv.protocols import LayerSource, Options, Planned, Refusal
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal, TargetBase
 from lstmconv.schema import Layer, RecurrentMeta
 
 __all__ = ["TARGET"]
@@ -25,18 +25,13 @@ _RULES = "onnx"
 _PER_LAYER = "pass --per-layer (per_layer=True) to convert layer by layer"
 
 
-class OnnxTarget:
+class OnnxTarget(TargetBase):
     def rule_sets(self) -> dict[str, str]:
         return {_RULES: "--to onnx (a .onnx file)"}
 
     def refusals(self, layer: Layer, rule_set: str) -> list[str]:
         return onnx_refusals(layer)
 
-    def rule_set_for(self, destination: Path) -> str:
-        return _RULES
-
-    def way_out(self, layer: Layer) -> str | None:
-        return None
 
     def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
         return {external_data_path(destination): ((), "the external data file")} if options.external_data else {}

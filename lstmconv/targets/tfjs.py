@@ -26,7 +26,7 @@ from lstmconv.adapters.keras_plan import (
 from lstmconv.errors import RefusedConversionError, UnsupportedFeatureError, VerificationError
 from lstmconv.io.checked_file import CheckedFile
 from lstmconv.layouts.tfjs import TFJS_ACTIVATIONS
-from lstmconv.protocols import LayerSource, Options, Planned, Refusal
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal, TargetBase
 from lstmconv.schema import ActivationLayer, DenseLayer, Layer, RecurrentLayer
 from lstmconv.targets.keras_writers import KERAS2_VERSION, keras2_model_config, keras2_weight_names
 
@@ -35,7 +35,7 @@ __all__ = ["TARGET"]
 _RULES = "tfjs"
 
 
-class TfjsTarget:
+class TfjsTarget(TargetBase):
     def rule_sets(self) -> dict[str, str]:
         return {_RULES: "--to tfjs (a TensorFlow.js model.json)"}
 
@@ -51,16 +51,10 @@ class TfjsTarget:
                 reasons.append(f"tfjs has no '{name}' activation")
         return reasons
 
-    def rule_set_for(self, destination: Path) -> str:
-        return _RULES
-
-    def way_out(self, layer: Layer) -> str | None:
-        return None
 
     def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
         return {weights_path(destination): ((".bin",), "the tfjs weights file")}
 
-    preload: tuple[str, ...] = ()
 
     def writer(self, destination: Path, layers: LayerSource, options: Options) -> TfjsWriter:
         return TfjsWriter(destination, layers)

@@ -31,7 +31,7 @@ from lstmconv.adapters.torch_emit import (
 )
 from lstmconv.errors import UnsupportedFeatureError, VerificationError
 from lstmconv.io.torch_files import METADATA_KEY, read_torch_file, write_torch_file
-from lstmconv.protocols import LayerSource, Options, Planned, Refusal
+from lstmconv.protocols import LayerSource, Options, Planned, Refusal, TargetBase
 from lstmconv.reference.common import LayerOutput, LayerStates, ReferenceFn
 from lstmconv.reference.torch_function import torch_layer_function, usage_notes
 from lstmconv.schema import SCHEMA_VERSION, DenseMeta, Layer, RecurrentLayer, RecurrentMeta
@@ -42,7 +42,7 @@ __all__ = ["TARGET"]
 _RULES = "torch"
 
 
-class TorchTarget:
+class TorchTarget(TargetBase):
     def rule_sets(self) -> dict[str, str]:
         return {_RULES: "--to torch (a .safetensors or .pt file)"}
 
@@ -55,8 +55,6 @@ class TorchTarget:
             return "--emit-module layers.py (emit_module='layers.py') for a small PyTorch module computing it"
         return None
 
-    def rule_set_for(self, destination: Path) -> str:
-        return _RULES
 
     def companions(self, destination: Path, options: Options) -> dict[Path, tuple[tuple[str, ...], str]]:
         return {options.emit_module: ((".py",), "the --emit-module file")} if options.emit_module is not None else {}
