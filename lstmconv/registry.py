@@ -74,6 +74,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     ),
     SourceSpec("onnx", "lstmconv.sources.onnx", ((b"", (".onnx",)),), "an ONNX model"),
     SourceSpec("tfjs", "lstmconv.sources.tfjs", ((b"", (".json",)),), "a TensorFlow.js model.json", confirms=True),
+    SourceSpec("tf-checkpoint", "lstmconv.sources.tf_checkpoint", ((b"", (".index",)),), "a TensorFlow checkpoint's .index", confirms=True),
 )
 SOURCE_NAMES: tuple[str, ...] = tuple(source.name for source in SOURCES)
 

@@ -68,6 +68,10 @@ def make_seeds(folder: Path) -> list[Path]:
 
     (folder / "tfjs").mkdir(exist_ok=True)
     seeds.append(write_tfjs(FIXTURE, folder / "tfjs", shard_bytes=4096))
+    (folder / "tfckpt").mkdir(exist_ok=True)
+    for name in ("lstm_dense.index", "lstm_dense.data-00000-of-00001"):
+        shutil.copy(ROOT / "tests" / "data" / "tf_checkpoint" / name, folder / "tfckpt" / name)
+    seeds.append(folder / "tfckpt" / "lstm_dense.index")
     try:
         lstmconv.convert(FIXTURE, folder / "torch.pt", to="torch")
         seeds.append(folder / "torch.pt")
@@ -181,10 +185,12 @@ def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None, ha
         original = rng.choice(seeds)
         mutated = case / f"input{''.join(original.suffixes)}"
         mutated.write_bytes(original.read_bytes())
-        shards = sorted(p for p in original.parent.iterdir() if p != original) if original.name == "model.json" else []
-        for shard in shards:  # a tfjs model's shards go beside it, and one of them may be the file mutated
-            (case / shard.name).write_bytes(shard.read_bytes())
-        victim = rng.choice([mutated, *(case / shard.name for shard in shards)])
+        # a tfjs model's shards and a checkpoint's data file go beside it, and may be the file mutated
+        shards = sorted(p for p in original.parent.iterdir() if p != original) if original.parent.name in ("tfjs", "tfckpt") else []
+        beside = [case / (shard.name if original.name == "model.json" else "input" + shard.name[shard.name.index(".data"):]) for shard in shards]
+        for shard, copy in zip(shards, beside):
+            copy.write_bytes(shard.read_bytes())
+        victim = rng.choice([mutated, *beside])
         victim.write_bytes(mutate(victim.read_bytes(), rng, victim))
         target = rng.choice(list(TARGET_SUFFIX))
         destination = case / f"out{TARGET_SUFFIX[target]}"
