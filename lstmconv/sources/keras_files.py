@@ -30,10 +30,10 @@ import h5py
 import numpy as np
 
 from lstmconv._fast import buffers
-from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
-from lstmconv.io.hdf5_guard import prescan_hdf5
 from lstmconv.adapters.keras_entries import CONFIG_ATTRIBUTE, KerasFileInfo, KerasLayerEntry
 from lstmconv.adapters.keras_wiring import wiring_from_config
+from lstmconv.errors import ConfigError, InputFormatError, LstmconvError
+from lstmconv.io.hdf5_guard import prescan_hdf5
 from lstmconv.io.reading import MAX_JSON_BYTES, regular_file
 from lstmconv.io.zip_member import open_member
 from lstmconv.schema import Wiring
@@ -52,7 +52,7 @@ def open_keras(
     ``meanwhile`` runs while the HDF5 structure is vetted in a forked child (:func:`prescan_hdf5`), if it is.
     """
     path = Path(path)
-    sidecar = _read_sidecar(config_path) if config_path is not None else None
+    sidecar = read_sidecar(config_path) if config_path is not None else None
     regular_file(path)
     with contextlib.ExitStack() as stack:
         try:
@@ -61,7 +61,7 @@ def open_keras(
             if zipfile.is_zipfile(path):
                 archive = stack.enter_context(zipfile.ZipFile(path))
                 info, entries, model = _open_keras_zip(path, archive, stack, sidecar, meanwhile)
-                yield info, entries, _wiring(model)
+                yield info, entries, model_wiring(model)
                 return
             handle = stack.enter_context(h5py.File(path, "r"))
         except LstmconvError:
@@ -72,13 +72,14 @@ def open_keras(
             version = (sidecar or {}).get("keras_version")
             info = KerasFileInfo(str(path), version or "3", "keras3-weights", sidecar is not None)
             model = (sidecar or {}).get("model")
-            yield info, _keras3_entries(handle, model, info), _wiring(model)
+            yield info, _keras3_entries(handle, model, info), model_wiring(model)
             return
         info, entries, model = _legacy_entries(path, handle, sidecar)
-        yield info, entries, _wiring(model)
+        yield info, entries, model_wiring(model)
 
 
-def _wiring(model: dict[str, Any] | None) -> Wiring | None:
+def model_wiring(model: dict[str, Any] | None) -> Wiring | None:
+    """How a Keras model config's layers connect (None without a config, or for one too unusual to follow)."""
     if model is None:
         return None
     try:
@@ -87,7 +88,7 @@ def _wiring(model: dict[str, Any] | None) -> Wiring | None:
         return None  # an unusual config: the layers still convert one by one
 
 
-def _read_sidecar(config_path: str | Path) -> dict[str, Any]:
+def read_sidecar(config_path: str | Path) -> dict[str, Any]:
     """A model.to_json() file: {'class_name', 'config', 'keras_version', ...}, or a Keras 3 config.json."""
     regular_file(config_path, "architecture JSON")
     if Path(config_path).stat().st_size > MAX_JSON_BYTES:

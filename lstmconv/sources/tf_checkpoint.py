@@ -13,7 +13,6 @@ Name-based TF1 checkpoints (no object graph) are refused for now.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,15 +21,13 @@ from typing import Any
 import numpy as np
 
 from lstmconv.adapters.keras_entries import KerasFileInfo, KerasLayerEntry
-from lstmconv.adapters.keras_wiring import wiring_from_config
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
 from lstmconv.io.protobuf_wire import WIRE_LEN, WireFormatError, fields, read_varint
-from lstmconv.io.reading import MAX_JSON_BYTES, regular_file
 from lstmconv.io.tf_bundle import TensorBundle, open_bundle
 from lstmconv.protocols import LayerItem, Options
 from lstmconv.schema import Wiring
 from lstmconv.sources.keras import keras_layers
-from lstmconv.sources.keras_files import flatten_config
+from lstmconv.sources.keras_files import flatten_config, model_wiring, read_sidecar
 
 __all__ = ["SOURCE"]
 
@@ -59,38 +56,16 @@ class TfCheckpointSource:
                 file=path,
                 hint="TF1 checkpoints of tf.nn.rnn_cell cells are not supported yet",
             )
-        model = _config(options.config) if options.config is not None else None
+        model = read_sidecar(options.config)["model"] if options.config is not None else None
         entries = _entries(bundle, model)
         # tf.keras of TF 2 (object-based checkpoints are what it writes): its defaults are sigmoid gates and
         # reset_after=True, reported as inferred where no --config states them
         info = KerasFileInfo(str(path), "2-tf", "tf-checkpoint", model is not None)
-        wiring = _wiring(model)
+        wiring = model_wiring(model)
         yield keras_layers(info, entries, skip_unsupported=options.skip_unsupported), wiring, [e.name for e in entries]
 
 
 SOURCE = TfCheckpointSource()
-
-
-def _config(path: Path) -> dict[str, Any]:
-    regular_file(path, "architecture JSON")
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ConfigError("the architecture JSON is larger than any model's", file=path)
-    try:
-        model = json.loads(path.read_bytes())
-    except (RecursionError, ValueError) as error:
-        raise ConfigError(f"cannot read the architecture JSON: {error}", file=path) from None
-    if not isinstance(model, dict) or "config" not in model:
-        raise ConfigError("not a Keras model JSON (no 'config' key)", file=path, hint="use model.to_json()")
-    return model
-
-
-def _wiring(model: dict[str, Any] | None) -> Wiring | None:
-    if model is None:
-        return None
-    try:
-        return wiring_from_config(model)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
 
 
 def _entries(bundle: TensorBundle, model: dict[str, Any] | None) -> list[KerasLayerEntry]:

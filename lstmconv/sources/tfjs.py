@@ -26,13 +26,12 @@ from typing import Any
 import numpy as np
 
 from lstmconv.adapters.keras_entries import KerasFileInfo, KerasLayerEntry
-from lstmconv.adapters.keras_wiring import wiring_from_config
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
 from lstmconv.io.reading import MAX_JSON_BYTES, regular_file
 from lstmconv.protocols import LayerItem, Options
 from lstmconv.schema import Wiring
 from lstmconv.sources.keras import keras_layers
-from lstmconv.sources.keras_files import flatten_config
+from lstmconv.sources.keras_files import flatten_config, model_wiring
 
 __all__ = ["SOURCE", "read_manifest"]
 
@@ -55,7 +54,7 @@ class TfjsSource:
         self, path: Path, options: Options, meanwhile: Callable[[], object] | None = None
     ) -> Iterator[tuple[Iterator[LayerItem | str], Wiring | None, Sequence[str]]]:
         info, entries, model = read_manifest(path)
-        yield keras_layers(info, entries, skip_unsupported=options.skip_unsupported), _wiring(model), [e.name for e in entries]
+        yield keras_layers(info, entries, skip_unsupported=options.skip_unsupported), model_wiring(model), [e.name for e in entries]
 
 
 SOURCE = TfjsSource()
@@ -147,13 +146,6 @@ def _gru_reset_after(cls: str, cfg: dict[str, Any]) -> bool:
         inner = cfg.get("layer", {})
         return isinstance(inner, dict) and _gru_reset_after(inner.get("class_name", ""), inner.get("config", {}))
     return cls in ("GRU", "GRUCell") and bool(cfg.get("reset_after"))
-
-
-def _wiring(model: dict[str, Any]) -> Wiring | None:
-    try:
-        return wiring_from_config(model)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None  # an unusual config: the layers still convert one by one
 
 
 def _layout(path: Path, groups: Any) -> tuple[list[tuple[Path, int]], list[_Weight]]:
