@@ -26,6 +26,7 @@ __all__ = [
     "SOURCE_NAMES",
     "source_named",
     "detect_format",
+    "resolve_source",
     "TargetSpec",
     "TARGETS",
     "TARGET_NAMES",
@@ -54,7 +55,7 @@ class SourceSpec:
     signatures: tuple[tuple[bytes, tuple[str, ...]], ...]
     describes: str  # what its files are, for messages
     confirms: bool = False
-
+    resolves: bool = False  # SOURCE.resolve(path) names the file a folder or a prefix stands for
     def load(self) -> Source:
         return importlib.import_module(self.module).SOURCE  # type: ignore[no-any-return]
 
@@ -74,7 +75,10 @@ SOURCES: tuple[SourceSpec, ...] = (
     ),
     SourceSpec("onnx", "lstmconv.sources.onnx", ((b"", (".onnx",)),), "an ONNX model"),
     SourceSpec("tfjs", "lstmconv.sources.tfjs", ((b"", (".json",)),), "a TensorFlow.js model.json", confirms=True),
-    SourceSpec("tf-checkpoint", "lstmconv.sources.tf_checkpoint", ((b"", (".index",)),), "a TensorFlow checkpoint's .index", confirms=True),
+    SourceSpec(
+        "tf-checkpoint", "lstmconv.sources.tf_checkpoint", ((b"", (".index",)),), "a TensorFlow checkpoint's .index",
+        confirms=True, resolves=True,
+    ),
 )
 SOURCE_NAMES: tuple[str, ...] = tuple(source.name for source in SOURCES)
 
@@ -87,6 +91,17 @@ def source_named(name: str, file: str | Path | None = None) -> SourceSpec:
     raise UnsupportedFeatureError(
         f"unknown source format {name!r}", file=file, hint=f"choose one of {', '.join(SOURCE_NAMES)}"
     )
+
+
+def resolve_source(path: Path) -> Path:
+    """The file ``path`` names: itself when it is a file, else what a source format makes of a folder or a
+    prefix (a TensorFlow checkpoint folder's latest checkpoint, ``<prefix>.index``), else ``path`` unchanged."""
+    if path.is_file():
+        return path
+    for source in SOURCES:
+        if source.resolves and (found := source.load().resolve(path)) is not None:  # type: ignore[attr-defined]
+            return found  # type: ignore[no-any-return]
+    return path
 
 
 def detect_format(path: Path) -> SourceSpec:

@@ -111,3 +111,17 @@ def test_a_name_based_tf1_checkpoint_is_refused_saying_so(tmp_path: Path) -> Non
     source = corpus_file("weather-basicrnn-tf1ckpt/rain/model.ckpt.index")
     with pytest.raises(UnsupportedFeatureError, match="name-based"):
         lstmconv.load(source)
+
+
+def test_src_may_be_the_prefix_or_a_folder_whose_checkpoint_file_names_it(tmp_path: Path) -> None:
+    """As ``tf.train.latest_checkpoint`` reads a folder: ``model_checkpoint_path``, relative to the folder."""
+    for name in ("lstm_dense.index", "lstm_dense.data-00000-of-00001"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    expected = lstmconv.load(FIXTURES / "lstm_dense.index").model.layers
+    assert lstmconv.load(tmp_path / "lstm_dense").model.layers[0].name == expected[0].name
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "lstm_dense"\nall_model_checkpoint_paths: "old"\n')
+    report = lstmconv.convert(tmp_path, tmp_path / "out.safetensors")
+    assert report.source.endswith("lstm_dense.index")
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "gone"\n')
+    with pytest.raises(InputFormatError, match=r"gone\.index: file not found"):
+        lstmconv.load(tmp_path)

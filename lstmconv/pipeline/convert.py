@@ -26,7 +26,7 @@ from lstmconv.pipeline.report import ConversionReport, LayerReport
 from lstmconv.pipeline.warm import prepare_writer
 from lstmconv.pipeline.write import plan_tensors, write
 from lstmconv.protocols import TARGET_OPTIONS, LayerSource, Options
-from lstmconv.registry import TargetSpec, target_for_destination, target_named
+from lstmconv.registry import TargetSpec, resolve_source, target_for_destination, target_named
 
 __all__ = [
     "LayerReport",  # from lstmconv.pipeline.report
@@ -80,6 +80,7 @@ def convert(
         external_data=external_data,
         emit_module=Path(emit_module) if emit_module is not None else None,
     )
+    source = resolve_source(Path(source))
     regular_file(source)
     if config is not None:
         regular_file(config, "architecture JSON")

@@ -20,7 +20,7 @@ from lstmconv.errors import InputFormatError, LstmconvError
 from lstmconv.io.canonical_file import canonical_tensors
 from lstmconv.io.reading import regular_file
 from lstmconv.protocols import LayerItem, LayerSource, Options
-from lstmconv.registry import detect_format, source_named
+from lstmconv.registry import detect_format, resolve_source, source_named
 from lstmconv.schema import CanonicalModel, Layer, RecurrentMeta
 
 __all__ = [
@@ -41,7 +41,7 @@ def open_layers(
     """Open ``source`` (its format from ``options.source_format`` or detected, :func:`lstmconv.registry.detect_format`)
     for reading layer by layer. ``meanwhile`` may run while the source vets the file (a Keras file's HDF5
     structure is vetted in a forked child)."""
-    path = Path(source)
+    path = resolve_source(Path(source))
     regular_file(path)
     if options.config is not None:
         regular_file(options.config, "architecture JSON")

@@ -1,6 +1,7 @@
 """TensorFlow 2 object-based checkpoints, as Keras ``model.save_weights("prefix")`` writes them (TF format).
 
-SRC is the ``<prefix>.index`` file (:mod:`lstmconv.io.tf_bundle`). The checkpoint's object graph
+SRC is the ``<prefix>.index`` file (:mod:`lstmconv.io.tf_bundle`), the prefix, or a folder whose ``checkpoint``
+file names the checkpoint (:meth:`TfCheckpointSource.resolve`). The checkpoint's object graph
 (``_CHECKPOINTABLE_OBJECT_GRAPH``, a ``TrackableObjectGraph``) ties each variable to its layer: the root's
 children ``layer_with_weights-N`` in model order, each variable under them with its ``full_name``
 (``LSTM_1/lstm_cell/kernel``) and ``checkpoint_key``; the optimizer's slots are not a layer's and are left out.
@@ -36,6 +37,21 @@ _LAYER = re.compile(r"layer_with_weights-(\d+)$")
 
 
 class TfCheckpointSource:
+    def resolve(self, path: Path) -> Path | None:
+        """``<prefix>.index`` for a checkpoint prefix, and for a folder the checkpoint its ``checkpoint`` file
+        names (``model_checkpoint_path``, relative to the folder, as ``tf.train.latest_checkpoint`` reads it)."""
+        if path.is_dir():
+            state = path / "checkpoint"
+            if not state.is_file() or state.stat().st_size > 1 << 20:
+                return None
+            found = re.search(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', state.read_text(errors="replace"), re.M)
+            if found is None:
+                return None
+            prefix = Path(found.group(1).encode().decode("unicode_escape"))
+            return Path(str(prefix if prefix.is_absolute() else path / prefix) + ".index")
+        index = Path(str(path) + ".index")
+        return index if not path.exists() and index.is_file() else None
+
     def claims(self, path: Path) -> bool:
         """Whether an ``.index`` file is a tensor bundle's (the table magic ends it)."""
         try:
