@@ -125,3 +125,47 @@ def test_src_may_be_the_prefix_or_a_folder_whose_checkpoint_file_names_it(tmp_pa
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "gone"\n')
     with pytest.raises(InputFormatError, match=r"gone\.index: file not found"):
         lstmconv.load(tmp_path)
+
+
+def _write_table(path: Path, entries: list[tuple[bytes, bytes]]) -> None:
+    """A LevelDB-format table as TensorFlow writes a bundle index: one data block, its index, the footer."""
+    import struct
+
+    import google_crc32c
+
+    from lstmconv.io.protobuf_wire import varint
+
+    def mask(crc: int) -> int:
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    def block(items: list[tuple[bytes, bytes]]) -> bytes:
+        body = b"".join(varint(0) + varint(len(k)) + varint(len(v)) + k + v for k, v in items)
+        body += struct.pack("<II", 0, 1)  # one restart point, at 0
+        return body + b"\x00" + struct.pack("<I", mask(google_crc32c.value(body + b"\x00")))
+
+    data = block(sorted(entries))
+    meta = block([])
+    index = block([(sorted(entries)[-1][0], varint(0) + varint(len(data) - 5))])
+    handles = varint(len(data)) + varint(len(meta) - 5) + varint(len(data) + len(meta)) + varint(len(index) - 5)
+    footer = handles.ljust(40, b"\x00") + struct.pack("<Q", 0xDB4775248B80FB57)
+    path.write_bytes(data + meta + index + footer)
+
+
+def test_a_tensor_claiming_more_bytes_than_its_file_holds_is_refused_before_memory_is_taken(tmp_path: Path) -> None:
+    """256 GiB claimed by a 4 KiB checkpoint: refused from the data file's size, no allocation attempted."""
+    from lstmconv.io.protobuf_wire import varint
+    from lstmconv.io.tf_bundle import _table, open_bundle
+
+    original = FIXTURES / "lstm_dense.index"
+    entries = []
+    for key, value in _table(original.read_bytes(), original):
+        if key.endswith(b"cell/kernel/.ATTRIBUTES/VARIABLE_VALUE"):
+            # BundleEntryProto: dtype float32, shape (2**30, 64), shard 0, offset 0, size 2**38 bytes, crc 0
+            dims = b"".join(b"\x12" + varint(len(b"\x08" + varint(d))) + b"\x08" + varint(d) for d in (2**30, 64))
+            value = b"\x08\x01\x12" + varint(len(dims)) + dims + b"\x20\x00\x28" + varint(2**38) + b"\x35\x00\x00\x00\x00"
+        entries.append((key, value))
+    _write_table(tmp_path / "big.index", entries)
+    shutil.copy(FIXTURES / "lstm_dense.data-00000-of-00001", tmp_path / "big.data-00000-of-00001")
+    assert open_bundle(tmp_path / "big.index").entries["layer_with_weights-0/cell/kernel/.ATTRIBUTES/VARIABLE_VALUE"].shape == (2**30, 64)
+    with pytest.raises(InputFormatError, match="data file ends before the tensor"):
+        lstmconv.load(tmp_path / "big.index")

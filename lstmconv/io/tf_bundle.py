@@ -71,11 +71,16 @@ class TensorBundle:
         dtype = _DTYPES.get(entry.dtype)
         if dtype is None:
             raise UnsupportedFeatureError(f"a tensor of TensorFlow dtype {entry.dtype}", file=self.index, tensor=name)
-        array = np.empty(entry.shape, np.dtype(dtype))
-        if array.nbytes != entry.size:
+        nbytes = math.prod(entry.shape) * np.dtype(dtype).itemsize
+        if nbytes != entry.size:
             raise InputFormatError("the tensor's size does not match its shape", file=self.index, tensor=name,
-                                   expected=array.nbytes, actual=entry.size)
+                                   expected=nbytes, actual=entry.size)
         path = regular_file(self.data_file(entry.shard), "checkpoint data file")
+        if entry.offset + entry.size > (held := path.stat().st_size):
+            # checked before the array is made: memory is bounded by what the file really holds
+            raise InputFormatError("the data file ends before the tensor", file=path, tensor=name,
+                                   expected=f"bytes {entry.offset}..{entry.offset + entry.size}", actual=f"{held} bytes")
+        array = np.empty(entry.shape, np.dtype(dtype))
         with path.open("rb") as handle:
             if not read_into(handle, array, entry.offset):
                 raise InputFormatError("the data file ends before the tensor", file=path, tensor=name)
