@@ -17,6 +17,7 @@ import pytest
 import lstmconv
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from tests.conftest import DATA, assert_close, corpus_file
+from tests.tfjs_helpers import tfjs_predict
 from tests.tfjs_helpers import write_tfjs as _write_tfjs
 
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -148,6 +149,20 @@ def test_quantized_weights_are_decoded_as_tfjs_decodes_them(tmp_path: Path) -> N
     layer = lstmconv.load(model).model.layers[0]
     w_input = np.concatenate([layer.levels[0].forward.gates[g].w_input for g in ("input", "forget", "cell", "output")])
     assert np.array_equal(w_input.T, halves.astype(np.float32).reshape(kernel["shape"]))
+    _predicts_as_tfjs(model, tmp_path)
+    kernel["quantization"] = {"dtype": "uint8", "min": -0.731, "scale": 0.0123}
+    shard.write_bytes(codes.tobytes() + data[4 * count :])
+    model.write_text(json.dumps(manifest))
+    _predicts_as_tfjs(model, tmp_path)
+
+
+def _predicts_as_tfjs(model: Path, work: Path) -> None:
+    """The judge: real tfjs loads the quantized model.json, and lstmconv's ONNX of it predicts the same."""
+    x = np.load(DATA / "keras2" / "sine_lstm.outputs.npz")["__model__/x0"]
+    (expected,) = tfjs_predict(model, [x], work)
+    out = work / "quantized.onnx"
+    lstmconv.convert(model, out, force=True)
+    assert_close(_session(out).run(None, _feeds(_session(out), [x]))[0], expected, "quantized model, tfjs vs lstmconv")
 
 
 def test_what_tfjs_cannot_load_is_refused(tmp_path: Path) -> None:

@@ -7,41 +7,22 @@ tfjs comes from the test set-up (the README's test command installs ``@tensorflo
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import lstmconv
-from tests.conftest import DATA, ROOT, assert_close
+from tests.conftest import DATA, assert_close
+from tests.tfjs_helpers import tfjs_predict
 
-MODULES = Path(os.environ.get("LSTMCONV_TFJS_MODULES", ROOT / ".tfjs" / "node_modules"))
-SCRIPT = ROOT / "tests" / "js" / "tfjs_predict.js"
 FIXTURES = sorted(
     p.stem for p in (DATA / "keras2").glob("*.h5")
     if p.with_suffix(".outputs.npz").exists() and "__model__/y" in np.load(p.with_suffix(".outputs.npz")).files
 )
 # what tfjs 4.22 cannot compute, and why (its GRUCell throws on reset_after=True, the Keras 2.3+ default)
 REFUSED = {case: "GRU reset_after=True" for case in ("gru_reset_after", "cudnn_gru", "bidirectional_sum", "go_backwards_gru")}
-
-
-def _predict(model: Path, inputs: list[np.ndarray], work: Path) -> list[np.ndarray]:
-    """``model``'s predictions on ``inputs``, computed by real tfjs in Node."""
-    if shutil.which("node") is None or not (MODULES / "@tensorflow" / "tfjs").is_dir():
-        pytest.skip(f"Node or @tensorflow/tfjs not installed (looked in {MODULES})")
-    feed = work / "inputs.json"
-    dtype = lambda x: "int32" if x.dtype.kind in "iu" else "float32"  # noqa: E731
-    feed.write_text(json.dumps([{"data": x.ravel().tolist(), "shape": list(x.shape), "dtype": dtype(x)} for x in inputs]))
-    done = subprocess.run(
-        ["node", str(SCRIPT), str(model), str(feed)], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "NODE_PATH": str(MODULES)},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return [np.asarray(out["data"], np.float32).reshape(out["shape"]) for out in json.loads(done.stdout)]
 
 
 @pytest.mark.parametrize("case", FIXTURES)
@@ -62,7 +43,7 @@ def test_keras2_fixtures_load_in_tfjs_and_predict_what_tf_keras_predicted(case: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.json"]
     expected = np.load(DATA / "keras2" / f"{case}.outputs.npz")
     inputs = [expected[k] for k in sorted(k for k in expected.files if k.startswith("__model__/x"))]
-    (y, *_) = _predict(out, inputs, tmp_path)
+    (y, *_) = tfjs_predict(out, inputs, tmp_path)
     assert_close(y, expected["__model__/y"], f"{case} in tfjs")
     assert lstmconv.verify(source, out).same  # and read back by lstmconv's tfjs reader
 
@@ -78,7 +59,7 @@ def test_a_keras3_model_is_written_in_the_dialect_tfjs_reads(tmp_path: Path) -> 
     out.parent.mkdir()
     lstmconv.convert(source, out)
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
-    (y,) = _predict(out, [x], tmp_path)
+    (y,) = tfjs_predict(out, [x], tmp_path)
     assert_close(y, keras.ops.convert_to_numpy(model(x)), "Keras 3 model in tfjs")
 
 
