@@ -26,7 +26,7 @@ from lstmconv.pipeline.report import ConversionReport, LayerReport
 from lstmconv.pipeline.warm import prepare_writer
 from lstmconv.pipeline.write import plan_tensors, write
 from lstmconv.protocols import TARGET_OPTIONS, LayerSource, Options
-from lstmconv.registry import TargetSpec, resolve_source, target_for_destination, target_named
+from lstmconv.registry import TARGETS, TargetSpec, resolve_source, target_for_destination, target_named
 
 __all__ = [
     "LayerReport",  # from lstmconv.pipeline.report
@@ -113,8 +113,6 @@ def check_outputs(spec: TargetSpec, destination: Path, options: Options, sources
 
 
 def _targets_taking(option: str) -> list[TargetSpec]:
-    from lstmconv.registry import TARGETS
-
     return [spec for spec in TARGETS if option in spec.options]
 
 
