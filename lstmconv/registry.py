@@ -79,6 +79,10 @@ SOURCES: tuple[SourceSpec, ...] = (
         "tf-checkpoint", "lstmconv.sources.tf_checkpoint", ((b"", (".index",)),), "a TensorFlow checkpoint's .index",
         confirms=True, resolves=True,
     ),
+    SourceSpec(
+        "saved-model", "lstmconv.sources.saved_model", ((b"", ("saved_model.pb",)),), "a Keras SavedModel directory",
+        confirms=True, resolves=True,
+    ),
 )
 SOURCE_NAMES: tuple[str, ...] = tuple(source.name for source in SOURCES)
 

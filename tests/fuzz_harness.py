@@ -72,6 +72,8 @@ def make_seeds(folder: Path) -> list[Path]:
     for name in ("lstm_dense.index", "lstm_dense.data-00000-of-00001"):
         shutil.copy(ROOT / "tests" / "data" / "tf_checkpoint" / name, folder / "tfckpt" / name)
     seeds.append(folder / "tfckpt" / "lstm_dense.index")
+    shutil.copytree(ROOT / "tests" / "data" / "saved_model" / "functional_bigru", folder / "savedmodel", dirs_exist_ok=True)
+    seeds.append(folder / "savedmodel" / "saved_model.pb")
     try:
         lstmconv.convert(FIXTURE, folder / "torch.pt", to="torch")
         seeds.append(folder / "torch.pt")
@@ -183,13 +185,18 @@ def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None, ha
         shutil.rmtree(case, ignore_errors=True)
         case.mkdir()
         original = rng.choice(seeds)
-        mutated = case / f"input{''.join(original.suffixes)}"
-        mutated.write_bytes(original.read_bytes())
-        # a tfjs model's shards and a checkpoint's data file go beside it, and may be the file mutated
-        shards = sorted(p for p in original.parent.iterdir() if p != original) if original.parent.name in ("tfjs", "tfckpt") else []
-        beside = [case / (shard.name if original.name == "model.json" else "input" + shard.name[shard.name.index(".data"):]) for shard in shards]
-        for shard, copy in zip(shards, beside):
-            copy.write_bytes(shard.read_bytes())
+        if original.parent.name == "savedmodel":  # a folder: any of its files may be the one mutated
+            shutil.copytree(original.parent, case, dirs_exist_ok=True)
+            mutated = case / original.name
+            beside = sorted(p for p in case.rglob("*") if p.is_file() and p != mutated)
+        else:
+            mutated = case / f"input{''.join(original.suffixes)}"
+            mutated.write_bytes(original.read_bytes())
+            # a tfjs model's shards and a checkpoint's data file go beside it, and may be the file mutated
+            shards = sorted(p for p in original.parent.iterdir() if p != original) if original.parent.name in ("tfjs", "tfckpt") else []
+            beside = [case / (shard.name if original.name == "model.json" else "input" + shard.name[shard.name.index(".data"):]) for shard in shards]
+            for shard, copy in zip(shards, beside):
+                copy.write_bytes(shard.read_bytes())
         victim = rng.choice([mutated, *beside])
         victim.write_bytes(mutate(victim.read_bytes(), rng, victim))
         target = rng.choice(list(TARGET_SUFFIX))

@@ -19,14 +19,24 @@ __all__ = ["KerasLayerEntry", "KerasFileInfo", "keras_major", "CONFIG_ATTRIBUTE"
 CONFIG_ATTRIBUTE = "lstmconv_config"
 
 
+#: Keras's own ways of holding layers: legacy HDF5 files, Keras 3 archives and weights files, in-memory arrays
+KERAS_LAYOUTS = ("keras-h5", "keras3-zip", "keras3-weights", "arrays")
+
+
 @dataclass(frozen=True)
 class KerasFileInfo:
     """Facts about the whole file that change how layers are read."""
 
     path: str
     keras_version: str | None  # as recorded; None for Keras 1 files, which record none
-    layout: str  # 'keras-h5' | 'keras3-zip' | 'keras3-weights' | 'arrays'
+    layout: str  # one of KERAS_LAYOUTS, or the source format that holds Keras layers in its own files
     has_config: bool
+
+    @property
+    def framework(self) -> str:
+        """The source format the layers are reported from: Keras for Keras's own files, else the format
+        (tfjs, a TensorFlow checkpoint or SavedModel) named by the layout."""
+        return "keras" if self.layout in KERAS_LAYOUTS else self.layout
 
     @property
     def major(self) -> int:

@@ -150,7 +150,7 @@ def _build(entry: KerasLayerEntry, info: KerasFileInfo) -> BuiltLayer | None:
 
 def _source(info: KerasFileInfo, inferred: list[str] | None = None, layout: str | None = None) -> SourceInfo:
     return SourceInfo(
-        framework={"tfjs": "tfjs", "tf-checkpoint": "tf-checkpoint"}.get(info.layout, "keras"),
+        framework=info.framework,
         layout=layout or f"keras{info.major}",
         version=info.keras_version,
         inferred=tuple(inferred or ()),

@@ -23,14 +23,14 @@ import numpy as np
 
 from lstmconv.adapters.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
-from lstmconv.io.protobuf_wire import WIRE_LEN, WireFormatError, fields, read_varint
 from lstmconv.io.tf_bundle import TensorBundle, open_bundle
+from lstmconv.io.tf_objects import TrackableNode, checkpoint_graph, variables_under
 from lstmconv.protocols import LayerItem, Options
 from lstmconv.schema import Wiring
 from lstmconv.sources.keras import keras_layers
 from lstmconv.sources.keras_files import flatten_config, model_wiring, read_sidecar
 
-__all__ = ["SOURCE"]
+__all__ = ["SOURCE", "checkpoint_entries", "layer_entries"]
 
 _GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _LAYER = re.compile(r"layer_with_weights-(\d+)$")
@@ -73,7 +73,7 @@ class TfCheckpointSource:
                 hint="TF1 checkpoints of tf.nn.rnn_cell cells are not supported yet",
             )
         model = read_sidecar(options.config)["model"] if options.config is not None else None
-        entries = _entries(bundle, model)
+        entries = checkpoint_entries(bundle, model)
         # tf.keras of TF 2 (object-based checkpoints are what it writes): its defaults are sigmoid gates and
         # reset_after=True, reported as inferred where no --config states them
         info = KerasFileInfo(str(path), "2-tf", "tf-checkpoint", model is not None)
@@ -84,32 +84,46 @@ class TfCheckpointSource:
 SOURCE = TfCheckpointSource()
 
 
-def _entries(bundle: TensorBundle, model: dict[str, Any] | None) -> list[KerasLayerEntry]:
-    """One entry per layer with weights, in model order, each reading its variables when built."""
-    nodes = _object_graph(bundle)
-    layers: list[tuple[int, list[tuple[str, str]]]] = []
-    for node_id, local_name in nodes[0][0] if nodes else []:
-        match = _LAYER.match(local_name)
-        if match:
-            layers.append((int(match.group(1)), _variables(nodes, node_id, bundle)))
+def checkpoint_entries(bundle: TensorBundle, model: dict[str, Any] | None) -> list[KerasLayerEntry]:
+    """One entry per ``layer_with_weights-N`` of the root, in model order; its name is its variables' scope."""
+    nodes = checkpoint_graph(bundle.read_bytes(_GRAPH), bundle.index)
+    numbered = sorted((int(match.group(1)), child) for child, local_name in (nodes[0].children if nodes else ()) if (match := _LAYER.match(local_name)))
+    layers = []
+    for _, node_id in numbered:
+        variables = variables_under(nodes, node_id, bundle.entries, bundle.index)
+        if variables:
+            layers.append((variables[0][0].split("/", 1)[0], node_id))
     configs = {name: (cls, cfg) for name, cls, cfg, _ in flatten_config(model)} if model is not None else {}
+    return layer_entries(bundle, nodes, layers, configs, model)
+
+
+def layer_entries(
+    bundle: TensorBundle,
+    nodes: list[TrackableNode],
+    layers: list[tuple[str, int]],
+    configs: dict[str, tuple[str, dict[str, Any]]],
+    model: dict[str, Any] | None,
+) -> list[KerasLayerEntry]:
+    """One entry per layer with variables: ``layers`` are (name, object graph node) in model order, ``configs``
+    the known (class, config) of each name; with a ``model`` config its weightless layers are added in order
+    (they matter for the wiring) and every layer with weights must be in it."""
     entries = []
-    for _, variables in sorted(layers):
+    for name, node_id in layers:
+        variables = variables_under(nodes, node_id, bundle.entries, bundle.index)
         if not variables:
             continue
-        name = variables[0][0].split("/", 1)[0]
         cls, cfg = configs.get(name, (None, None))
         if model is not None and cls is None:
             raise ConfigError("the checkpoint holds weights of a layer that is not in the model config", file=bundle.index, layer=name)
         keys = [key for _, key in variables]
         entries.append(KerasLayerEntry(name, cls, cfg, [f"{full}:0" for full, _ in variables], _loader(bundle, keys)))
-    if model is not None:  # weightless layers (Dropout, Activation...) matter for the wiring
+    if model is not None:
         named = {entry.name for entry in entries}
         order = [name for name, cls, _, _ in flatten_config(model) if cls not in ("Sequential", "Model", "Functional")]
         entries += [KerasLayerEntry(name, *configs[name], [], lambda: []) for name in order if name not in named]
         entries.sort(key=lambda entry: order.index(entry.name) if entry.name in order else len(order))
     if not entries:
-        raise InputFormatError("the checkpoint holds no layer's weights (no layer_with_weights-N)", file=bundle.index)
+        raise InputFormatError("no Keras layer's weights found through the object graph", file=bundle.index)
     return entries
 
 
@@ -118,54 +132,3 @@ def _loader(bundle: TensorBundle, keys: list[str]) -> Callable[[], list[np.ndarr
         return [bundle.read(key) for key in keys]
 
     return load
-
-
-def _variables(nodes: list[tuple[list[tuple[int, str]], list[tuple[str, str]]]], node_id: int, bundle: TensorBundle) -> list[tuple[str, str]]:
-    """(full_name, checkpoint_key) of every variable under ``node_id``, in the order the layer created them."""
-    found: list[tuple[str, str]] = []
-    seen: set[int] = set()
-
-    def walk(current: int, depth: int) -> None:
-        if current in seen or depth > 16 or current >= len(nodes):
-            return
-        seen.add(current)
-        children, attributes = nodes[current]
-        for full_name, key in attributes:
-            if key not in bundle.entries:
-                raise InputFormatError("the object graph names a variable the checkpoint does not hold", file=bundle.index, tensor=key)
-            found.append((full_name, key))
-        for child, _ in children:
-            walk(child, depth + 1)
-
-    walk(node_id, 0)
-    return found
-
-
-def _object_graph(bundle: TensorBundle) -> list[tuple[list[tuple[int, str]], list[tuple[str, str]]]]:
-    """The ``TrackableObjectGraph``: per node, its children (node id, local name) and its variables
-    (full name, checkpoint key)."""
-    data = bundle.read_bytes(_GRAPH)
-    nodes = []
-    try:
-        for node in fields(data, 0, len(data)):
-            if node.number != 1 or node.wire != WIRE_LEN:
-                continue
-            children: list[tuple[int, str]] = []
-            attributes: list[tuple[str, str]] = []
-            for part in fields(data, node.value_start, node.end):
-                if part.wire != WIRE_LEN or part.number not in (1, 2):
-                    continue
-                values: dict[int, Any] = {}
-                for item in fields(data, part.value_start, part.end):
-                    if item.wire == WIRE_LEN:
-                        values[item.number] = bytes(data[item.value_start : item.end]).decode("utf-8", "replace")
-                    else:
-                        values[item.number] = read_varint(data, item.value_start)[0]
-                if part.number == 1:
-                    children.append((int(values.get(1, 0)), str(values.get(2, ""))))
-                elif values.get(1) == "VARIABLE_VALUE":
-                    attributes.append((str(values.get(2, "")), str(values.get(3, ""))))
-            nodes.append((children, attributes))
-    except WireFormatError as error:
-        raise InputFormatError(f"cannot read the checkpoint's object graph: {error}", file=bundle.index) from None
-    return nodes
