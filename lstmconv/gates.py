@@ -66,6 +66,11 @@ GATE_ORDER: dict[tuple[str, str], tuple[Gate, ...]] = {
     ("onnx", "gru"): ("update", "reset", "candidate"),
     ("onnx", "rnn"): ("hidden",),
     ("onnx", "lstm_peephole"): ("input", "output", "forget"),
+    # TF1 tf.nn.rnn_cell: kernel (in+H, G*H) multiplying concat([x, h]); LSTMCell/BasicLSTMCell/LSTMBlockCell
+    # i, j, f, o; GRUCell's gates/kernel (in+H, 2H) r, u (its candidate/kernel is the third block, alone).
+    ("tf1", "lstm"): ("input", "cell", "forget", "output"),
+    ("tf1", "gru_gates"): ("reset", "update"),
+    ("tf1", "rnn"): ("hidden",),
 }
 
 

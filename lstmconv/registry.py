@@ -75,6 +75,11 @@ SOURCES: tuple[SourceSpec, ...] = (
     ),
     SourceSpec("onnx", "lstmconv.sources.onnx", ((b"", (".onnx",)),), "an ONNX model"),
     SourceSpec("tfjs", "lstmconv.sources.tfjs", ((b"", (".json",)),), "a TensorFlow.js model.json", confirms=True),
+    # a name-based (TF1) checkpoint is a bundle without an object graph: asked before the object-based reader
+    SourceSpec(
+        "tf1-checkpoint", "lstmconv.sources.tf1_checkpoint", ((b"", (".index",)),), "a TensorFlow 1 checkpoint's .index",
+        confirms=True,
+    ),
     SourceSpec(
         "tf-checkpoint", "lstmconv.sources.tf_checkpoint", ((b"", (".index",)),), "a TensorFlow checkpoint's .index",
         confirms=True, resolves=True,

@@ -72,6 +72,10 @@ def make_seeds(folder: Path) -> list[Path]:
     for name in ("lstm_dense.index", "lstm_dense.data-00000-of-00001"):
         shutil.copy(ROOT / "tests" / "data" / "tf_checkpoint" / name, folder / "tfckpt" / name)
     seeds.append(folder / "tfckpt" / "lstm_dense.index")
+    (folder / "tf1ckpt").mkdir(exist_ok=True)
+    for name in ("multi_basic_lstm.index", "multi_basic_lstm.data-00000-of-00001", "multi_basic_lstm.meta"):
+        shutil.copy(ROOT / "tests" / "data" / "tf1_checkpoint" / name, folder / "tf1ckpt" / name)
+    seeds.append(folder / "tf1ckpt" / "multi_basic_lstm.index")
     shutil.copytree(ROOT / "tests" / "data" / "saved_model" / "functional_bigru", folder / "savedmodel", dirs_exist_ok=True)
     seeds.append(folder / "savedmodel" / "saved_model.pb")
     try:
@@ -192,9 +196,10 @@ def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None, ha
         else:
             mutated = case / f"input{''.join(original.suffixes)}"
             mutated.write_bytes(original.read_bytes())
-            # a tfjs model's shards and a checkpoint's data file go beside it, and may be the file mutated
-            shards = sorted(p for p in original.parent.iterdir() if p != original) if original.parent.name in ("tfjs", "tfckpt") else []
-            beside = [case / (shard.name if original.name == "model.json" else "input" + shard.name[shard.name.index(".data"):]) for shard in shards]
+            # a tfjs model's shards and a checkpoint's data file (and graph) go beside it, and may be the file mutated
+            shards = sorted(p for p in original.parent.iterdir() if p != original) if original.parent.name in ("tfjs", "tfckpt", "tf1ckpt") else []
+            stem = len(original.name) - len(".index")
+            beside = [case / (shard.name if original.name == "model.json" else "input" + shard.name[stem:]) for shard in shards]
             for shard, copy in zip(shards, beside):
                 copy.write_bytes(shard.read_bytes())
         victim = rng.choice([mutated, *beside])

@@ -31,9 +31,9 @@ CELLS = ("lstm", "gru", "rnn")
 # Every source and target of the registry: a new one fails here until it has a runner. tfjs is tested in
 # test_tfjs_source.py and test_tfjs_target.py: tfjs reads Keras 2 configs only (the models here are built with
 # Keras 3), and a tfjs model is a whole model (the torch, ONNX and canonical sources here carry no model config).
-# TF checkpoints and SavedModels are written by tf_keras only, not installed here: test_tf_checkpoint_source.py and
-# test_saved_model_source.py have their fixtures.
-SOURCES = tuple(name for name in SOURCE_NAMES if name not in ("tfjs", "tf-checkpoint", "saved-model"))
+# TF checkpoints (TF1 and TF2) and SavedModels are written by TensorFlow only, not installed here:
+# test_tf1_checkpoint_source.py, test_tf_checkpoint_source.py and test_saved_model_source.py have their fixtures.
+SOURCES = tuple(name for name in SOURCE_NAMES if name not in ("tfjs", "tf1-checkpoint", "tf-checkpoint", "saved-model"))
 TARGETS = tuple(name for name in TARGET_NAMES if name != "tfjs")
 CASES = list(itertools.product(SOURCES, TARGETS, CELLS, (False, True), (True, False), (1, 2)))
 

@@ -8,7 +8,7 @@ children ``layer_with_weights-N`` in model order, each variable under them with 
 The architecture is not in a checkpoint: with ``--config`` (``model.to_json()``) each layer takes its config;
 without it each layer's class and facts are inferred from the names and shapes and reported as inferred, as for
 a weights-only Keras file. A checkpoint holds tf.keras 2 layers (Keras 3 writes no TF checkpoints).
-Name-based TF1 checkpoints (no object graph) are refused for now.
+Name-based TF1 checkpoints (no object graph) are :mod:`lstmconv.sources.tf1_checkpoint`'s.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ class TfCheckpointSource:
         bundle = open_bundle(path)
         if _GRAPH not in bundle.entries:
             raise UnsupportedFeatureError(
-                "a name-based (TF1) checkpoint: lstmconv reads TF2 object-based checkpoints (Keras save_weights)",
+                "a name-based (TF1) checkpoint, not a TF2 object-based one (Keras save_weights)",
                 file=path,
-                hint="TF1 checkpoints of tf.nn.rnn_cell cells are not supported yet",
+                hint="read it as a TF1 checkpoint of tf.nn.rnn_cell cells: --from tf1-checkpoint (source_format='tf1-checkpoint')",
             )
         model = read_sidecar(options.config)["model"] if options.config is not None else None
         entries = checkpoint_entries(bundle, model)
