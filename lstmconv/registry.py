@@ -75,6 +75,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     ),
     SourceSpec("onnx", "lstmconv.sources.onnx", ((b"", (".onnx",)),), "an ONNX model"),
     SourceSpec("tfjs", "lstmconv.sources.tfjs", ((b"", (".json",)),), "a TensorFlow.js model.json", confirms=True),
+    SourceSpec("ml5", "lstmconv.sources.ml5", ((b"", (".json",)),), "an ml5.js charRNN manifest.json", confirms=True),
     # a name-based (TF1) checkpoint is a bundle without an object graph: asked before the object-based reader
     SourceSpec(
         "tf1-checkpoint", "lstmconv.sources.tf1_checkpoint", ((b"", (".index",)),), "a TensorFlow 1 checkpoint's .index",

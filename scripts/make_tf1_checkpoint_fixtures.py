@@ -94,6 +94,23 @@ def main() -> None:
             old.unlink()
         subprocess.run([sys.executable, __file__, case], check=True)
     (OUT / "versions.json").write_text(json.dumps({"tensorflow": tf.__version__}) + "\n")
+    write_ml5(OUT / "multi_basic_lstm", ROOT / "tests" / "data" / "ml5")
+
+
+def write_ml5(prefix: Path, folder: Path) -> None:
+    """The checkpoint's variables dumped as ml5's training script dumps them: ``manifest.json`` and one raw
+    little-endian float32 file per variable (``tf.train.load_checkpoint``), pre-TF 1.2 names as some ml5 models
+    have (``weights``/``biases``). The judge of this fixture is ml5's runtime, real tfjs in Node."""
+    folder.mkdir(parents=True, exist_ok=True)
+    reader = tf.train.load_checkpoint(str(prefix))
+    manifest = {}
+    for name in sorted(reader.get_variable_to_shape_map()):
+        value = np.asarray(reader.get_tensor(name), dtype="<f4")
+        old = name.replace("/kernel", "/weights").replace("/bias", "/biases")
+        filename = old.replace("/", "_")
+        (folder / filename).write_bytes(value.tobytes())
+        manifest[old] = {"filename": filename, "shape": list(value.shape)}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ def make_seeds(folder: Path) -> list[Path]:
     seeds.append(folder / "tf1ckpt" / "multi_basic_lstm.index")
     shutil.copytree(ROOT / "tests" / "data" / "saved_model" / "functional_bigru", folder / "savedmodel", dirs_exist_ok=True)
     seeds.append(folder / "savedmodel" / "saved_model.pb")
+    shutil.copytree(ROOT / "tests" / "data" / "ml5", folder / "ml5", dirs_exist_ok=True)
+    seeds.append(folder / "ml5" / "manifest.json")
     try:
         lstmconv.convert(FIXTURE, folder / "torch.pt", to="torch")
         seeds.append(folder / "torch.pt")
@@ -189,7 +191,7 @@ def run(cases: int, seed: int, seconds: int = 20, folder: Path | None = None, ha
         shutil.rmtree(case, ignore_errors=True)
         case.mkdir()
         original = rng.choice(seeds)
-        if original.parent.name == "savedmodel":  # a folder: any of its files may be the one mutated
+        if original.parent.name in ("savedmodel", "ml5"):  # a folder: any of its files may be the one mutated
             shutil.copytree(original.parent, case, dirs_exist_ok=True)
             mutated = case / original.name
             beside = sorted(p for p in case.rglob("*") if p.is_file() and p != mutated)

@@ -24,10 +24,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from lstmconv.activations import Activation
 from lstmconv.adapters.tf1 import Tf1Cell, tf1_cell_to_canonical
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
 from lstmconv.io.reading import regular_file
-from lstmconv.io.tf_bundle import TensorBundle, open_bundle
+from lstmconv.io.tf_bundle import open_bundle
 from lstmconv.io.tf_graph import GraphOps, MetaGraph, read_meta_graph
 from lstmconv.layouts.tf1 import TF1_ACTIVATION_OPS, TF1_BLOCK_OPS, TF1_CELLS, Tf1CellKind
 from lstmconv.protocols import LayerItem, LeftOut, Options
@@ -43,7 +43,7 @@ from lstmconv.reference.common import LayerOutput, LayerStates
 from lstmconv.reference.tf1 import tf1_forward
 from lstmconv.schema import RecurrentLayer, SourceInfo, Wiring
 
-__all__ = ["SOURCE"]
+__all__ = ["SOURCE", "Variables", "tf1_cells", "stated_cells"]
 
 _GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _SLOTS = re.compile(r"(^|/)(Adam(_\d+)?|Momentum|RMSProp(_\d+)?|Adagrad(DA)?|Adadelta(_\d+)?|Ftrl(_\d+)?|beta[12]_power|global_step)$")
@@ -63,29 +63,62 @@ class Tf1CheckpointSource:
         self, path: Path, options: Options, meanwhile: Callable[[], object] | None = None
     ) -> Iterator[tuple[Iterator[LayerItem | str], Wiring | None, Sequence[str]]]:
         bundle = open_bundle(path)
-        cells = _find_cells(bundle)
-        if not cells:
-            raise UnsupportedFeatureError(
-                "no tf.nn.rnn_cell cell's variables in this checkpoint (LSTMCell, BasicLSTMCell, GRUCell, BasicRNNCell)",
-                file=path,
-                hint="lstmconv reads the recurrent cells of TF1 checkpoints; other layers are not named so that they can be read",
-            )
         meta = Path(str(path)[: -len(".index")] + ".meta") if str(path).endswith(".index") else None
         graph = read_meta_graph(meta) if meta is not None and meta.exists() else None
-        stated = _stated(options.config)
-        facts = _graph_facts(graph, [scope for scope, _ in cells]) if graph is not None else {}
-        owned = {name for scope, kind in cells for name in _variable_names(bundle, scope, kind)}
-        left = [name for name in bundle.entries if name not in owned and not _SLOTS.search(name) and name != ""]
+        items, names = tf1_cells(bundle, path, "tf1-checkpoint", graph=graph, stated=stated_cells(options.config))
+        yield items, None, names
 
-        groups = _stacks(cells)
 
-        def items() -> Iterator[LayerItem | str]:
-            yield from (LeftOut(name, "not a variable of a tf.nn.rnn_cell cell") for name in left)
-            for name, members in groups:
-                built = [_layer(bundle, scope, kind, facts.get(scope), stated, graph, path) for scope, kind in members]
-                yield from built if len(built) == 1 else _stacked(name, built)
+class Variables(Protocol):
+    """Named arrays: a tensor bundle, or the files an ml5 manifest lists."""
 
-        yield items(), None, [name for name, _ in groups]
+    @property
+    def entries(self) -> Mapping[str, object]: ...
+
+    def read(self, name: str) -> np.ndarray: ...
+
+
+def tf1_cells(
+    variables: Variables, path: Path, framework: str, *, graph: MetaGraph | None, stated: dict[str, dict[str, Any]],
+    runtime: str | None = None, lstm_only: bool = False,
+) -> tuple[Iterator[LayerItem | str], list[str]]:
+    """The layers of the TF1 cells among ``variables`` (read one layer at a time), and their names. ``stated``:
+    facts given for cells (``"*"``: every cell); ``runtime``: the note of a runtime that fixes them and runs only
+    LSTM cells if ``lstm_only`` (ml5)."""
+    cells = _find_cells(variables)
+    if lstm_only and (other := [scope for scope, kind in cells if kind.cell != "lstm"]):
+        raise UnsupportedFeatureError(
+            f"cells its runtime cannot run: {', '.join(other)}", file=path, hint=f"{runtime}; only its LSTM cells are read",
+        )
+    if not cells:
+        raise UnsupportedFeatureError(
+            "no tf.nn.rnn_cell cell's variables here (LSTMCell, BasicLSTMCell, GRUCell, BasicRNNCell)",
+            file=path,
+            hint="lstmconv reads the recurrent cells of TF1 checkpoints; other layers are not named so that they can be read",
+        )
+    facts = _graph_facts(graph, [scope for scope, _ in cells]) if graph is not None else {}
+    owned = {name for scope, kind in cells for name in _variable_names(variables, scope, kind)}
+    left = [name for name in variables.entries if name not in owned and not _SLOTS.search(name) and name != ""]
+    groups = _stacks(cells)
+    reading = _Reading(variables, path, framework, graph, stated, runtime)
+
+    def items() -> Iterator[LayerItem | str]:
+        yield from (LeftOut(name, "not a variable of a tf.nn.rnn_cell cell") for name in left)
+        for name, members in groups:
+            built = [_layer(reading, scope, kind, facts.get(scope)) for scope, kind in members]
+            yield from built if len(built) == 1 else _stacked(name, built)
+
+    return items(), [name for name, _ in groups]
+
+
+@dataclass(frozen=True)
+class _Reading:
+    variables: Variables
+    path: Path
+    framework: str
+    graph: MetaGraph | None
+    stated: dict[str, dict[str, Any]]
+    runtime: str | None
 
 
 SOURCE = Tf1CheckpointSource()
@@ -99,10 +132,10 @@ def _natural(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def _find_cells(bundle: TensorBundle) -> list[tuple[str, Tf1CellKind]]:
-    """(scope, class) of every cell whose first kernel the bundle holds, ``cell_2`` before ``cell_10``."""
+def _find_cells(variables: Variables) -> list[tuple[str, Tf1CellKind]]:
+    """(scope, class) of every cell whose first kernel is held, ``cell_2`` before ``cell_10``."""
     found = []
-    for name in bundle.entries:
+    for name in variables.entries:
         for kind in TF1_CELLS.values():
             for kernel in (kind.kernels[0], _old(kind.kernels[0])):
                 if name.endswith("/" + kernel):
@@ -176,16 +209,16 @@ def _old(name: str) -> str:
     return f"{head}/{_PRE_1_2[leaf]}" if head else _PRE_1_2[leaf]
 
 
-def _variable(bundle: TensorBundle, scope: str, name: str) -> str | None:
+def _variable(variables: Variables, scope: str, name: str) -> str | None:
     for candidate in (f"{scope}/{name}", f"{scope}/{_old(name)}" if name.rsplit("/", 1)[-1] in _PRE_1_2 else None):
-        if candidate is not None and candidate in bundle.entries:
+        if candidate is not None and candidate in variables.entries:
             return candidate
     return None
 
 
-def _variable_names(bundle: TensorBundle, scope: str, kind: Tf1CellKind) -> list[str]:
+def _variable_names(variables: Variables, scope: str, kind: Tf1CellKind) -> list[str]:
     names = [*kind.kernels, *kind.biases, "w_i_diag", "w_f_diag", "w_o_diag", "projection/kernel"]
-    return [found for name in names if (found := _variable(bundle, scope, name)) is not None]
+    return [found for name in names if (found := _variable(variables, scope, name)) is not None]
 
 
 @dataclass
@@ -199,21 +232,20 @@ class _Facts:
     seen: bool = False
 
 
-def _layer(
-    bundle: TensorBundle, scope: str, kind: Tf1CellKind, facts: _Facts | None, stated: dict[str, dict[str, Any]],
-    graph: MetaGraph | None, path: Path,
-) -> LayerItem:
+def _layer(reading: _Reading, scope: str, kind: Tf1CellKind, facts: _Facts | None) -> LayerItem:
+    variables, path, graph, stated = reading.variables, reading.path, reading.graph, reading.stated
+
     def read(name: str) -> np.ndarray:
-        found = _variable(bundle, scope, name)
+        found = _variable(variables, scope, name)
         if found is None:
             raise InputFormatError(f"the {kind.cls} has no {name}", file=path, layer=scope, tensor=f"{scope}/{name}")
-        return bundle.read(found)
+        return variables.read(found)
 
     kernels = tuple(read(name) for name in kind.kernels)
     biases = tuple(read(name) for name in kind.biases)
-    peepholes = {name: bundle.read(found) for name in ("w_i_diag", "w_f_diag", "w_o_diag") if (found := _variable(bundle, scope, name))}
-    projection_name = _variable(bundle, scope, "projection/kernel")
-    projection = bundle.read(projection_name) if projection_name else None
+    peepholes = {name: variables.read(found) for name in ("w_i_diag", "w_f_diag", "w_o_diag") if (found := _variable(variables, scope, name))}
+    projection_name = _variable(variables, scope, "projection/kernel")
+    projection = variables.read(projection_name) if projection_name else None
     units = biases[-1].shape[0] // (4 if kind.cell == "lstm" else 1) if biases[-1].ndim == 1 else 0
     recurrent = projection.shape[1] if projection is not None and projection.ndim == 2 else units
     inputs = kernels[0].shape[0] - recurrent if kernels[0].ndim == 2 else 0
@@ -274,9 +306,11 @@ def _layer(
     except ValueError:
         raise ConfigError(f"unknown activation {activation_name!r}", file=path, layer=scope) from None
     notes = ["a bidirectional_dynamic_rnn backward cell: TensorFlow feeds it the reversed sequence"] if "/bw/" in f"/{scope}/" else []
+    if reading.runtime:
+        notes.append(reading.runtime)
     cell = Tf1Cell(scope, kind, kernels, biases, int(inputs), int(units), activation, forget_bias, peepholes, projection)
     source = SourceInfo(
-        framework="tf1-checkpoint", layout="tf1", version=graph.tensorflow_version if graph else None,
+        framework=reading.framework, layout="tf1", version=graph.tensorflow_version if graph else None,
         inferred=tuple(inferred), notes=tuple(notes),
     )
     layer = tf1_cell_to_canonical(cell, source)
@@ -290,7 +324,7 @@ def _layer(
     return layer, reference
 
 
-def _stated(config: Path | None) -> dict[str, dict[str, Any]]:
+def stated_cells(config: Path | None) -> dict[str, dict[str, Any]]:
     """The cells' facts a ``--config`` states (``{"tf1_cells": {scope or "*": {...}}}``)."""
     if config is None:
         return {}
