@@ -5,7 +5,7 @@ measured side by side in the same run.
     .venv/bin/python benchmarks/bench.py small --tf2onnx-python /tmp/tfenv/bin/python
     .venv/bin/python benchmarks/bench.py large --sizes 1 3 6 12
     .venv/bin/python benchmarks/bench.py large --sizes 1 3 6 12 --settle 6   # memory settled: see docs/performance.md
-    .venv/bin/python benchmarks/bench.py sources --layers 12
+    .venv/bin/python benchmarks/bench.py sources --layers 12 --tf-python /tmp/tfenv/bin/python
     .venv/bin/python benchmarks/bench.py reference
     .venv/bin/python benchmarks/bench.py small --baseline /tmp/before   # and large: against another checkout
 
@@ -94,10 +94,14 @@ def start_clean(run: Run, settle: float) -> None:
             output.unlink(missing_ok=True)
     os.sync()
     time.sleep(settle)
-    if run.source is not None:
-        with run.source.open("rb") as handle:
-            while handle.read(16 << 20):
-                pass
+    if run.source is not None:  # a TF checkpoint's .index and a SavedModel: every file of the model
+        stem = run.source.name.removesuffix(".index")
+        files = [p for p in run.source.parent.iterdir() if p.name.startswith(stem)] if run.source.suffix == ".index" else (
+            [p for p in run.source.rglob("*") if p.is_file()] if run.source.is_dir() else [run.source])
+        for file in files:
+            with file.open("rb") as handle:
+                while handle.read(16 << 20):
+                    pass
 
 
 def interleaved(
@@ -283,7 +287,6 @@ def sources(args: argparse.Namespace) -> dict[str, object]:
     onnx_source, torch_source, pt_source = work / "bilstm.onnx", work / "bilstm.safetensors", work / "bilstm.pt"
     for made in (onnx_source, torch_source):
         subprocess.run([LSTMCONV, "convert", str(keras), str(made), "--to", "onnx" if made.suffix == ".onnx" else "torch"], check=True, capture_output=True)
-    keras.unlink()
     # the .pt as torch.save writes a state dict (zip format)
     resave = "import sys, torch; from safetensors.torch import load_file; torch.save(load_file(sys.argv[1]), sys.argv[2])"
     subprocess.run([PYTHON, "-c", resave, str(torch_source), str(pt_source)], check=True, capture_output=True)
@@ -300,10 +303,57 @@ def sources(args: argparse.Namespace) -> dict[str, object]:
         "lstmconv pt -> torch": convert(pt_source, work / "c.safetensors"),
         "lstmconv pt -> onnx": convert(pt_source, work / "c.onnx", "--to", "onnx"),
     }
+    if args.tf_python:
+        rows.update(tensorflow_rows(args.tf_python, keras, work))
+    keras.unlink()
     samples = interleaved(rows, args.rounds)
     result = {"weights_mib": round(size / 2**20, 1), **{name: medians(runs) for name, runs in samples.items()}}
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+# Run by TensorFlow's python: the generated Keras file's weights in a tf_keras model of the same layers, saved as a
+# TF2 checkpoint (save_weights, TF format) and as a SavedModel (model.save).
+TF_SAVE = """
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import h5py, tf_keras as keras
+source, prefix, saved = sys.argv[1:4]
+with h5py.File(source, "r") as f:
+    layers = len(f.attrs["layer_names"])
+    hidden = f["bidirectional_0"]["bidirectional_0/forward_lstm_0/lstm_cell/recurrent_kernel:0"].shape[0]
+model = keras.Sequential([keras.Input((None, hidden))] + [
+    keras.layers.Bidirectional(keras.layers.LSTM(hidden, return_sequences=True), name=f"bidirectional_{k}") for k in range(layers)])
+model.load_weights(source)
+model.save_weights(prefix, save_format="tf")
+model.save(saved, save_format="tf", save_traces=False)
+"""
+# The floor of a TF checkpoint source: every variable read by TensorFlow's own reader, written by safetensors.
+TF_FLOOR = """
+import sys
+import tensorflow as tf
+from safetensors.numpy import save_file
+reader = tf.train.load_checkpoint(sys.argv[1])
+names = [n for n in reader.get_variable_to_shape_map() if n.startswith("layer_with_weights")]
+save_file({n: reader.get_tensor(n) for n in names}, sys.argv[2])
+"""
+
+
+def tensorflow_rows(tf_python: str, keras: Path, work: Path) -> dict[str, Run]:
+    """The TensorFlow sources: the Keras file's weights saved by real tf_keras as a TF2 checkpoint and a
+    SavedModel, converted by lstmconv, against TensorFlow's own reader (its start-up counts: it is what a user
+    without lstmconv runs)."""
+    prefix, saved = work / "bilstm_ckpt", work / "bilstm_saved"
+    subprocess.run([tf_python, "-c", TF_SAVE, str(keras), str(prefix), str(saved)], check=True, capture_output=True)
+    index = Path(f"{prefix}.index")
+    return {
+        "floor TF checkpoint (tf.train.load_checkpoint + safetensors save_file)": Run(
+            [tf_python, "-c", TF_FLOOR, str(prefix), str(work / "tf_floor.safetensors")], index, work / "tf_floor.safetensors"
+        ),
+        "lstmconv tf-checkpoint -> torch": convert(index, work / "d.safetensors"),
+        "lstmconv tf-checkpoint -> onnx": convert(index, work / "d.onnx", "--to", "onnx"),
+        "lstmconv saved-model -> torch": convert(saved, work / "e.safetensors"),
+    }
 
 
 def reference(args: argparse.Namespace) -> dict[str, object]:
@@ -363,6 +413,7 @@ def main() -> None:
     p_sources.add_argument("--hidden", type=int, default=1024)
     p_sources.add_argument("--rounds", type=int, default=3)
     p_sources.add_argument("--workdir", help="where to write (a new directory inside it, removed afterwards)")
+    p_sources.add_argument("--tf-python", help="python of a separate environment with tensorflow and tf_keras: adds TF rows")
     p_ref = sub.add_parser("reference")
     p_ref.add_argument("--threads", type=int, default=1)
     p_ref.add_argument("--rounds", type=int, default=5)
