@@ -157,6 +157,7 @@ TARGETS: tuple[TargetSpec, ...] = (
     TargetSpec("onnx", (".onnx",), "an ONNX model", "lstmconv.targets.onnx", ("external_data",)),
     TargetSpec("canonical", (".lstmconv.safetensors", ".safetensors"), "lstmconv's canonical file", "lstmconv.targets.canonical"),
     TargetSpec("tfjs", (".json",), "a TensorFlow.js layers model (model.json and its .bin)", "lstmconv.targets.tfjs"),
+    TargetSpec("tflite", (".tflite",), "a TFLite model", "lstmconv.targets.tflite"),
 )
 TARGET_NAMES: tuple[str, ...] = tuple(target.name for target in TARGETS)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "keras2" / "bidirectional_sum.h5"
-TARGET_SUFFIX = {"torch": ".safetensors", "onnx": ".onnx", "keras": ".weights.h5", "canonical": ".safetensors"}
+TARGET_SUFFIX = {"torch": ".safetensors", "onnx": ".onnx", "keras": ".weights.h5", "canonical": ".safetensors", "tflite": ".tflite"}
 
 
 class CaseTimeout(BaseException):

@@ -122,6 +122,18 @@ def _run_target(target: str, out: Path, layers: list[RecurrentLayer], x: np.ndar
         model = keras.Sequential([keras.Input((STEPS, INPUT)), *stack])
         model.load_weights(out)
         return keras.ops.convert_to_numpy(model(x))
+    if target == "tflite":
+        from tests.tflite_helpers import run_tflite
+
+        litert = pytest.importorskip("ai_edge_litert.interpreter")
+        widths = {d["name"]: int(d["shape"][-1]) for d in litert.Interpreter(model_path=str(out)).get_input_details()}
+        if list(widths) == ["input"]:
+            return run_tflite(out, [{"input": x}])[0]["output"]
+        value = x
+        for layer in layers:  # per-layer model: chain the layers' subgraphs
+            feeds = {n: (value if n == f"{layer.name}.x" else np.zeros((2, STEPS, width), np.float32)) for n, width in widths.items()}
+            value = run_tflite(out, [feeds])[0][f"{layer.name}.y"]
+        return value
     raise AssertionError(target)
 
 
@@ -136,7 +148,7 @@ def _reference_chain(out: Path, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(("source", "target", "cell", "bidirectional", "bias", "levels"), CASES, ids=[_id(c) for c in CASES])
 def test_matrix(source: str, target: str, cell: str, bidirectional: bool, bias: bool, levels: int, tmp_path: Path) -> None:
     source_path, truth = _make_source(source, cell, bidirectional, bias, levels, tmp_path)
-    suffix = {"torch": ".safetensors", "keras": ".weights.h5", "onnx": ".onnx", "canonical": ".safetensors"}[target]
+    suffix = {"torch": ".safetensors", "keras": ".weights.h5", "onnx": ".onnx", "canonical": ".safetensors", "tflite": ".tflite"}[target]
     out = tmp_path / f"converted{suffix}"
     lstmconv.convert(source_path, out, to=target)
     layers = lstmconv.load(source_path).model.recurrent_layers()

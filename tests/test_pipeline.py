@@ -15,7 +15,7 @@ from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.registry import SOURCES, TARGETS, detect_format
 from tests.conftest import DATA, ROOT
 
-SUFFIX = {"torch": ".safetensors", "keras": ".weights.h5", "onnx": ".onnx", "canonical": ".lstmconv.safetensors", "tfjs": ".json"}
+SUFFIX = {"torch": ".safetensors", "keras": ".weights.h5", "onnx": ".onnx", "canonical": ".lstmconv.safetensors", "tfjs": ".json", "tflite": ".tflite"}
 WHOLE_MODEL_ONLY = {"tfjs"}  # refuse a source whose layers' connections are unknown before reading it
 
 

@@ -1,0 +1,358 @@
+"""The TFLite target's graph: canonical layers -> builtin ops of one subgraph (plus a GRU's loop subgraphs).
+
+Two shapes of output, as for ONNX (:mod:`lstmconv.targets.onnx_graph`):
+
+* **whole model**, when the source says how its layers connect: input ``input`` and output ``output``
+  (``input_<name>`` / the output layers' names when there are several), batch-first;
+* **per layer** otherwise: each layer on its own, input ``<layer>.x`` (batch, time, features), output
+  ``<layer>.y`` (the whole sequence, merged as the layer merges; ``.y_forward``/``.y_backward`` for
+  ``merge_mode=None``).
+
+Every recurrent op starts from zeros on every ``invoke()``: its state tensors (which TFLite keeps between calls)
+are filled with zeros by ``FILL`` ops computed before it, sized from the input's batch (``SHAPE`` ->
+``STRIDED_SLICE``), so a model resized to another batch stays stateless. Inputs are written for batch 1 and the
+source's time length (1 when unknown) with ``-1`` in their shape signature: ``resize_tensor_input`` then
+``allocate_tensors`` runs any other. A backward direction (and a Keras ``go_backwards`` layer) reads the
+sequence through ``REVERSE_V2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lstmconv.activations import Activation
+from lstmconv.adapters.tflite import ops_from_canonical, tflite_refusals
+from lstmconv.errors import UnsupportedFeatureError
+from lstmconv.io.tflite_flatbuffer import TfliteModel, TfliteSubgraph
+from lstmconv.layouts.tflite import ACTIVATION_OPS, LSTM_CELL_STATE, LSTM_INPUTS, LSTM_OUTPUT_STATE, TfliteRecurrentOp
+from lstmconv.reference.common import ReferenceFn
+from lstmconv.reference.tflite import tflite_dense_function, tflite_layer_function
+from lstmconv.schema import (
+    ActivationLayer,
+    ConcatenateLayer,
+    DenseLayer,
+    DropoutLayer,
+    EmbeddingLayer,
+    Layer,
+    RecurrentLayer,
+    Wiring,
+)
+
+__all__ = ["TflitePlan"]
+
+_ACTIVATION_ENUM = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4}
+
+
+class Pair(tuple[int, int]):
+    """A merge_mode=None layer's two outputs (forward, backward); a layer reading it reads the forward one."""
+
+    def __new__(cls, forward: int, backward: int) -> Pair:
+        return super().__new__(cls, (forward, backward))
+
+
+def _first(value: int | Pair) -> int:
+    return value[0] if isinstance(value, Pair) else value
+
+
+@dataclass
+class TflitePlan:
+    """A model built one layer at a time; its check functions by layer name."""
+
+    wiring: Wiring | None
+    description: str
+    model: TfliteModel = field(init=False)
+    graph: TfliteSubgraph = field(init=False)
+    functions: dict[str, ReferenceFn] = field(default_factory=dict)
+    _values: dict[str, int | Pair] = field(default_factory=dict)
+    _batches: dict[int, int] = field(default_factory=dict)  # sequence tensor -> its batch size (int32 [1])
+    _waiting: dict[str, Layer] = field(default_factory=dict)
+    _next: int = 0
+    _time: int = 1
+
+    def __post_init__(self) -> None:
+        self.model = TfliteModel(self.description)
+        self.graph = self.model.subgraph("main")
+        if self.wiring is not None:
+            self._model_inputs(self.wiring)
+
+    # -- layers in ----------------------------------------------------------------------------------------
+
+    def add(self, layer: Layer) -> list[Layer]:
+        """Put ``layer`` in (with any layer that was waiting for it); the layers that went in, in order."""
+        if self.wiring is None:
+            self._alone(layer)
+            return [layer]
+        if layer.name not in self.wiring.inbound:
+            return []
+        self._waiting[layer.name] = layer
+        done = []
+        order = list(self.wiring.inbound)
+        while self._next < len(order) and order[self._next] in self._waiting:
+            wired = self._waiting.pop(order[self._next])
+            incoming = [_first(self._values[name]) for name in self.wiring.inbound[wired.name]]
+            self._values[wired.name] = self._emit(wired, incoming, full_sequence=False)
+            done.append(wired)
+            self._next += 1
+        return done
+
+    def finish(self) -> bytes:
+        if self.wiring is not None:
+            order = list(self.wiring.inbound)
+            if self._next < len(order):
+                raise UnsupportedFeatureError("layer in the model's wiring has no canonical form", layer=order[self._next])
+            for layer, index in self.wiring.model_outputs():
+                if index != 0:
+                    raise UnsupportedFeatureError("a model output that is a layer's state (return_state)", layer=layer,
+                                                  hint="lstmconv's TFLite models output sequences and last steps")
+                name = "output" if len(self.wiring.outputs) == 1 else layer
+                value = self._values[layer]
+                outputs = list(zip(value, ("_forward", "_backward"))) if isinstance(value, Pair) else [(value, "")]
+                for tensor, suffix in outputs:
+                    self._output(tensor, name + suffix)
+        if not self.graph.outputs:
+            raise UnsupportedFeatureError("nothing to write: no recurrent, Dense or Embedding layer")
+        return self.model.to_bytes()
+
+    def _output(self, tensor: int, name: str) -> None:
+        """Make ``tensor`` a model output called ``name`` (an input passed through gets a copy)."""
+        if tensor in self.graph.inputs or tensor in self.graph.outputs:
+            shape = self.graph.shape_of(tensor)
+            copy = self.graph.tensor(name, shape)
+            self.graph.op("RESHAPE", [tensor, self.graph.constant(f"{name}/shape", np.asarray(shape, np.int32))], [copy])
+            tensor = copy
+        for other in self.graph.tensors:  # an inner tensor with the output's name gives it up
+            if other.name == name:
+                other.name = f"{name}_inner"
+        self.graph.tensors[tensor].name = name
+        self.graph.outputs.append(tensor)
+
+    def _alone(self, layer: Layer) -> None:
+        g = self.graph
+        if isinstance(layer, RecurrentLayer):
+            shape, signature, dtype = (1, 1, layer.input_size), (-1, -1, layer.input_size), "float32"
+        elif isinstance(layer, DenseLayer):
+            shape = (1, 1, layer.input_size) if layer.time_distributed else (1, layer.input_size)
+            signature, dtype = tuple(-1 for _ in shape[:-1]) + (layer.input_size,), "float32"
+        elif isinstance(layer, EmbeddingLayer):
+            shape, signature, dtype = (1, 1), (-1, -1), "int32"
+        else:
+            return  # weightless layers mean nothing on their own
+        x = g.tensor(f"{layer.name}.x", shape, dtype, signature=signature)
+        g.inputs.append(x)
+        y = self._emit(layer, [x], full_sequence=True)
+        outputs = list(zip(y, (".y_forward", ".y_backward"))) if isinstance(y, Pair) else [(y, ".y")]
+        for tensor, suffix in outputs:
+            self._output(tensor, f"{layer.name}{suffix}")
+
+    def _model_inputs(self, wiring: Wiring) -> None:
+        for model_input in wiring.inputs:
+            name = "input" if len(wiring.inputs) == 1 else f"input_{model_input.name}"
+            dims = list(model_input.shape)
+            shape = [1] + [d if d is not None else 1 for d in dims]
+            signature = [-1] + [d if d is not None else -1 for d in dims]
+            if len(shape) >= 3:
+                self._time = shape[1]
+            dtype = "int32" if model_input.dtype in ("int32", "int64") else "float32"
+            x = self.graph.tensor(name, shape, dtype, signature=tuple(signature))
+            self.graph.inputs.append(x)
+            self._values[model_input.name] = x
+
+    # -- one layer ------------------------------------------------------------------------------------------
+
+    def _emit(self, layer: Layer, incoming: list[int], *, full_sequence: bool) -> int | Pair:
+        g = self.graph
+        if reasons := tflite_refusals(layer):
+            raise UnsupportedFeatureError("; ".join(reasons), layer=layer.name)
+        if isinstance(layer, RecurrentLayer):
+            return self._recurrent(layer, incoming[0], full_sequence=full_sequence)
+        if isinstance(layer, DenseLayer):
+            x = incoming[0]
+            weight = g.constant(f"{layer.name}/kernel", layer.weight)
+            bias = g.constant(f"{layer.name}/bias", layer.bias) if layer.bias is not None else -1
+            shape = g.shape_of(x)[:-1] + (layer.units,)
+            y = g.tensor(f"{layer.name}/matmul", shape)
+            g.op("FULLY_CONNECTED", [x, weight, bias], [y], ("FullyConnectedOptions", {"KeepNumDims": True}))
+            self.functions[layer.name] = tflite_dense_function(layer.activation, np.asarray(layer.weight, np.float32),
+                                                               None if layer.bias is None else np.asarray(layer.bias, np.float32))
+            return self._activation(layer.activation, y, layer.name)
+        if isinstance(layer, EmbeddingLayer):
+            x = incoming[0]
+            ids = x
+            if g.tensors[x].dtype != "int32":  # Keras casts ids to integers whatever the input's type
+                ids = g.tensor(f"{layer.name}/ids", g.shape_of(x), "int32")
+                g.op("CAST", [x], [ids])
+            table = g.constant(f"{layer.name}/embeddings", layer.weight)
+            y = g.tensor(layer.name, g.shape_of(x) + (layer.embedding_size,))
+            g.op("GATHER", [table, ids], [y], ("GatherOptions", {"Axis": 0}))
+            return y
+        if isinstance(layer, ActivationLayer):
+            return self._activation(layer.activation, incoming[0], layer.name)
+        if isinstance(layer, DropoutLayer):
+            return incoming[0]
+        if isinstance(layer, ConcatenateLayer):
+            rank = len(g.shape_of(incoming[0]))
+            axis = layer.axis % rank
+            shape = list(g.shape_of(incoming[0]))
+            shape[axis] = sum(g.shape_of(t)[axis] for t in incoming)
+            y = g.tensor(layer.name, tuple(shape))
+            g.op("CONCATENATION", incoming, [y], ("ConcatenationOptions", {"Axis": axis}))
+            return y
+        raise UnsupportedFeatureError(f"no TFLite mapping for {type(layer).__name__}", layer=layer.name)
+
+    def _activation(self, activation: Activation, x: int, hint: str) -> int:
+        g = self.graph
+        name = activation.name
+        shape = g.shape_of(x)
+
+        def unary(code: str, source: int, options: tuple[str, dict[str, object]] | None = None, tag: str = name) -> int:
+            y = g.tensor(f"{hint}/{tag}", shape)
+            g.op(code, [source], [y], options)
+            return y
+
+        def binary(code: str, a: int, b: int, tag: str) -> int:
+            y = g.tensor(f"{hint}/{tag}", shape)
+            options = {"ADD": "AddOptions", "MUL": "MulOptions", "DIV": "DivOptions"}.get(code)
+            g.op(code, [a, b], [y], (options, {}) if options else None)
+            return y
+
+        if name == "linear":
+            return x
+        if name == "softmax":
+            return unary("SOFTMAX", x, ("SoftmaxOptions", {"Beta": 1.0}))
+        if name in ACTIVATION_OPS:
+            return unary(ACTIVATION_OPS[name], x)
+        if name in ("gelu", "gelu_tanh"):
+            return unary("GELU", x, ("GeluOptions", {"Approximate": name == "gelu_tanh"}))
+        if name == "silu":
+            return binary("MUL", x, unary("LOGISTIC", x, tag="gate"), "silu")
+        if name == "hard_sigmoid":  # clip(alpha * x + beta, 0, 1)
+            scaled = binary("MUL", x, g.constant(f"{hint}/alpha", np.float32(activation.alpha)), "scaled")
+            shifted = binary("ADD", scaled, g.constant(f"{hint}/beta", np.float32(activation.beta)), "shifted")
+            low = binary("MAXIMUM", shifted, g.constant(f"{hint}/zero", np.float32(0.0)), "low")
+            return binary("MINIMUM", low, g.constant(f"{hint}/one", np.float32(1.0)), "hard_sigmoid")
+        if name == "softsign":  # x / (1 + |x|)
+            plus = binary("ADD", unary("ABS", x, tag="abs"), g.constant(f"{hint}/one", np.float32(1.0)), "denominator")
+            return binary("DIV", x, plus, "softsign")
+        raise UnsupportedFeatureError(f"activation {activation} has no TFLite mapping in lstmconv", layer=hint)
+
+    # -- recurrent layers -----------------------------------------------------------------------------------
+
+    def _batch(self, x: int) -> int:
+        """The batch size of sequence ``x`` as an int32 [1] tensor (computed once per sequence)."""
+        if x not in self._batches:
+            g = self.graph
+            shape = g.tensor(f"{g.tensors[x].name}/shape", (len(g.shape_of(x)),), "int32")
+            g.op("SHAPE", [x], [shape], ("ShapeOptions", {"OutType": 2}))
+            batch = g.tensor(f"{g.tensors[x].name}/batch", (1,), "int32")
+            g.op("STRIDED_SLICE", [shape, g.constant("begin0", np.array([0], np.int32)), g.constant("end1", np.array([1], np.int32)),
+                                   g.constant("stride1", np.array([1], np.int32))], [batch], ("StridedSliceOptions", {}))
+            self._batches[x] = batch
+        return self._batches[x]
+
+    def _zeros(self, name: str, batch: int, width: int) -> int:
+        """A state tensor (variable: TFLite keeps it between calls) filled with zeros before each use."""
+        g = self.graph
+        state = g.tensor(name, (1, width), variable=True)
+        dims = g.tensor(f"{name}/dims", (2,), "int32")
+        g.op("CONCATENATION", [batch, g.constant(f"{name}/width", np.array([width], np.int32))], [dims], ("ConcatenationOptions", {"Axis": 0}))
+        g.op("FILL", [dims, g.constant(f"{name}/zero", np.float32(0.0))], [state])
+        return state
+
+    def _reverse(self, x: int, name: str) -> int:
+        g = self.graph
+        y = g.tensor(name, g.shape_of(x))
+        g.op("REVERSE_V2", [x, g.constant(f"{name}/axis", np.array([1], np.int32))], [y])
+        return y
+
+    def _fused(self, op: TfliteRecurrentOp, x: int, name: str) -> int:
+        """One fused op over ``x``: its output sequence (in the order it read ``x``)."""
+        g = self.graph
+        batch = self._batch(x)
+        shape = g.shape_of(x)[:2] + (op.outputs,)
+        y = g.tensor(f"{name}/y", shape)
+        if op.cell == "lstm":
+            inputs = [-1] * LSTM_INPUTS
+            inputs[0] = x
+            for slot, array in sorted(op.slots.items()):
+                inputs[slot] = g.constant(f"{name}/input_{slot}", array)
+            inputs[LSTM_OUTPUT_STATE] = self._zeros(f"{name}/output_state", batch, op.outputs)
+            inputs[LSTM_CELL_STATE] = self._zeros(f"{name}/cell_state", batch, op.units)
+            options = {"FusedActivationFunction": _ACTIVATION_ENUM[op.activation], "CellClip": 0.0, "ProjClip": 0.0, "TimeMajor": False}
+            g.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, [y], ("UnidirectionalSequenceLSTMOptions", options))
+            return y
+        if op.cell == "rnn":
+            inputs = [x, *(g.constant(f"{name}/{key}", op.named[key]) for key in ("weights", "recurrent", "bias"))]
+            inputs.append(self._zeros(f"{name}/hidden_state", batch, op.units))
+            options = {"TimeMajor": False, "FusedActivationFunction": _ACTIVATION_ENUM[op.activation]}
+            g.op("UNIDIRECTIONAL_SEQUENCE_RNN", inputs, [y], ("SequenceRNNOptions", options))
+            return y
+        raise UnsupportedFeatureError("TFLite has no GRU operator, and lstmconv's GRU loop is not written yet", layer=name)
+
+    def _recurrent(self, layer: RecurrentLayer, x: int, *, full_sequence: bool) -> int | Pair:
+        ops = ops_from_canonical(layer)
+        self.functions[layer.name] = tflite_layer_function(layer.meta(), ops)
+        g = self.graph
+        sequence = x
+        per_direction: list[tuple[int, int]] = []  # (aligned with input time, in processing order)
+        for level in range(layer.num_levels):
+            per_direction = []
+            for op in [op for op in ops if op.level == level]:
+                side = "backward" if op.backward else "forward"
+                name = layer.name if layer.num_levels == 1 and not layer.bidirectional else f"{layer.name}/l{level}_{side}"
+                reads_backwards = op.backward or layer.go_backwards
+                fed = self._reverse(sequence, f"{name}/reversed_x") if reads_backwards else sequence
+                processed = self._fused(op, fed, name)
+                aligned = self._reverse(processed, f"{name}/y_aligned") if reads_backwards else processed
+                per_direction.append((aligned, processed))
+            if len(per_direction) == 2 and level + 1 < layer.num_levels:
+                sequence = self._concat([per_direction[0][0], per_direction[1][0]], f"{layer.name}/l{level}_joined", axis=2)
+            else:
+                sequence = per_direction[0][0]
+        if full_sequence or layer.return_sequences:
+            if layer.bidirectional:
+                return self._merge(layer, per_direction[0][0], per_direction[1][0])
+            aligned, processed = per_direction[0]
+            return processed if layer.go_backwards and not layer.time_aligned_output else aligned
+        # return_sequences=False: each direction's last processed step
+        lasts = [self._last(processed, f"{layer.name}/last_{k}") for k, (_, processed) in enumerate(per_direction)]
+        return self._merge(layer, *lasts) if layer.bidirectional else lasts[0]
+
+    def _last(self, sequence: int, name: str) -> int:
+        g = self.graph
+        batch, _, width = g.shape_of(sequence)
+        y = g.tensor(name, (batch, width))
+        g.op("STRIDED_SLICE", [sequence, g.constant(f"{name}/begin", np.array([0, -1, 0], np.int32)),
+                               g.constant(f"{name}/end", np.array([0, 0, 0], np.int32)), g.constant(f"{name}/strides", np.array([1, 1, 1], np.int32))],
+             [y], ("StridedSliceOptions", {"BeginMask": 5, "EndMask": 7, "ShrinkAxisMask": 2}))
+        return y
+
+    def _concat(self, parts: list[int], name: str, axis: int) -> int:
+        g = self.graph
+        shape = list(g.shape_of(parts[0]))
+        shape[axis] = sum(g.shape_of(p)[axis] for p in parts)
+        y = g.tensor(name, tuple(shape))
+        g.op("CONCATENATION", parts, [y], ("ConcatenationOptions", {"Axis": axis}))
+        return y
+
+    def _merge(self, layer: RecurrentLayer, forward: int, backward: int) -> int | Pair:
+        g = self.graph
+        mode, name = layer.merge_mode, layer.name
+        if mode == "none":
+            return Pair(forward, backward)
+        if mode == "concat":
+            return self._concat([forward, backward], f"{name}/concat", axis=len(g.shape_of(forward)) - 1)
+        shape = g.shape_of(forward)
+        y = g.tensor(f"{name}/{mode}", shape)
+        if mode == "sum":
+            g.op("ADD", [forward, backward], [y], ("AddOptions", {}))
+        elif mode == "mul":
+            g.op("MUL", [forward, backward], [y], ("MulOptions", {}))
+        elif mode == "ave":
+            total = g.tensor(f"{name}/total", shape)
+            g.op("ADD", [forward, backward], [total], ("AddOptions", {}))
+            g.op("MUL", [total, g.constant(f"{name}/half", np.float32(0.5))], [y], ("MulOptions", {}))
+        else:
+            raise UnsupportedFeatureError(f"merge_mode={mode} has no TFLite mapping", layer=name)
+        return y
