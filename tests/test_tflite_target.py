@@ -170,3 +170,30 @@ def test_corpus_har_keras_lstm_runs_in_litert(tmp_path: Path) -> None:
     feeds = {"input.x": expected["input/x"], "output.x": np.zeros((2, 64), np.float32)}
     for y in run_examples(tmp_path / "m.tflite", feeds):
         assert_close(y["input.y"], expected["input/y"], "har lstm.h5 in LiteRT")
+
+
+def test_a_gru_is_one_while_loop_of_builtin_ops(tmp_path: Path) -> None:
+    """TFLite has no GRU op: each direction is a WHILE loop whose body runs one step with builtin ops."""
+    lstmconv.convert(FIXTURES / "gru_reset_after.h5", tmp_path / "m.tflite")
+    ops = operators(tmp_path / "m.tflite")
+    assert ops.count("WHILE") == 1 and "LESS" in ops and "DYNAMIC_UPDATE_SLICE" in ops
+    assert not {"CUSTOM", "DELEGATE"} & set(ops)
+
+
+def test_a_savedmodel_runs_whole_in_litert(tmp_path: Path) -> None:
+    """A Bidirectional GRU (reset before the product, merge sum) then a go_backwards LSTM, saved by tf_keras."""
+    folder = DATA / "saved_model" / "functional_bigru"
+    expected = np.load(DATA / "saved_model" / "functional_bigru.outputs.npz")
+    lstmconv.convert(folder, tmp_path / "m.tflite")
+    for y in run_examples(tmp_path / "m.tflite", {"input": expected["__model__/x"]}):
+        assert_close(y["output"], expected["__model__/y"], "SavedModel in LiteRT")
+
+
+@pytest.mark.parametrize("relative", ["genre-savedmodel/gru_model", "rongorongo-lstm-savedmodel/lstm"])
+def test_corpus_savedmodels_run_whole_in_litert(relative: str, tmp_path: Path) -> None:
+    folder = corpus_file(relative)
+    expected = np.load(str(corpus_file(relative + ".expected.npz")))
+    lstmconv.convert(folder, tmp_path / "m.tflite")
+    x = expected["@model/x"].astype(np.float32)
+    for y in run_examples(tmp_path / "m.tflite", {"input": x}):
+        assert_close(y["output"], expected["@model/y"], f"{relative} in LiteRT")

@@ -201,8 +201,8 @@ class TflitePlan:
             return y
         raise UnsupportedFeatureError(f"no TFLite mapping for {type(layer).__name__}", layer=layer.name)
 
-    def _activation(self, activation: Activation, x: int, hint: str) -> int:
-        g = self.graph
+    def _activation(self, activation: Activation, x: int, hint: str, g: TfliteSubgraph | None = None) -> int:
+        g = g or self.graph
         name = activation.name
         shape = g.shape_of(x)
 
@@ -288,7 +288,101 @@ class TflitePlan:
             options = {"TimeMajor": False, "FusedActivationFunction": _ACTIVATION_ENUM[op.activation]}
             g.op("UNIDIRECTIONAL_SEQUENCE_RNN", inputs, [y], ("SequenceRNNOptions", options))
             return y
-        raise UnsupportedFeatureError("TFLite has no GRU operator, and lstmconv's GRU loop is not written yet", layer=name)
+        return self._gru_loop(op, x, batch, name)
+
+    def _gru_loop(self, op: TfliteRecurrentOp, x: int, batch: int, name: str) -> int:
+        """A GRU as TensorFlow's converter writes one: a ``WHILE`` loop of builtin ops. The input products of
+        every step are computed before the loop (``FULLY_CONNECTED`` over the sequence); each turn gathers step
+        ``t``'s, runs the recurrent products and the gates on ``h``, and writes ``h'`` into the output sequence
+        (``DYNAMIC_UPDATE_SLICE``). Loop variables: t, steps, h, y, the three input products."""
+        g, a = self.graph, op.named
+        units = op.units
+        batch_size, steps_count = g.shape_of(x)[:2]
+        sequence_shape = (batch_size, steps_count, units)
+        shape = g.tensor(f"{name}/x_shape", (3,), "int32")
+        g.op("SHAPE", [x], [shape], ("ShapeOptions", {"OutType": 2}))
+
+        def slice_of(begin: int, tag: str, scalar: bool) -> int:
+            out = g.tensor(f"{name}/{tag}", () if scalar else (1,), "int32")
+            g.op("STRIDED_SLICE", [shape, g.constant(f"{name}/{tag}_begin", np.array([begin], np.int32)),
+                                   g.constant(f"{name}/{tag}_end", np.array([begin + 1], np.int32)), g.constant(f"{name}/{tag}_stride", np.array([1], np.int32))],
+                 [out], ("StridedSliceOptions", {"ShrinkAxisMask": 1 if scalar else 0}))
+            return out
+
+        steps = slice_of(1, "steps", scalar=True)
+        steps_vector = slice_of(1, "steps_vector", scalar=False)
+        zero = g.constant(f"{name}/zero", np.float32(0.0))
+        h_dims = g.tensor(f"{name}/h_dims", (2,), "int32")
+        g.op("CONCATENATION", [batch, g.constant(f"{name}/units", np.array([units], np.int32))], [h_dims], ("ConcatenationOptions", {"Axis": 0}))
+        h0 = g.tensor(f"{name}/h0", (batch_size, units))
+        g.op("FILL", [h_dims, zero], [h0])
+        y_dims = g.tensor(f"{name}/y_dims", (3,), "int32")
+        g.op("CONCATENATION", [batch, steps_vector, g.constant(f"{name}/units_", np.array([units], np.int32))], [y_dims], ("ConcatenationOptions", {"Axis": 0}))
+        y0 = g.tensor(f"{name}/y0", sequence_shape)
+        g.op("FILL", [y_dims, zero], [y0])
+        projections = []
+        for key in ("z", "r", "h"):
+            out = g.tensor(f"{name}/x_{key}", sequence_shape)
+            g.op("FULLY_CONNECTED", [x, g.constant(f"{name}/w_{key}", a[f"w_{key}"]), g.constant(f"{name}/b_{key}", a[f"b_{key}"])],
+                 [out], ("FullyConnectedOptions", {"KeepNumDims": True}))
+            projections.append(out)
+        t0 = g.constant(f"{name}/t0", np.int32(0))
+        initial = [t0, steps, h0, y0, *projections]
+        cond, body = self.model.subgraph(f"{name}/cond"), self.model.subgraph(f"{name}/body")
+        indices = (self.model.subgraphs.index(cond), self.model.subgraphs.index(body))
+        shapes = [(), (), (batch_size, units), sequence_shape, sequence_shape, sequence_shape, sequence_shape]
+        types = ["int32", "int32", "float32", "float32", "float32", "float32", "float32"]
+        labels = ["t", "steps", "h", "y", "x_z", "x_r", "x_h"]
+        # cond: t < steps
+        cond.inputs = [cond.tensor(f"{name}/{label}", shp, dtype) for label, shp, dtype in zip(labels, shapes, types)]
+        going = cond.tensor(f"{name}/going", (), "bool")
+        cond.op("LESS", cond.inputs[:2], [going])
+        cond.outputs = [going]
+        # body: one step
+        body.inputs = [body.tensor(f"{name}/{label}", shp, dtype) for label, shp, dtype in zip(labels, shapes, types)]
+        t, _, h, y, *inputs = body.inputs
+        step = {}
+        for key, projected in zip(("z", "r", "h"), inputs):
+            step[key] = body.tensor(f"{name}/x_{key}_t", (batch_size, units))
+            body.op("GATHER", [projected, t], [step[key]], ("GatherOptions", {"Axis": 1}))
+
+        def recurrent(key: str, state: int) -> int:
+            out = body.tensor(f"{name}/h_{key}", (batch_size, units))
+            body.op("FULLY_CONNECTED", [state, body.constant(f"{name}/r_{key}", a[f"r_{key}"]), body.constant(f"{name}/rb_{key}", a[f"rb_{key}"])],
+                    [out], ("FullyConnectedOptions", {}))
+            return out
+
+        def binary(code: str, left: int, right: int, tag: str) -> int:
+            out = body.tensor(f"{name}/{tag}", (batch_size, units))
+            options = {"ADD": ("AddOptions", {}), "MUL": ("MulOptions", {}), "SUB": ("SubOptions", {})}[code]
+            body.op(code, [left, right], [out], options)  # type: ignore[arg-type]
+            return out
+
+        assert op.gate is not None and op.candidate is not None
+        gates = {}
+        for key in ("z", "r"):
+            gates[key] = self._activation(op.gate, binary("ADD", step[key], recurrent(key, h), f"pre_{key}"), f"{name}/{key}", body)
+        if op.reset_after:
+            pre_h = binary("ADD", step["h"], binary("MUL", gates["r"], recurrent("h", h), "reset_h"), "pre_h")
+        else:
+            pre_h = binary("ADD", step["h"], recurrent("h", binary("MUL", gates["r"], h, "reset_h")), "pre_h")
+        candidate = self._activation(op.candidate, pre_h, f"{name}/candidate", body)
+        kept = binary("MUL", gates["z"], h, "kept")
+        rest = binary("SUB", body.constant(f"{name}/one", np.float32(1.0)), gates["z"], "one_minus_z")
+        h_new = binary("ADD", kept, binary("MUL", rest, candidate, "new"), "h_new")
+        row = body.tensor(f"{name}/row", (batch_size, 1, units))
+        body.op("EXPAND_DIMS", [h_new, body.constant(f"{name}/time_axis", np.int32(1))], [row])
+        start = body.tensor(f"{name}/start", (3,), "int32")
+        origin = body.constant(f"{name}/origin", np.int32(0))
+        body.op("PACK", [origin, t, origin], [start], ("PackOptions", {"ValuesCount": 3, "Axis": 0}))
+        y_new = body.tensor(f"{name}/y_new", sequence_shape)
+        body.op("DYNAMIC_UPDATE_SLICE", [y, row, start], [y_new])
+        t_new = body.tensor(f"{name}/t_next", (), "int32")
+        body.op("ADD", [t, body.constant(f"{name}/step", np.int32(1))], [t_new], ("AddOptions", {}))
+        body.outputs = [t_new, body.inputs[1], h_new, y_new, *inputs]
+        finals = [g.tensor(f"{name}/final_{label}", shp, dtype) for label, shp, dtype in zip(labels, shapes, types)]
+        g.op("WHILE", initial, finals, ("WhileOptions", {"CondSubgraphIndex": indices[0], "BodySubgraphIndex": indices[1]}))
+        return finals[3]
 
     def _recurrent(self, layer: RecurrentLayer, x: int, *, full_sequence: bool) -> int | Pair:
         ops = ops_from_canonical(layer)
