@@ -159,6 +159,15 @@ def paired_ratios(runs: list[dict[str, float]], base: list[dict[str, float]], na
 
 
 TF2ONNX_ROW = "tf2onnx (python -m tf2onnx.convert --keras)"
+TFLITE_ROW = "TensorFlow (tf.lite.TFLiteConverter.from_keras_model)"
+# TensorFlow's own Keras -> TFLite conversion of the same file, as a user without lstmconv runs it.
+TFLITE_CONVERT = """
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tensorflow as tf, tf_keras as keras
+model = keras.models.load_model(sys.argv[1], compile=False)
+open(sys.argv[2], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+"""
 
 
 def small(args: argparse.Namespace) -> dict[str, object]:
@@ -170,12 +179,15 @@ def small(args: argparse.Namespace) -> dict[str, object]:
         "lstmconv --help": Run([LSTMCONV, "--help"]),
         "lstmconv convert --to torch": convert(source, work / "a.safetensors", "--to", "torch"),
         "lstmconv convert --to onnx": convert(source, work / "a.onnx", "--to", "onnx"),
+        "lstmconv convert --to tflite": convert(source, work / "a.tflite", "--to", "tflite"),
     }
     if args.tf2onnx_python:
         output = work / "b.onnx"
         rows[TF2ONNX_ROW] = Run(
             [args.tf2onnx_python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(output)], source, output
         )
+        tflite_output = work / "b.tflite"
+        rows[TFLITE_ROW] = Run([args.tf2onnx_python, "-c", TFLITE_CONVERT, str(source), str(tflite_output)], source, tflite_output)
     env = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     rows = with_baseline(rows, args.baseline)
     samples = interleaved(rows, args.rounds, env)
@@ -183,7 +195,9 @@ def small(args: argparse.Namespace) -> dict[str, object]:
     if args.tf2onnx_python:
         tf2onnx = samples[TF2ONNX_ROW]
         for name in samples:
-            if name.startswith("lstmconv convert"):
+            if name.startswith("lstmconv convert --to tflite"):
+                summary[name] = {**medians(samples[name]), **paired_ratios(samples[name], samples[TFLITE_ROW], "tflite_converter")}
+            elif name.startswith("lstmconv convert"):
                 summary[name] = {**medians(samples[name]), **paired_ratios(samples[name], tf2onnx, "tf2onnx")}
     shutil.rmtree(work)
     return summary

@@ -85,6 +85,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         "tf-checkpoint", "lstmconv.sources.tf_checkpoint", ((b"", (".index",)),), "a TensorFlow checkpoint's .index",
         confirms=True, resolves=True,
     ),
+    SourceSpec("tflite", "lstmconv.sources.tflite", ((b"", (".tflite",)),), "a TFLite model", confirms=True),
     SourceSpec(
         "saved-model", "lstmconv.sources.saved_model", ((b"", ("saved_model.pb",)),), "a Keras SavedModel directory",
         confirms=True, resolves=True,

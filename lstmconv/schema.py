@@ -175,6 +175,10 @@ class RecurrentMeta(_Described):
         "direction's (ONNX lists activations per direction); None: both directions use 'activations'",
     )
     cell_clip: float | None = Field(default=None, description="ONNX clip: clamp of pre-activations")
+    state_clip: float | None = Field(
+        default=None,
+        description="LSTM only: clamp of the cell state after each update (TFLite's and TF1 LSTMCell's cell_clip)",
+    )
     input_forget: bool = Field(default=False, description="ONNX input_forget: forget = 1 - input")
     runtime_inputs: tuple[Literal["initial_h", "initial_c", "sequence_lens"], ...] = Field(
         default=(),
@@ -212,6 +216,8 @@ class RecurrentMeta(_Described):
             raise bad("projection applies to LSTM only")
         if self.cell_clip is not None and not (math.isfinite(self.cell_clip) and self.cell_clip > 0):
             raise bad(f"clip must be a positive number, not {self.cell_clip}")
+        if self.state_clip is not None and not (self.cell == "lstm" and math.isfinite(self.state_clip) and self.state_clip > 0):
+            raise bad(f"state_clip must be a positive number on an LSTM, not {self.state_clip}")
         if "initial_c" in self.runtime_inputs and self.cell != "lstm":
             raise bad("initial_c applies to LSTM only")
         return self

@@ -61,7 +61,7 @@ def make_seeds(folder: Path) -> list[Path]:
     seeds = [folder / "legacy.h5"]
     shutil.copy(FIXTURE, seeds[0])
     for name, target in (("model.keras", "keras"), ("model.weights.h5", "keras"), ("model.onnx", "onnx"),
-                         ("torch.safetensors", "torch"), ("canonical.safetensors", "canonical")):
+                         ("torch.safetensors", "torch"), ("canonical.safetensors", "canonical"), ("model.tflite", "tflite")):
         lstmconv.convert(FIXTURE, folder / name, to=target)
         seeds.append(folder / name)
     from tests.tfjs_helpers import write_tfjs

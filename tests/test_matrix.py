@@ -33,8 +33,8 @@ CELLS = ("lstm", "gru", "rnn")
 # Keras 3), and a tfjs model is a whole model (the torch, ONNX and canonical sources here carry no model config).
 # TF checkpoints (TF1 and TF2) and SavedModels are written by TensorFlow only, not installed here:
 # test_tf1_checkpoint_source.py, test_tf_checkpoint_source.py and test_saved_model_source.py have their fixtures.
-# ml5 manifests hold TF1 LSTM cells only: test_ml5_source.py.
-SOURCES = tuple(name for name in SOURCE_NAMES if name not in ("tfjs", "ml5", "tf1-checkpoint", "tf-checkpoint", "saved-model"))
+# ml5 manifests hold TF1 LSTM cells only: test_ml5_source.py. TFLite files are read back in test_tflite_source.py.
+SOURCES = tuple(name for name in SOURCE_NAMES if name not in ("tfjs", "ml5", "tf1-checkpoint", "tf-checkpoint", "saved-model", "tflite"))
 TARGETS = tuple(name for name in TARGET_NAMES if name != "tfjs")
 CASES = list(itertools.product(SOURCES, TARGETS, CELLS, (False, True), (True, False), (1, 2)))
 

@@ -93,9 +93,24 @@ def test_targets_that_cannot_compute_a_cell_refuse_it_saying_why(tmp_path: Path)
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.safetensors").exists()
 
 
-def test_a_clipped_cell_state_is_refused_saying_so() -> None:
-    with pytest.raises(UnsupportedFeatureError, match="clips its cell state"):
-        lstmconv.load(FIXTURES / "lstm_cell_clip.index")
+def test_an_lstmcell_cell_clip_is_the_state_clip_tflite_and_the_emitted_module_compute(tmp_path: Path) -> None:
+    """LSTMCell(cell_clip=0.5) clamps the cell state (TensorFlow's own outputs reach the bound): read from the
+    graph's clip_by_value; torch.nn, ONNX and Keras refuse it, TFLite's fused LSTM has the same clip."""
+    expected = np.load(FIXTURES / "lstm_cell_clip.outputs.npz")
+    name = "rnn/lstm_cell"
+    assert np.abs(expected[f"{name}/c"]).max() == pytest.approx(0.5)
+    loaded = lstmconv.load(FIXTURES / "lstm_cell_clip.index")
+    assert loaded.model.layers[0].state_clip == 0.5
+    assert_close(loaded.references[name](expected[f"{name}/x"], None).y, expected[f"{name}/y"], "reference")
+    for out, match in (("m.onnx", "not the cell state"), ("m.safetensors", "does not clamp"), ("m.weights.h5", "do not clamp")):
+        with pytest.raises(RefusedConversionError, match=match):
+            lstmconv.convert(FIXTURES / "lstm_cell_clip.index", tmp_path / out)
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from tests.tflite_helpers import run_examples
+
+    lstmconv.convert(FIXTURES / "lstm_cell_clip.index", tmp_path / "m.tflite")
+    for y in run_examples(tmp_path / "m.tflite", {f"{name}.x": expected[f"{name}/x"]}):
+        assert_close(y[f"{name}.y"], expected[f"{name}/y"], "LiteRT")
 
 
 def _without_graph(case: str, folder: Path) -> Path:

@@ -68,6 +68,8 @@ def keras_refusals(layer: RecurrentLayer, keras_major: int) -> list[str]:
         reasons.append("Keras LSTM has no peephole connections")
     if layer.cell_clip is not None:
         reasons.append(f"Keras has no pre-activation clip (clip={layer.cell_clip})")
+    if layer.state_clip is not None:
+        reasons.append(f"Keras LSTMs do not clamp their cell state (state_clip={layer.state_clip})")
     if layer.backward_activations is not None:
         reasons.append("the two directions use different activations; lstmconv writes Bidirectional with one layer config")
     if layer.input_forget:

@@ -117,6 +117,8 @@ def onnx_refusals(layer: Layer) -> list[str]:
             )
     if layer.projection_size is not None:
         reasons.append("ONNX LSTM has no projection (torch proj_size)")
+    if layer.state_clip is not None:
+        reasons.append(f"ONNX LSTM's clip bounds the pre-activations, not the cell state (state_clip={layer.state_clip})")
     return reasons
 
 

@@ -46,6 +46,7 @@ class Tf1Cell:
     forget_bias: float = 0.0
     peepholes: dict[str, np.ndarray] = field(default_factory=dict)
     projection: np.ndarray | None = None  # (H, P)
+    state_clip: float | None = None  # LSTMCell's cell_clip: the cell state clamped after each update
 
 
 def tf1_cell_to_canonical(cell: Tf1Cell, source: SourceInfo) -> RecurrentLayer:
@@ -94,6 +95,7 @@ def tf1_cell_to_canonical(cell: Tf1Cell, source: SourceInfo) -> RecurrentLayer:
         hidden_size=hidden,
         projection_size=None if cell.projection is None else int(cell.projection.shape[1]),
         reset_after=False if kind == "gru" else None,
+        state_clip=cell.state_clip,
         activations=activations,
         dtype=str(cell.kernels[0].dtype),
         source=source,

@@ -107,7 +107,8 @@ def _op(layer: RecurrentLayer, level: int, backward: bool, direction: DirectionW
                 slots[LSTM_PEEPHOLES[gate]] = _f32(weights.peephole)
         if direction.w_projection is not None:
             slots[LSTM_PROJECTION] = _f32(direction.w_projection)
-        return TfliteRecurrentOp(**common, slots=slots, activation=FUSED_ACTIVATIONS[layer.activations.candidate.name])
+        return TfliteRecurrentOp(**common, slots=slots, activation=FUSED_ACTIVATIONS[layer.activations.candidate.name],
+                                 cell_clip=float(layer.state_clip or 0.0))
     if layer.cell == "rnn":
         hidden = gates["hidden"]
         named = {"weights": _f32(hidden.w_input), "recurrent": _f32(hidden.w_recurrent), "bias": _bias(layer, hidden.b_input, hidden.b_recurrent)}

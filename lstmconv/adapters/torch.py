@@ -75,6 +75,8 @@ def torch_refusals(layer: RecurrentLayer) -> list[str]:
         )
     if layer.cell_clip is not None:
         reasons.append(f"nn.{TORCH_MODULES[layer.cell]} has no pre-activation clip (clip={layer.cell_clip})")
+    if layer.state_clip is not None:
+        reasons.append(f"nn.LSTM does not clamp its cell state (state_clip={layer.state_clip})")
     if layer.input_forget:
         reasons.append("nn.LSTM has no coupled input/forget gate (input_forget=1)")
     if any(g.peephole is not None for _, _, d in layer.directions() for g in d.gates.values()):

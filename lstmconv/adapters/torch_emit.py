@@ -50,6 +50,7 @@ def module_spec(layer: RecurrentLayer) -> dict[str, Any]:
         "time_aligned_output": layer.time_aligned_output,
         "activations": {role: (a.name, a.alpha, a.beta) for role, a in acts.items()},
         "clip": layer.cell_clip,
+        "state_clip": layer.state_clip,
         "peepholes": any(g.peephole is not None for _, _, d in layer.directions() for g in d.gates.values()),
         "input_forget": layer.input_forget,
         "reset_after": bool(layer.reset_after) if layer.cell == "gru" else True,

@@ -64,3 +64,4 @@ class TfliteRecurrentOp:
     gate: Activation | None = None  # GRU: canonical activations, applied by builtin ops
     candidate: Activation | None = None
     reset_after: bool = False
+    cell_clip: float = 0.0  # LSTM: the cell state's clamp (0: none)

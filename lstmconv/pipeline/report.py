@@ -83,6 +83,8 @@ def non_default_facts(layer: Layer | RecurrentMeta) -> list[str]:
         facts.append("peepholes")
     if layer.cell_clip is not None:
         facts.append(f"clip {layer.cell_clip}")
+    if layer.state_clip is not None:
+        facts.append(f"state clip {layer.state_clip}")
     if layer.input_forget:
         facts.append("input_forget")
     if layer.time_aligned_output:

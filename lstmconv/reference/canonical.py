@@ -86,6 +86,8 @@ def _step(layer: RecurrentLayer, direction: DirectionWeights, dtype: type, acts:
             else:
                 f = act(gate_act, pre("forget", x_t, h) + (0.0 if peep["forget"] is None else peep["forget"] * c))
             c_new = f * c + i * act(candidate_act, pre("cell", x_t, h))
+            if layer.state_clip is not None:
+                c_new = np.clip(c_new, -layer.state_clip, layer.state_clip)
             o = act(gate_act, pre("output", x_t, h) + (0.0 if peep["output"] is None else peep["output"] * c_new))
             h_new = o * apply(output_act, c_new)  # the cell state fed to the output activation is not clipped
             if projection is not None:

@@ -55,7 +55,8 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
 
 
 def tflite_lstm(
-    x: np.ndarray, slots: Mapping[int, np.ndarray], activation: str, start: CellState, *, reverse: bool = False
+    x: np.ndarray, slots: Mapping[int, np.ndarray], activation: str, start: CellState, *, reverse: bool = False,
+    cell_clip: float = 0.0,
 ) -> tuple[np.ndarray, CellState]:
     """One fused LSTM op over ``x`` (batch, time, in) from ``start`` (h, c); ``slots``: its inputs by index
     (1-16 as :mod:`lstmconv.layouts.tflite` numbers them; absent: left out). ``reverse``: the op is fed the
@@ -74,6 +75,8 @@ def tflite_lstm(
         i = _sigmoid(pre[0] + (w[9] * c if 9 in w else 0.0))
         f = _sigmoid(pre[1] + (w[10] * c if 10 in w else 0.0))
         c_new = f * c + i * fused(activation, pre[2])
+        if cell_clip > 0:
+            c_new = np.clip(c_new, -cell_clip, cell_clip)
         o = _sigmoid(pre[3] + (w[11] * c_new if 11 in w else 0.0))
         h_new = o * fused(activation, c_new)
         if 16 in w:
@@ -141,7 +144,7 @@ def tflite_dense_function(activation: Activation, weight: np.ndarray, bias: np.n
 
 def _run_op(op: TfliteRecurrentOp, x: np.ndarray, start: CellState, reverse: bool) -> tuple[np.ndarray, CellState]:
     if op.cell == "lstm":
-        return tflite_lstm(x, op.slots, op.activation, start, reverse=reverse)
+        return tflite_lstm(x, op.slots, op.activation, start, reverse=reverse, cell_clip=op.cell_clip)
     if op.cell == "rnn":
         return tflite_rnn(x, op.named["weights"], op.named["recurrent"], op.named["bias"], op.activation, start, reverse=reverse)
     assert op.gate is not None and op.candidate is not None

@@ -228,6 +228,7 @@ class _Facts:
     forget_bias: set[float] = field(default_factory=set)
     activations: set[str] = field(default_factory=set)
     clipped: bool = False
+    clips: set[float] = field(default_factory=set)  # the bounds of its clip_by_value ops
     block: dict[str, float | bool] = field(default_factory=dict)
     seen: bool = False
 
@@ -257,17 +258,18 @@ def _layer(reading: _Reading, scope: str, kind: Tf1CellKind, facts: _Facts | Non
     inferred: list[str] = []
     own = {**stated.get("*", {}), **stated.get(scope, {})}
     where = "its graph" if graph is not None else "no .meta graph beside the checkpoint"
+    state_clip = None
     if facts is not None and facts.clipped:
-        raise UnsupportedFeatureError(
-            f"the {kind.cls} clips its cell state or projection (cell_clip/proj_clip ops in the graph) at every step",
-            file=path, layer=scope,
-            hint="no target lstmconv writes computes a clipped cell state; retrain without cell_clip or export the graph",
-        )
-    if facts is not None and facts.block.get("cell_clip", -1.0) > 0:  # type: ignore[operator]
-        raise UnsupportedFeatureError(
-            f"the LSTMBlockCell clips its cell state at {facts.block['cell_clip']}", file=path, layer=scope,
-            hint="no target lstmconv writes computes a clipped cell state",
-        )
+        # an LSTMCell without num_proj has one clip: cell_clip on the cell state; with num_proj it may be proj_clip
+        if kind.cell != "lstm" or projection is not None or len(facts.clips) != 1:
+            raise UnsupportedFeatureError(
+                f"the {kind.cls} clips its cell state or projection (clip_by_value ops in the graph: bounds "
+                f"{sorted(facts.clips)}), and lstmconv cannot tell which", file=path, layer=scope,
+                hint="lstmconv reads an LSTMCell's cell_clip without num_proj; retrain without proj_clip or export the graph",
+            )
+        state_clip = facts.clips.pop()
+    if facts is not None and float(facts.block.get("cell_clip", -1.0)) > 0:
+        state_clip = float(facts.block["cell_clip"])
     forget_bias = 0.0
     if kind.forget_bias is not None:
         seen = set(facts.forget_bias) if facts is not None else set()
@@ -308,7 +310,7 @@ def _layer(reading: _Reading, scope: str, kind: Tf1CellKind, facts: _Facts | Non
     notes = ["a bidirectional_dynamic_rnn backward cell: TensorFlow feeds it the reversed sequence"] if "/bw/" in f"/{scope}/" else []
     if reading.runtime:
         notes.append(reading.runtime)
-    cell = Tf1Cell(scope, kind, kernels, biases, int(inputs), int(units), activation, forget_bias, peepholes, projection)
+    cell = Tf1Cell(scope, kind, kernels, biases, int(inputs), int(units), activation, forget_bias, peepholes, projection, state_clip)
     source = SourceInfo(
         framework=reading.framework, layout="tf1", version=graph.tensorflow_version if graph else None,
         inferred=tuple(inferred), notes=tuple(notes),
@@ -318,7 +320,7 @@ def _layer(reading: _Reading, scope: str, kind: Tf1CellKind, facts: _Facts | Non
     def reference(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
         return tf1_forward(
             kind.cell, kernels, biases, x=x, initial=initial, forget_bias=forget_bias, activation=activation,
-            peepholes=peepholes, projection=projection,
+            peepholes=peepholes, projection=projection, cell_clip=state_clip,
         )
 
     return layer, reference
@@ -393,6 +395,11 @@ def _part_facts(part: GraphOps, tails: dict[str, list[str]], facts: dict[str, _F
         cell_facts.seen = True
         if node.op == "ClipByValue" or "clip_by_value" in node.name.split("/"):
             cell_facts.clipped = True
+            if node.op == "Minimum":  # clip_by_value(c, -clip, clip) = Maximum(Minimum(c, clip), -clip)
+                for reference in node.inputs:
+                    constant = by_name.get(reference.split(":")[0])
+                    if constant is not None and constant.op == "Const" and len(constant.value) == 1:
+                        cell_facts.clips.add(float(constant.value[0]))
         if node.op in TF1_BLOCK_OPS:
             cell_facts.block.update(node.floats)
             cell_facts.block.update(node.flags)

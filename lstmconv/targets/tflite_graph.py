@@ -279,7 +279,7 @@ class TflitePlan:
                 inputs[slot] = g.constant(f"{name}/input_{slot}", array)
             inputs[LSTM_OUTPUT_STATE] = self._zeros(f"{name}/output_state", batch, op.outputs)
             inputs[LSTM_CELL_STATE] = self._zeros(f"{name}/cell_state", batch, op.units)
-            options = {"FusedActivationFunction": _ACTIVATION_ENUM[op.activation], "CellClip": 0.0, "ProjClip": 0.0, "TimeMajor": False}
+            options = {"FusedActivationFunction": _ACTIVATION_ENUM[op.activation], "CellClip": op.cell_clip, "ProjClip": 0.0, "TimeMajor": False}
             g.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, [y], ("UnidirectionalSequenceLSTMOptions", options))
             return y
         if op.cell == "rnn":

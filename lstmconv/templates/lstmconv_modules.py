@@ -76,6 +76,7 @@ class _Recurrent(nn.Module):
         time_aligned_output: bool = False,
         activations: dict | None = None,
         clip: float | None = None,
+        state_clip: float | None = None,
         peepholes: bool = False,
         input_forget: bool = False,
         reset_after: bool = True,
@@ -85,6 +86,7 @@ class _Recurrent(nn.Module):
         self.bidirectional, self.merge_mode = bidirectional, merge_mode
         self.go_backwards, self.time_aligned_output = go_backwards, time_aligned_output
         self.clip, self.input_forget, self.reset_after = clip, input_forget, reset_after
+        self.state_clip = state_clip
         acts = activations or {}
         self.act = {role: activation(*spec) for role, spec in acts.items()}
         self.suffixes = ["", "_reverse"] if bidirectional else [""]
@@ -150,7 +152,7 @@ class _Recurrent(nn.Module):
 
 
 class LstmconvLSTM(_Recurrent):
-    """LSTM with any gate/candidate/cell-output activations, peepholes, clip and input_forget."""
+    """LSTM with any gate/candidate/cell-output activations, peepholes, clip, state_clip and input_forget."""
 
     gates = 4
 
@@ -162,6 +164,8 @@ class LstmconvLSTM(_Recurrent):
         i = self.act["gate"](self._clip(i))
         f = 1 - i if self.input_forget else self.act["gate"](self._clip(f))
         c = f * c + i * self.act["candidate"](self._clip(g))
+        if self.state_clip is not None:  # TFLite's and TF1's cell_clip: the cell state itself
+            c = c.clamp(-self.state_clip, self.state_clip)
         if p["peephole"] is not None:
             o = o + p["peephole"][2] * c
         h = self.act["gate"](self._clip(o)) * self.act["cell_output"](c)

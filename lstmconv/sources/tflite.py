@@ -1,0 +1,291 @@
+"""TFLite models as a source: their fused recurrent ops, read through the TFLite schema's bindings.
+
+Each ``UNIDIRECTIONAL_SEQUENCE_LSTM`` / ``UNIDIRECTIONAL_SEQUENCE_RNN`` of the main subgraph is one layer, named
+by its output tensor (``tfl.unidirectional_sequence_lstm``, ``StatefulPartitionedCall:0``), its float32 arrays in
+the slots :mod:`lstmconv.layouts.tflite` names. The ops are read as the kernels run them
+(:mod:`lstmconv.reference.tflite`): a per-gate bias, sigmoid gates, the fused activation on the candidate and the
+cell state; a ``cell_clip`` (the cell state clamped at every step) is the canonical ``state_clip``. Refused, with
+the reason, what the canonical form cannot hold or what is not a layer: a ``proj_clip``, a coupled input gate
+(CIFG), layer normalisation,
+quantized weights, a recurrence lowered to a ``WHILE`` loop or unrolled into separate ops (TensorFlow's
+converter does both: no weights are a layer's there), Flex and custom ops. Other ops (Dense, reshapes) are left
+out and listed. Buffers stored after the flatbuffer (``offset``/``size``) are read where they point, bounded by
+the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lstmconv.activations import Activation
+from lstmconv.errors import InputFormatError, UnsupportedFeatureError
+from lstmconv.gates import CELL_GATES
+from lstmconv.io.reading import regular_file
+from lstmconv.layouts.tflite import (
+    FUSED_ACTIVATIONS,
+    LSTM_BIASES,
+    LSTM_CELL_STATE,
+    LSTM_INPUT_WEIGHTS,
+    LSTM_PEEPHOLES,
+    LSTM_PROJECTION,
+    LSTM_RECURRENT_WEIGHTS,
+)
+from lstmconv.protocols import LayerItem, LeftOut, Options
+from lstmconv.reference.common import CellState, LayerOutput, LayerStates
+from lstmconv.reference.tflite import tflite_lstm, tflite_rnn
+from lstmconv.schema import CellActivations, DirectionWeights, GateWeights, RecurrentLayer, SourceInfo, StackLevel, Wiring
+
+__all__ = ["SOURCE"]
+
+_FUSED = {44: "UNIDIRECTIONAL_SEQUENCE_LSTM", 35: "UNIDIRECTIONAL_SEQUENCE_RNN"}
+_LOOPS = {119: "WHILE", 118: "IF", 120: "CALL_ONCE"}
+_BIDIRECTIONAL = {52: "BIDIRECTIONAL_SEQUENCE_LSTM", 46: "BIDIRECTIONAL_SEQUENCE_RNN"}
+_CUSTOM = 32
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
+_FLOAT32 = 0
+
+
+class TfliteSource:
+    def claims(self, path: Path) -> bool:
+        try:
+            with path.open("rb") as handle:
+                return handle.read(8)[4:8] == b"TFL3"
+        except OSError:
+            return False
+
+    @contextlib.contextmanager
+    def open(
+        self, path: Path, options: Options, meanwhile: Callable[[], object] | None = None
+    ) -> Iterator[tuple[Iterator[LayerItem | str], Wiring | None, Sequence[str]]]:
+        if regular_file(path, "TFLite model").stat().st_size < 8:
+            raise InputFormatError("too short to be a TFLite model", file=path)
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            reader = _Reader(path, data)
+            found = reader.operators()
+            recurrent = [(index, code) for index, code in enumerate(found) if code in _FUSED]
+            if not recurrent:
+                raise UnsupportedFeatureError(reader.why_no_layer(found), file=path)
+            others = Counter(reader.code_name(code) for code in found if code not in _FUSED)
+            left = [LeftOut(f"{count} {name} op{'s' if count > 1 else ''}", "not a recurrent layer; lstmconv reads the fused sequence ops")
+                    for name, count in sorted(others.items())]
+            names = [reader.output_name(index) for index, _ in recurrent]
+
+            def items() -> Iterator[LayerItem | str]:
+                yield from left
+                for index, code in recurrent:
+                    yield reader.layer(index, code)
+
+            yield items(), None, names
+
+
+SOURCE = TfliteSource()
+
+
+class _Reader:
+    """The model's main subgraph, read with the schema's bindings; every length checked against the file."""
+
+    def __init__(self, path: Path, data: mmap.mmap) -> None:
+        from tflite.Model import Model
+
+        self.path, self.data = path, data
+        try:
+            self.model = Model.GetRootAs(data, 0)
+            if self.model.SubgraphsLength() < 1:
+                raise InputFormatError("the model has no subgraph", file=path)
+            self.graph = self.model.Subgraphs(0)
+            self._bounded(self.graph.OperatorsLength(), "operators")
+            self._bounded(self.graph.TensorsLength(), "tensors")
+            self._bounded(self.model.OperatorCodesLength(), "operator codes")
+            self._bounded(self.model.BuffersLength(), "buffers")
+        except (IndexError, ValueError, TypeError, OverflowError) as error:  # struct.error is a ValueError
+            raise InputFormatError(f"not a readable TFLite flatbuffer: {error}", file=path) from None
+
+    def _bounded(self, count: int, what: str) -> None:
+        if count * 4 > len(self.data):
+            raise InputFormatError(f"the model lists more {what} than the file could hold", file=self.path, actual=count)
+
+    def _guarded(self, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except (IndexError, ValueError, TypeError, OverflowError, AttributeError) as error:
+            raise InputFormatError(f"not a readable TFLite flatbuffer: {error}", file=self.path) from None
+
+    def operators(self) -> list[int]:
+        def read() -> list[int]:
+            codes = []
+            for k in range(self.graph.OperatorsLength()):
+                index = self.graph.Operators(k).OpcodeIndex()
+                if not 0 <= index < self.model.OperatorCodesLength():
+                    raise InputFormatError("an operator names no operator code", file=self.path, actual=index)
+                code = self.model.OperatorCodes(index)
+                codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+            return codes
+
+        return self._guarded(read)  # type: ignore[no-any-return]
+
+    def code_name(self, code: int) -> str:
+        from tflite.BuiltinOperator import BuiltinOperator
+
+        return next((k for k, v in vars(BuiltinOperator).items() if v == code and not k.startswith("_")), str(code))
+
+    def why_no_layer(self, codes: list[int]) -> str:
+        counts = Counter(self.code_name(code) for code in codes)
+        if any(code == _CUSTOM for code in codes):
+            customs = sorted({self._guarded(lambda k=k: self.model.OperatorCodes(self.graph.Operators(k).OpcodeIndex()).CustomCode() or b"").decode("utf-8", "replace")
+                              for k, code in enumerate(codes) if code == _CUSTOM})
+            return (f"no fused recurrent op, and custom ops ({', '.join(customs)}): Flex/custom ops run TensorFlow "
+                    "kernels that only TensorFlow's runtime has; lstmconv reads the fused sequence ops")
+        if any(code in _LOOPS for code in codes):
+            return ("the recurrence is a WHILE loop of builtin ops (TensorFlow's converter lowers a Keras LSTM so when it "
+                    "does not fuse it): its weights are constants of the loop body, not a layer lstmconv can read back; "
+                    "convert the original Keras model instead")
+        if any(code in _BIDIRECTIONAL for code in codes):
+            return "BIDIRECTIONAL_SEQUENCE_LSTM/RNN ops are not read yet; lstmconv reads the unidirectional fused ops"
+        return (f"no fused recurrent op: {dict(counts.most_common(4))} ... the recurrence, if any, is unrolled into "
+                "separate ops, which are no layer lstmconv can read back; convert the original model instead")
+
+    def output_name(self, index: int) -> str:
+        return self._guarded(lambda: self._tensor_name(int(self.graph.Operators(index).OutputsAsNumpy()[0])))  # type: ignore[no-any-return]
+
+    def _tensor_name(self, tensor: int) -> str:
+        return (self.graph.Tensors(tensor).Name() or b"").decode("utf-8", "replace")
+
+    def array(self, tensor: int, layer: str) -> np.ndarray:
+        """A constant float32 tensor's values (a copy: the file is closed after reading)."""
+
+        def read() -> np.ndarray:
+            if not 0 <= tensor < self.graph.TensorsLength():
+                raise InputFormatError("an operator reads a tensor the model does not have", file=self.path, layer=layer, actual=tensor)
+            t = self.graph.Tensors(tensor)
+            name = self._tensor_name(tensor)
+            shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+            if t.Type() != _FLOAT32 or t.Quantization() is not None and t.Quantization().ScaleLength():
+                raise UnsupportedFeatureError(
+                    "quantized weights (the kernels quantize or dequantize them at run time): lstmconv reads float32 models",
+                    file=self.path, layer=layer, tensor=name,
+                )
+            buffer = self.model.Buffers(t.Buffer()) if 0 <= t.Buffer() < self.model.BuffersLength() else None
+            expected = int(np.prod(shape, dtype=np.int64)) * 4
+            if buffer is None:
+                raise InputFormatError("a weight names no buffer", file=self.path, layer=layer, tensor=name)
+            if buffer.Offset() > 1:
+                start, size = int(buffer.Offset()), int(buffer.Size())
+                raw = bytes(self.data[start : start + size]) if start + size <= len(self.data) else b""
+            else:
+                raw = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
+            if len(raw) != expected or any(d < 0 for d in shape):
+                raise InputFormatError("a weight's buffer does not hold its shape's float32 values", file=self.path, layer=layer,
+                                       tensor=name, expected=f"{expected} bytes for {list(shape)}", actual=f"{len(raw)} bytes")
+            return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
+
+        return self._guarded(read)  # type: ignore[no-any-return]
+
+    def layer(self, index: int, code: int) -> LayerItem:
+        op = self._guarded(lambda: self.graph.Operators(index))
+        inputs = [int(i) for i in self._guarded(op.InputsAsNumpy)]
+        name = self.output_name(index)
+        if code == 44:
+            return self._lstm(op, inputs, name)
+        return self._rnn(op, inputs, name)
+
+    def _options(self, op: Any, table: str) -> Any:
+        import importlib
+
+        cls = getattr(importlib.import_module(f"tflite.{table}"), table)
+        found = op.BuiltinOptions()
+        if found is None:
+            return None
+        options = cls()
+        options.Init(found.Bytes, found.Pos)
+        return options
+
+    def _activation(self, number: int, layer: str) -> tuple[str, Activation]:
+        fused = _ACTIVATIONS.get(number)
+        canonical = {v: k for k, v in FUSED_ACTIVATIONS.items()}.get(fused or "")
+        if canonical is None:
+            raise UnsupportedFeatureError(f"fused activation {number} is not one TFLite's sequence kernels apply", file=self.path, layer=layer)
+        return fused, Activation(name=canonical)  # type: ignore[arg-type,return-value]
+
+    def _source(self) -> SourceInfo:
+        description = self._guarded(lambda: (self.model.Description() or b"").decode("utf-8", "replace"))
+        return SourceInfo(framework="tflite", layout="tflite", version=description or None)
+
+    def _lstm(self, op: Any, inputs: list[int], name: str) -> LayerItem:
+        options = self._guarded(lambda: self._options(op, "UnidirectionalSequenceLSTMOptions"))
+        cell_clip = float(options.CellClip()) if options is not None else 0.0
+        proj_clip = float(options.ProjClip()) if options is not None else 0.0
+        number = int(options.FusedActivationFunction()) if options is not None else 4
+        fused, activation = self._activation(number, name)
+        slot = dict(enumerate(inputs))
+        if proj_clip > 0:
+            raise UnsupportedFeatureError(
+                f"proj_clip={proj_clip:g}: this LSTM clamps its projected output at every step, which lstmconv's canonical "
+                "layers do not hold", file=self.path, layer=name,
+            )
+        if slot.get(LSTM_INPUT_WEIGHTS["input"], -1) < 0:
+            raise UnsupportedFeatureError("a coupled input and forget gate (CIFG: no input gate weights)", file=self.path, layer=name)
+        if any(slot.get(k, -1) >= 0 for k in (17, 20, 21, 22, 23)):
+            raise UnsupportedFeatureError("a projection bias or layer normalisation, which the canonical LSTM has not", file=self.path, layer=name)
+        arrays = {k: self.array(t, name) for k, t in slot.items() if 0 < k < LSTM_CELL_STATE - 1 and t >= 0}
+        gates = {}
+        for gate in CELL_GATES["lstm"]:
+            gates[gate] = GateWeights(
+                w_input=arrays[LSTM_INPUT_WEIGHTS[gate]], w_recurrent=arrays[LSTM_RECURRENT_WEIGHTS[gate]],
+                b_input=arrays.get(LSTM_BIASES[gate]), peephole=arrays.get(LSTM_PEEPHOLES.get(gate, -1)),
+            )
+        projection = arrays.get(LSTM_PROJECTION)
+        units, inputs_size = gates["input"].w_input.shape
+        layer = RecurrentLayer(
+            name=name, cell="lstm", input_size=int(inputs_size), hidden_size=int(units),
+            projection_size=None if projection is None else int(projection.shape[0]),
+            use_bias=all(g.b_input is not None for g in gates.values()), state_clip=cell_clip if cell_clip > 0 else None,
+            activations=CellActivations(gate=Activation(name="sigmoid"), candidate=activation, cell_output=activation),
+            source=self._source(), levels=(StackLevel(forward=DirectionWeights(gates=gates, w_projection=projection)),),  # type: ignore[arg-type]
+        )
+        kernel_arrays = dict(arrays)
+        for gate, bias_slot in LSTM_BIASES.items():
+            kernel_arrays.setdefault(bias_slot, np.zeros(units, np.float32))
+
+        def reference(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+            start = _start(initial, x, layer.output_size, units, lstm=True)
+            y, final = tflite_lstm(x, kernel_arrays, fused, start, cell_clip=cell_clip)
+            return LayerOutput(y=y, states=[[final]])
+
+        return layer, reference
+
+    def _rnn(self, op: Any, inputs: list[int], name: str) -> LayerItem:
+        options = self._guarded(lambda: self._options(op, "SequenceRNNOptions"))
+        fused, activation = self._activation(int(options.FusedActivationFunction()) if options is not None else 4, name)
+        if len(inputs) < 4 or min(inputs[:3]) < 0:
+            raise InputFormatError("the RNN op lacks its weights", file=self.path, layer=name, actual=inputs)
+        weights, recurrent = self.array(inputs[1], name), self.array(inputs[2], name)
+        bias = self.array(inputs[3], name) if inputs[3] >= 0 else None
+        gates = {"hidden": GateWeights(w_input=weights, w_recurrent=recurrent, b_input=bias)}
+        layer = RecurrentLayer(
+            name=name, cell="rnn", input_size=int(weights.shape[1]), hidden_size=int(weights.shape[0]), use_bias=bias is not None,
+            activations=CellActivations(gate=None, candidate=activation, cell_output=None),
+            source=self._source(), levels=(StackLevel(forward=DirectionWeights(gates=gates)),),  # type: ignore[arg-type]
+        )
+        zero_bias = np.zeros(weights.shape[0], np.float32) if bias is None else bias
+
+        def reference(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+            y, final = tflite_rnn(x, weights, recurrent, zero_bias, fused, _start(initial, x, weights.shape[0], weights.shape[0], lstm=False))
+            return LayerOutput(y=y, states=[[final]])
+
+        return layer, reference
+
+
+def _start(initial: LayerStates | None, x: np.ndarray, outputs: int, units: int, *, lstm: bool) -> CellState:
+    if initial is not None:
+        h0, c0 = initial[0][0]
+        return np.asarray(h0), None if c0 is None else np.asarray(c0)
+    batch = x.shape[0]
+    dtype = np.float64 if np.asarray(x).dtype == np.float64 else np.float32
+    return np.zeros((batch, outputs), dtype), np.zeros((batch, units), dtype) if lstm else None
