@@ -65,7 +65,7 @@ def test_detection_and_the_cli_choices_come_from_the_registry(tmp_path: Path) ->
     lstmconv.convert(canonical, torch_file)
     assert detect_format(torch_file).name == "torch"
     with pytest.raises(UnsupportedFeatureError, match=", ".join(s.name for s in SOURCES)):
-        lstmconv.load(canonical, source_format="tflite")
+        lstmconv.load(canonical, source_format="caffe")
 
 
 def test_an_option_of_another_target_is_refused_naming_the_one_that_takes_it(tmp_path: Path) -> None:

@@ -107,10 +107,10 @@ def test_a_damaged_checkpoint_is_refused(tmp_path: Path) -> None:
         lstmconv.load(index)
 
 
-def test_a_name_based_tf1_checkpoint_is_refused_saying_so(tmp_path: Path) -> None:
+def test_a_name_based_tf1_checkpoint_read_as_a_tf2_one_is_refused_saying_so(tmp_path: Path) -> None:
     source = corpus_file("weather-basicrnn-tf1ckpt/rain/model.ckpt.index")
-    with pytest.raises(UnsupportedFeatureError, match="name-based"):
-        lstmconv.load(source)
+    with pytest.raises(UnsupportedFeatureError, match="name-based.*--from tf1-checkpoint"):
+        lstmconv.load(source, source_format="tf-checkpoint")
 
 
 def test_src_may_be_the_prefix_or_a_folder_whose_checkpoint_file_names_it(tmp_path: Path) -> None:
