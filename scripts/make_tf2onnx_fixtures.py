@@ -1,7 +1,7 @@
 """Generate ONNX files written by tf2onnx from real tf_keras models (run by hand, not in CI).
 
     /tmp/tfenv/bin/pip install tensorflow-cpu==2.21.0 tf_keras==2.21.0 tf2onnx
-    TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/make_tf2onnx_fixtures.py
+    TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/make_tf2onnx_fixtures.py [case ...]
 
 Writes ``tests/data/tf2onnx/<case>.onnx`` (``tf2onnx.convert.from_keras``) and ``<case>.outputs.npz`` with
 tf_keras' own outputs of each recurrent layer, in model order (``<k>/x``, ``<k>/y``, ``<k>/states``; see
@@ -31,12 +31,19 @@ CASES = {
     "gru_bidirectional": lambda: seq(L.Bidirectional(L.GRU(5, return_sequences=True))),
     "lstm_go_backwards": lambda: seq(L.LSTM(5, return_sequences=True, go_backwards=True)),
     "lstm_hard_sigmoid": lambda: seq(L.LSTM(5, return_sequences=True, recurrent_activation="hard_sigmoid")),
+    # tf2onnx has no fused op for these: it writes the recurrence as a Loop of plain ops
+    "rnn_relu_loop": lambda: seq(L.SimpleRNN(5, return_sequences=True, activation="relu")),
+    "rnn_stacked_loop": lambda: seq(L.SimpleRNN(6, return_sequences=True), L.SimpleRNN(5, return_sequences=True)),
+    "gru_reset_before_loop": lambda: seq(L.GRU(5, return_sequences=True, reset_after=False)),
+    "gru_hard_sigmoid_loop": lambda: seq(L.GRU(5, return_sequences=True, reset_after=False, recurrent_activation="hard_sigmoid")),
 }
 
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for case, build in CASES.items():
+        if sys.argv[1:] and case not in sys.argv[1:]:
+            continue
         keras.backend.clear_session()
         tf.keras.utils.set_random_seed(0)
         model = build()

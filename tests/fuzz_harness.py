@@ -78,6 +78,8 @@ def make_seeds(folder: Path) -> list[Path]:
     seeds.append(folder / "tf1ckpt" / "multi_basic_lstm.index")
     shutil.copytree(ROOT / "tests" / "data" / "saved_model" / "functional_bigru", folder / "savedmodel", dirs_exist_ok=True)
     seeds.append(folder / "savedmodel" / "saved_model.pb")
+    shutil.copy(ROOT / "tests" / "data" / "tf2onnx" / "gru_reset_before_loop.onnx", folder / "loop.onnx")
+    seeds.append(folder / "loop.onnx")
     shutil.copytree(ROOT / "tests" / "data" / "ml5", folder / "ml5", dirs_exist_ok=True)
     seeds.append(folder / "ml5" / "manifest.json")
     try:

@@ -13,6 +13,7 @@ converting one layer at a time holds one layer's weights.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -115,7 +116,12 @@ def read_onnx(path: str | Path) -> OnnxFile:
     reader = _Reader(path, opset, _FOLD_MARGIN + 4 * _declared_bytes(model.graph))
     reader.walk(model.graph, {})
     if not any(not isinstance(found, (_DensePattern, _TablePattern)) for _, found in reader.found):
-        raise InputFormatError("no LSTM, GRU or RNN node in this model", file=path, hint="a Loop-unrolled RNN cannot be read")
+        if reader.loop_reasons:
+            raise UnsupportedFeatureError(
+                "no LSTM, GRU or RNN node, and no Loop lstmconv reads as one: " + "; ".join(reader.loop_reasons[:3]), file=path,
+                hint="lstmconv reads the Loops tf2onnx writes for a Keras SimpleRNN or GRU; export with the fused ONNX ops instead",
+            )
+        raise InputFormatError("no LSTM, GRU or RNN node in this model", file=path)
     names: dict[str, int] = {}
     entries: list[OnnxNodeEntry | OnnxDenseEntry | OnnxEmbeddingEntry] = []
     for node, found in reader.found:
@@ -135,6 +141,9 @@ def read_onnx(path: str | Path) -> OnnxFile:
         if isinstance(found, _TablePattern):
             entries.append(OnnxEmbeddingEntry(name=name, load=found.load))
             continue
+        if isinstance(found, _LoopPattern):
+            entries.append(OnnxNodeEntry(name=name, load=functools.partial(_renamed, found.load, name), notes=(found.note,)))
+            continue
         load_weights, notes, runtime = found
         load = functools.partial(_load_node, path, node, load_weights, name, opset)
         entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes), runtime_inputs=tuple(runtime)))
@@ -142,6 +151,18 @@ def read_onnx(path: str | Path) -> OnnxFile:
 
 
 _FOLD_MARGIN = 16 << 20
+
+
+@dataclass(frozen=True)
+class _LoopPattern:
+    """A Loop read as a recurrent node (built again, and checked again, when its layer is)."""
+
+    load: Callable[[], OnnxRecurrentNode]
+    note: str
+
+
+def _renamed(load: Callable[[], OnnxRecurrentNode], name: str) -> OnnxRecurrentNode:
+    return dataclasses.replace(load(), name=name)
 
 
 def _declared_bytes(graph: onnx_proto.GraphProto) -> int:
@@ -188,9 +209,10 @@ class _Reader:
         self.found: list[
             tuple[
                 onnx_proto.NodeProto,
-                tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str]] | _DensePattern | _TablePattern,
+                tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str]] | _DensePattern | _TablePattern | _LoopPattern,
             ]
         ] = []
+        self.loop_reasons: list[str] = []  # why the Loops found are not read as recurrent nodes
 
     def tensor(self, proto: onnx_proto.TensorProto) -> np.ndarray:
         if uses_external_data(proto):
@@ -270,6 +292,8 @@ class _Reader:
         for output in graph.output:  # a graph output is read by the caller too
             consumers.setdefault(output.name, []).append(onnx_proto.NodeProto(op_type="<graph output>"))
         for node in graph.node:
+            if node.op_type == "Loop" and self.loop(node, scope):
+                continue  # a recurrence tf2onnx wrote as a Loop, read whole: its body is not walked
             if node.op_type in RECURRENT_OPS:
                 self.record(node, scope)
             elif node.op_type in ("MatMul", "Gemm"):
@@ -282,6 +306,33 @@ class _Reader:
                 elif attribute.type == onnx_proto.AttributeProto.GRAPHS:
                     for sub in attribute.graphs:
                         self.walk(sub, scope)
+
+    def loop(self, node: onnx_proto.NodeProto, scope: dict[str, Any]) -> bool:
+        """Whether ``node`` is a Loop computing a SimpleRNN or GRU (:mod:`lstmconv.sources.onnx_loops`); recorded if
+        so, else why not (for the message if the model has no recurrent node at all)."""
+        from lstmconv.sources.onnx_loops import read_loop
+
+        label = node.name or "Loop"
+
+        def reading() -> OnnxRecurrentNode | str:
+            return self.budgeted(lambda: read_loop(node, lambda name: self.value(scope, name), key_safe(label), self.tensor))
+
+        found = reading()
+        if isinstance(found, str):
+            self.loop_reasons.append(f"Loop '{label}': {found}")
+            return False
+        kind = {"RNN": "SimpleRNN", "GRU": "GRU"}[found.op]
+        note = (f"tf2onnx wrote this recurrence as a Loop: read as a Keras {kind} "
+                f"({', '.join(str(a) for a in found.activations)}), a reading confirmed by running the Loop body on random inputs")
+
+        def load() -> OnnxRecurrentNode:
+            again = reading()
+            if isinstance(again, str):
+                raise InputFormatError(f"the Loop changed while it was read: {again}", file=self.path, layer=label)
+            return again
+
+        self.found.append((node, _LoopPattern(load, note)))
+        return True
 
     def value(self, scope: dict[str, Any], name: str) -> np.ndarray | None:
         """The constant ``name`` (None if it is computed at run time). An initializer is read from the file and a
