@@ -39,3 +39,25 @@ def test_h5_to_safetensors_without_torch_installed(tmp_path: Path) -> None:
     result = _python(code)
     assert out.exists(), result.stdout + result.stderr
     assert "EXIT 2" not in result.stdout
+
+
+def test_tensorflow_formats_convert_with_neither_tensorflow_nor_torch(tmp_path: Path) -> None:
+    """SavedModels, TF1 and TF2 checkpoints, ml5 manifests and TFLite files are read, and ONNX, safetensors and
+    TFLite written, with every framework made unimportable."""
+    data = ROOT / "tests" / "data"
+    sources = [
+        data / "saved_model" / "functional_bigru", data / "tf1_checkpoint" / "multi_basic_lstm.index",
+        data / "tf_checkpoint" / "lstm_dense.index", data / "ml5" / "manifest.json", data / "tf2onnx" / "rnn_relu_loop.onnx",
+    ]
+    jobs = [(source, tmp_path / f"{k}{suffix}") for k, source in enumerate(sources) for suffix in (".onnx", ".safetensors", ".tflite")]
+    code = (
+        "import sys\n"
+        f"for name in {HEAVY!r}:\n    sys.modules[name] = None\n"
+        "import lstmconv\n"
+        f"for source, out in {[(str(s), str(o)) for s, o in jobs]!r}:\n"
+        "    lstmconv.convert(source, out, skip_unsupported=True)\n"
+        f"lstmconv.convert({str(tmp_path / '0.tflite')!r}, {str(tmp_path / 'back.onnx')!r})\n"
+        "print('DONE')\n"
+    )
+    result = _python(code)
+    assert "DONE" in result.stdout, result.stdout + result.stderr[-3000:]

@@ -73,7 +73,10 @@ class TfliteSource:
             if not recurrent:
                 raise UnsupportedFeatureError(reader.why_no_layer(found), file=path)
             others = Counter(reader.code_name(code) for code in found if code not in _FUSED)
-            left = [LeftOut(f"{count} {name} op{'s' if count > 1 else ''}", "not a recurrent layer; lstmconv reads the fused sequence ops")
+            loops = {reader.code_name(code) for code in _LOOPS} | {"CUSTOM"}
+            left = [LeftOut(f"{count} {name} op{'s' if count > 1 else ''}",
+                            "a loop or custom op: a recurrence written so (a GRU, a lowered LSTM) is not read back"
+                            if name in loops else "not a recurrent layer; lstmconv reads the fused sequence ops")
                     for name, count in sorted(others.items())]
             names = [reader.output_name(index) for index, _ in recurrent]
 
