@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -23,6 +24,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_tf_checkpoint_fixtures import recorded  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "saved_model"
@@ -68,15 +72,8 @@ def main() -> None:
         model.save(str(folder), save_format="tf", save_traces=False)
         shutil.rmtree(folder / "assets", ignore_errors=True)
         (folder / "fingerprint.pb").unlink(missing_ok=True)
-        outputs = {"__model__/x": x[:2], "__model__/y": model.predict(x[:2], verbose=0)}
-        value = x[:2]
         layers = model.layers if case != "subclassed" else [model.encoder, model.decoder, model.head]
-        for layer in layers:
-            if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional)):
-                outputs[f"{layer.name}/x"] = value
-                outputs[f"{layer.name}/y"] = layer(value).numpy()
-            value = layer(value).numpy()
-        np.savez(OUT / f"{case}.outputs.npz", **outputs)
+        np.savez(OUT / f"{case}.outputs.npz", **recorded(model, layers, x[:2]))
     (OUT / "versions.json").write_text(json.dumps({"tensorflow": tf.__version__, "tf_keras": keras.__version__}) + "\n")
 
 

@@ -37,6 +37,19 @@ def cases() -> dict[str, keras.Model]:
     }
 
 
+def recorded(model: keras.Model, layers: list[keras.layers.Layer], x: np.ndarray) -> dict[str, np.ndarray]:
+    """``__model__/x``, ``__model__/y`` (``model.predict``) and, per recurrent layer of ``layers`` (the model's
+    layers in call order), ``<layer>/x`` and ``<layer>/y`` (the layer called on its input)."""
+    outputs = {"__model__/x": x, "__model__/y": model.predict(x, verbose=0)}
+    value = x
+    for layer in layers:
+        if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional)):
+            outputs[f"{layer.name}/x"] = value
+            outputs[f"{layer.name}/y"] = layer(value).numpy()
+        value = layer(value).numpy()
+    return outputs
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for case, model in cases().items():
@@ -51,14 +64,7 @@ def main() -> None:
         model.save_weights(str(OUT / case), save_format="tf")
         (OUT / "checkpoint").unlink(missing_ok=True)
         (OUT / f"{case}.json").write_text(model.to_json())
-        outputs = {"__model__/x": x[:2], "__model__/y": model.predict(x[:2], verbose=0)}
-        value = x[:2]
-        for layer in model.layers:
-            if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional)):
-                outputs[f"{layer.name}/x"] = value
-                outputs[f"{layer.name}/y"] = layer(value).numpy()
-            value = layer(value).numpy()
-        np.savez(OUT / f"{case}.outputs.npz", **outputs)
+        np.savez(OUT / f"{case}.outputs.npz", **recorded(model, model.layers, x[:2]))
     (OUT / "versions.json").write_text(json.dumps({"tensorflow": tf.__version__, "tf_keras": keras.__version__}) + "\n")
 
 

@@ -46,8 +46,6 @@ def test_keras2_whole_models_run_in_litert_as_tf_keras_predicted(case: str, tmp_
     assert report.target == "tflite (whole model)"
     ops = operators(out)
     assert "WHILE" in ops or FUSED & set(ops)
-    from lstmconv.io.tflite_flatbuffer import read_model_summary  # noqa: F401  (only builtin codes can be read)
-
     litert = pytest.importorskip("ai_edge_litert.interpreter")
     names = [d["name"] for d in litert.Interpreter(model_path=str(out)).get_input_details()]
     inputs = sorted(k for k in expected.files if k.startswith("__model__/x"))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from lstmconv.errors import InputFormatError
 
-__all__ = ["read_into", "regular_file"]
+__all__ = ["read_into", "read_json", "regular_file"]
 
 #: Largest JSON lstmconv reads (an architecture file): far above any real model's, far below memory.
 MAX_JSON_BYTES = 256 << 20
@@ -50,3 +51,18 @@ def read_into(handle: BinaryIO, array: np.ndarray, offset: int) -> bool:
             return False
         done += read
     return True
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON document at ``path`` (a model.json, a manifest...), refused clearly when it is not a regular file,
+    larger than any model's, nested deeper than Python parses, or not JSON; ``what`` names it in messages."""
+    regular_file(path, what)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise InputFormatError(f"{what} is larger than any model's", file=path, actual=f"{size} bytes")
+    try:
+        return json.loads(path.read_bytes())
+    except RecursionError:
+        raise InputFormatError(f"{what} is nested too deeply to be a model's", file=path) from None
+    except (OSError, ValueError) as error:
+        raise InputFormatError(f"cannot read {what}: {error}", file=path) from None

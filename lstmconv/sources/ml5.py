@@ -11,7 +11,6 @@ ml5 runs each with tfjs ``basicLSTMCell(forgetBias = 1.0)`` and tanh, facts of i
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lstmconv.errors import InputFormatError
-from lstmconv.io.reading import MAX_JSON_BYTES, read_into, regular_file
+from lstmconv.io.reading import read_into, read_json, regular_file
 from lstmconv.protocols import LayerItem, Options
 from lstmconv.schema import Wiring
 from lstmconv.sources.tf1_checkpoint import stated_cells, tf1_cells
@@ -64,16 +63,7 @@ class Ml5Variables:
 
 
 def _manifest(path: Path) -> Any:
-    regular_file(path)
-    size = path.stat().st_size
-    if size > MAX_JSON_BYTES:
-        raise InputFormatError("manifest.json is larger than any model's", file=path, actual=f"{size} bytes")
-    try:
-        return json.loads(path.read_bytes())
-    except RecursionError:
-        raise InputFormatError("manifest.json is nested too deeply to be a manifest", file=path) from None
-    except (OSError, ValueError) as error:
-        raise InputFormatError(f"cannot read manifest.json: {error}", file=path) from None
+    return read_json(path, "manifest.json")
 
 
 def _listed(value: Any) -> bool:

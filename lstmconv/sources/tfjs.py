@@ -15,7 +15,6 @@ Each layer's weights are read from the shards only when its layer is built.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +26,7 @@ import numpy as np
 
 from lstmconv.adapters.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
-from lstmconv.io.reading import MAX_JSON_BYTES, regular_file
+from lstmconv.io.reading import read_json, regular_file
 from lstmconv.protocols import LayerItem, Options
 from lstmconv.schema import Wiring
 from lstmconv.sources.keras import keras_layers
@@ -122,16 +121,7 @@ def read_manifest(path: Path) -> tuple[KerasFileInfo, list[KerasLayerEntry], dic
 
 
 def _read_json(path: Path) -> Any:
-    regular_file(path)
-    size = path.stat().st_size
-    if size > MAX_JSON_BYTES:
-        raise InputFormatError("model.json is larger than any model's", file=path, actual=f"{size} bytes")
-    try:
-        return json.loads(path.read_bytes())
-    except RecursionError:
-        raise InputFormatError("model.json is nested too deeply to be a model", file=path) from None
-    except (OSError, ValueError) as error:
-        raise InputFormatError(f"cannot read model.json: {error}", file=path) from None
+    return read_json(path, "model.json")
 
 
 def _keras3_config(model: dict[str, Any]) -> bool:

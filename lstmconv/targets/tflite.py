@@ -35,14 +35,13 @@ class TfliteTarget(TargetBase):
     preload = ("lstmconv.targets.tflite_graph", "flatbuffers", "tflite.Model")
 
     def writer(self, destination: Path, layers: LayerSource, options: Options) -> TfliteWriter:
-        try:
-            import flatbuffers  # noqa: F401
-            import tflite  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("flatbuffers") is None or importlib.util.find_spec("tflite") is None:
             raise UnsupportedFeatureError(
                 "writing TFLite needs the TFLite schema bindings and flatbuffers, which are not installed", file=destination,
                 hint="pip install 'lstmconv[tflite]' (the tflite and flatbuffers packages; no TensorFlow)",
-            ) from None
+            )
         return TfliteWriter(destination, layers, options)
 
 

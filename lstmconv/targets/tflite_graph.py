@@ -387,7 +387,6 @@ class TflitePlan:
     def _recurrent(self, layer: RecurrentLayer, x: int, *, full_sequence: bool) -> int | Pair:
         ops = ops_from_canonical(layer)
         self.functions[layer.name] = tflite_layer_function(layer.meta(), ops)
-        g = self.graph
         sequence = x
         per_direction: list[tuple[int, int]] = []  # (aligned with input time, in processing order)
         for level in range(layer.num_levels):
