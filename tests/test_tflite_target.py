@@ -23,8 +23,9 @@ pytest.importorskip("ai_edge_litert.interpreter")
 
 FIXTURES = DATA / "keras2"
 CASES = sorted(p.name[: -len(".h5")] for p in FIXTURES.glob("*.h5") if p.name != "weights_only_stacked.h5")
-#: what the builtin ops cannot compute exactly, and why
-REFUSED = {"lstm_hard_sigmoid": "hard-codes sigmoid gates", "char_lstm_sigmoid": "no 'sigmoid' activation"}
+#: LSTMs the fused op cannot compute (hard_sigmoid gates, sigmoid candidate): WHILE loops of builtin ops
+LOOPED = {"lstm_hard_sigmoid", "char_lstm_sigmoid"}
+REFUSED: dict[str, str] = {}
 FUSED = {"UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN"}
 
 
@@ -46,6 +47,8 @@ def test_keras2_whole_models_run_in_litert_as_tf_keras_predicted(case: str, tmp_
     assert report.target == "tflite (whole model)"
     ops = operators(out)
     assert "WHILE" in ops or FUSED & set(ops)
+    if case in LOOPED:
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops and "WHILE" in ops
     litert = pytest.importorskip("ai_edge_litert.interpreter")
     names = [d["name"] for d in litert.Interpreter(model_path=str(out)).get_input_details()]
     inputs = sorted(k for k in expected.files if k.startswith("__model__/x"))
@@ -195,3 +198,14 @@ def test_corpus_savedmodels_run_whole_in_litert(relative: str, tmp_path: Path) -
     x = expected["@model/x"].astype(np.float32)
     for y in run_examples(tmp_path / "m.tflite", {"input": x}):
         assert_close(y["output"], expected["@model/y"], f"{relative} in LiteRT")
+
+
+def test_an_activation_no_builtin_op_computes_is_refused_saying_so(tmp_path: Path) -> None:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, activation="softplus", return_sequences=True)])
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(RefusedConversionError, match="no builtin TFLite op computes the LSTM candidate activation 'softplus'"):
+        lstmconv.convert(tmp_path / "m.keras", tmp_path / "m.tflite")
+    assert not (tmp_path / "m.tflite").exists()

@@ -25,7 +25,7 @@ from lstmconv.layouts.tflite import (
 )
 from lstmconv.schema import DenseLayer, DirectionWeights, Layer, RecurrentLayer
 
-__all__ = ["tflite_refusals", "tflite_activation_refusal", "ops_from_canonical"]
+__all__ = ["tflite_refusals", "tflite_activation_refusal", "ops_from_canonical", "fusable"]
 
 #: activations lstmconv writes with builtin ops besides ACTIVATION_OPS (composed exactly of MUL, ADD, MINIMUM...)
 _COMPOSED = {"linear", "silu", "hard_sigmoid", "gelu", "gelu_tanh", "softsign"}
@@ -57,13 +57,13 @@ def tflite_refusals(layer: Layer) -> list[str]:
         reasons.append("ONNX clip bounds the pre-activations; TFLite's cell_clip bounds the cell state, another function")
     if layer.input_forget:
         reasons.append("ONNX input_forget couples the gates as f = 1 - i; TFLite's CIFG couples them as i = 1 - f")
-    if layer.cell == "lstm":
-        if acts.gate is not None and acts.gate.name != "sigmoid":
-            reasons.append(f"TFLite's fused LSTM hard-codes sigmoid gates, this layer uses recurrent_activation {acts.gate}")
-        if acts.cell_output != acts.candidate:
-            reasons.append("TFLite's fused LSTM applies one activation to the candidate and the cell state")
-        if acts.candidate.name not in FUSED_ACTIVATIONS or acts.candidate.alpha is not None:
-            reasons.append(f"TFLite's fused LSTM has no '{acts.candidate}' activation (it has tanh, relu, relu6, hard_tanh, linear)")
+    if layer.cell == "lstm" and not fusable(layer):
+        # written as a WHILE loop of builtin ops instead, when every activation has builtin ops
+        for role, activation in (("gate", acts.gate), ("candidate", acts.candidate), ("cell output", acts.cell_output)):
+            if activation is not None and (reason := tflite_activation_refusal(activation, f"LSTM {role}")):
+                reasons.append(reason)
+        if layer.projection_size is not None:
+            reasons.append("an LSTM with a projection and activations TFLite's fused LSTM has not: lstmconv's LSTM loop has no projection")
     elif layer.cell == "rnn":
         if acts.candidate.name not in FUSED_ACTIVATIONS or acts.candidate.alpha is not None:
             reasons.append(f"TFLite's fused RNN has no '{acts.candidate}' activation (it has tanh, relu, relu6, hard_tanh, linear)")
@@ -72,6 +72,18 @@ def tflite_refusals(layer: Layer) -> list[str]:
             if activation is not None and (reason := tflite_activation_refusal(activation, f"GRU {role}")):
                 reasons.append(reason)
     return reasons
+
+
+def fusable(layer: RecurrentLayer) -> bool:
+    """Whether TFLite's fused LSTM computes ``layer``: sigmoid gates, one fused activation for the candidate and
+    the cell state. Any other LSTM is a WHILE loop of builtin ops."""
+    acts = layer.activations
+    return (
+        (acts.gate is None or acts.gate.name == "sigmoid")
+        and acts.cell_output == acts.candidate
+        and acts.candidate.name in FUSED_ACTIVATIONS
+        and acts.candidate.alpha is None
+    )
 
 
 def ops_from_canonical(layer: RecurrentLayer) -> list[TfliteRecurrentOp]:
@@ -97,6 +109,20 @@ def _bias(layer: RecurrentLayer, b_input: np.ndarray | None, b_recurrent: np.nda
 def _op(layer: RecurrentLayer, level: int, backward: bool, direction: DirectionWeights) -> TfliteRecurrentOp:
     gates = direction.gates
     common = {"cell": layer.cell, "level": level, "backward": backward, "units": layer.hidden_size, "outputs": layer.output_size}
+    if layer.cell == "lstm" and not fusable(layer):
+        acts = layer.activations
+        named = {}
+        for key, gate in (("i", "input"), ("f", "forget"), ("c", "cell"), ("o", "output")):
+            weights = gates[gate]  # type: ignore[index]
+            named[f"w_{key}"] = _f32(weights.w_input)
+            named[f"r_{key}"] = _f32(weights.w_recurrent)
+            named[f"b_{key}"] = _bias(layer, weights.b_input, weights.b_recurrent)
+            if weights.peephole is not None:
+                named[f"p_{key}"] = _f32(weights.peephole)
+        return TfliteRecurrentOp(
+            **common, named=named, gate=acts.gate or Activation(name="sigmoid"), candidate=acts.candidate,
+            cell_output=acts.cell_output, looped=True, cell_clip=float(layer.state_clip or 0.0),
+        )
     if layer.cell == "lstm":
         slots: dict[int, np.ndarray] = {}
         for gate, weights in gates.items():

@@ -65,3 +65,5 @@ class TfliteRecurrentOp:
     candidate: Activation | None = None
     reset_after: bool = False
     cell_clip: float = 0.0  # LSTM: the cell state's clamp (0: none)
+    looped: bool = False  # an LSTM the fused op cannot compute, written as a WHILE loop like a GRU
+    cell_output: Activation | None = None  # a looped LSTM's activation of the cell state

@@ -32,7 +32,7 @@ from lstmconv.reference.common import (
 )
 from lstmconv.schema import RecurrentMeta
 
-__all__ = ["fused", "tflite_lstm", "tflite_rnn", "tflite_gru", "tflite_layer_function", "tflite_dense_function"]
+__all__ = ["fused", "tflite_lstm", "tflite_lstm_loop", "tflite_rnn", "tflite_gru", "tflite_layer_function", "tflite_dense_function"]
 
 
 def fused(activation: str, v: np.ndarray) -> np.ndarray:
@@ -142,7 +142,35 @@ def tflite_dense_function(activation: Activation, weight: np.ndarray, bias: np.n
     return run
 
 
+def tflite_lstm_loop(x: np.ndarray, op: TfliteRecurrentOp, start: CellState, *, reverse: bool = False) -> tuple[np.ndarray, CellState]:
+    """The LSTM loop lstmconv writes for an LSTM the fused op cannot compute: per step ``FULLY_CONNECTED``
+    products of ``h`` with ``r_i, r_f, r_c, r_o`` added to the input products (``w_*``, ``b_*``), peepholes
+    ``p_*`` multiplied by the cell state, each gate's activation, the cell state clamped by ``cell_clip``."""
+    dtype = compute_dtype(x)
+    a = {k: np.asarray(v, dtype=dtype) for k, v in op.named.items()}
+    assert op.gate is not None and op.candidate is not None and op.cell_output is not None
+    keys = ("i", "f", "c", "o")
+    stacked = np.stack([project(np.asarray(x, dtype=dtype), a[f"w_{k}"].T) + a[f"b_{k}"] for k in keys], axis=-2)
+
+    def step(xg: np.ndarray, state: CellState) -> tuple[np.ndarray, CellState]:
+        h, c = state
+        assert c is not None
+        pre = {k: xg[:, n] + matmul(h, a[f"r_{k}"].T) for n, k in enumerate(keys)}
+        i = apply(op.gate, pre["i"] + (a["p_i"] * c if "p_i" in a else 0.0))  # type: ignore[arg-type]
+        f = apply(op.gate, pre["f"] + (a["p_f"] * c if "p_f" in a else 0.0))  # type: ignore[arg-type]
+        c_new = f * c + i * apply(op.candidate, pre["c"])  # type: ignore[arg-type]
+        if op.cell_clip > 0:
+            c_new = np.clip(c_new, -op.cell_clip, op.cell_clip)
+        o = apply(op.gate, pre["o"] + (a["p_o"] * c_new if "p_o" in a else 0.0))  # type: ignore[arg-type]
+        h_new = o * apply(op.cell_output, c_new)  # type: ignore[arg-type]
+        return h_new, (h_new, c_new)
+
+    return unroll(step, stacked, start, reverse=reverse)
+
+
 def _run_op(op: TfliteRecurrentOp, x: np.ndarray, start: CellState, reverse: bool) -> tuple[np.ndarray, CellState]:
+    if op.cell == "lstm" and op.looped:
+        return tflite_lstm_loop(x, op, start, reverse=reverse)
     if op.cell == "lstm":
         return tflite_lstm(x, op.slots, op.activation, start, reverse=reverse, cell_clip=op.cell_clip)
     if op.cell == "rnn":

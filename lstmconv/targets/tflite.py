@@ -104,7 +104,10 @@ class TfliteWriter:
         for done in self.plan_graph.add(layer):
             function = self.plan_graph.functions.get(done.name)
             if isinstance(done, RecurrentLayer):
-                fused = "GRU loop" if done.cell == "gru" else f"fused {done.cell.upper()}"
+                from lstmconv.adapters.tflite import fusable
+
+                looped = done.cell == "gru" or (done.cell == "lstm" and not fusable(done))
+                fused = f"{done.cell.upper()} loop (WHILE)" if looped else f"fused {done.cell.upper()}"
                 became: str | None = fused + (" x2 (REVERSE_V2)" if done.bidirectional else "")
                 notes: tuple[str, ...] = (*done.source.inferred, *done.source.notes)
                 if done.runtime_inputs:

@@ -272,7 +272,7 @@ class TflitePlan:
         batch = self._batch(x)
         shape = g.shape_of(x)[:2] + (op.outputs,)
         y = g.tensor(f"{name}/y", shape)
-        if op.cell == "lstm":
+        if op.cell == "lstm" and not op.looped:
             inputs = [-1] * LSTM_INPUTS
             inputs[0] = x
             for slot, array in sorted(op.slots.items()):
@@ -288,17 +288,19 @@ class TflitePlan:
             options = {"TimeMajor": False, "FusedActivationFunction": _ACTIVATION_ENUM[op.activation]}
             g.op("UNIDIRECTIONAL_SEQUENCE_RNN", inputs, [y], ("SequenceRNNOptions", options))
             return y
-        return self._gru_loop(op, x, batch, name)
+        return self._loop(op, x, batch, name)
 
-    def _gru_loop(self, op: TfliteRecurrentOp, x: int, batch: int, name: str) -> int:
-        """A GRU as TensorFlow's converter writes one: a ``WHILE`` loop of builtin ops. The input products of
-        every step are computed before the loop (``FULLY_CONNECTED`` over the sequence); each turn gathers step
-        ``t``'s, runs the recurrent products and the gates on ``h``, and writes ``h'`` into the output sequence
-        (``DYNAMIC_UPDATE_SLICE``). Loop variables: t, steps, h, y, the three input products."""
+    def _loop(self, op: TfliteRecurrentOp, x: int, batch: int, name: str) -> int:
+        """A GRU, or an LSTM the fused op cannot compute, as TensorFlow's converter writes a recurrence it does
+        not fuse: a ``WHILE`` loop of builtin ops. The input products of every step are computed before the loop
+        (``FULLY_CONNECTED`` over the sequence); each turn gathers step ``t``'s, runs the recurrent products and
+        the gates on the state, and writes ``h'`` into the output sequence (``DYNAMIC_UPDATE_SLICE``). Loop
+        variables: t, steps, h (and c), y, the gates' input products."""
         g, a = self.graph, op.named
-        units = op.units
+        units, lstm = op.units, op.cell == "lstm"
+        keys = ("i", "f", "c", "o") if lstm else ("z", "r", "h")
         batch_size, steps_count = g.shape_of(x)[:2]
-        sequence_shape = (batch_size, steps_count, units)
+        sequence_shape, state_shape = (batch_size, steps_count, units), (batch_size, units)
         shape = g.tensor(f"{name}/x_shape", (3,), "int32")
         g.op("SHAPE", [x], [shape], ("ShapeOptions", {"OutType": 2}))
 
@@ -309,67 +311,85 @@ class TflitePlan:
                  [out], ("StridedSliceOptions", {"ShrinkAxisMask": 1 if scalar else 0}))
             return out
 
+        def zeros(tag: str, parts: list[int], zero_shape: tuple[int, ...]) -> int:
+            dims = g.tensor(f"{name}/{tag}_dims", (len(parts) + 1,), "int32")
+            g.op("CONCATENATION", [*parts, g.constant(f"{name}/{tag}_units", np.array([units], np.int32))], [dims], ("ConcatenationOptions", {"Axis": 0}))
+            out = g.tensor(f"{name}/{tag}", zero_shape)
+            g.op("FILL", [dims, g.constant(f"{name}/{tag}_zero", np.float32(0.0))], [out])
+            return out
+
         steps = slice_of(1, "steps", scalar=True)
-        steps_vector = slice_of(1, "steps_vector", scalar=False)
-        zero = g.constant(f"{name}/zero", np.float32(0.0))
-        h_dims = g.tensor(f"{name}/h_dims", (2,), "int32")
-        g.op("CONCATENATION", [batch, g.constant(f"{name}/units", np.array([units], np.int32))], [h_dims], ("ConcatenationOptions", {"Axis": 0}))
-        h0 = g.tensor(f"{name}/h0", (batch_size, units))
-        g.op("FILL", [h_dims, zero], [h0])
-        y_dims = g.tensor(f"{name}/y_dims", (3,), "int32")
-        g.op("CONCATENATION", [batch, steps_vector, g.constant(f"{name}/units_", np.array([units], np.int32))], [y_dims], ("ConcatenationOptions", {"Axis": 0}))
-        y0 = g.tensor(f"{name}/y0", sequence_shape)
-        g.op("FILL", [y_dims, zero], [y0])
+        states = [zeros("h0", [batch], state_shape)] + ([zeros("c0", [batch], state_shape)] if lstm else [])
+        y0 = zeros("y0", [batch, slice_of(1, "steps_vector", scalar=False)], sequence_shape)
         projections = []
-        for key in ("z", "r", "h"):
+        for key in keys:
             out = g.tensor(f"{name}/x_{key}", sequence_shape)
             g.op("FULLY_CONNECTED", [x, g.constant(f"{name}/w_{key}", a[f"w_{key}"]), g.constant(f"{name}/b_{key}", a[f"b_{key}"])],
                  [out], ("FullyConnectedOptions", {"KeepNumDims": True}))
             projections.append(out)
-        t0 = g.constant(f"{name}/t0", np.int32(0))
-        initial = [t0, steps, h0, y0, *projections]
+        initial = [g.constant(f"{name}/t0", np.int32(0)), steps, *states, y0, *projections]
+        labels = ["t", "steps", "h", *(["c"] if lstm else []), "y", *(f"x_{key}" for key in keys)]
+        shapes = [(), (), *([state_shape] * len(states)), sequence_shape, *([sequence_shape] * len(keys))]
+        types = ["int32", "int32", *(["float32"] * (len(labels) - 2))]
         cond, body = self.model.subgraph(f"{name}/cond"), self.model.subgraph(f"{name}/body")
         indices = (self.model.subgraphs.index(cond), self.model.subgraphs.index(body))
-        shapes = [(), (), (batch_size, units), sequence_shape, sequence_shape, sequence_shape, sequence_shape]
-        types = ["int32", "int32", "float32", "float32", "float32", "float32", "float32"]
-        labels = ["t", "steps", "h", "y", "x_z", "x_r", "x_h"]
-        # cond: t < steps
         cond.inputs = [cond.tensor(f"{name}/{label}", shp, dtype) for label, shp, dtype in zip(labels, shapes, types)]
         going = cond.tensor(f"{name}/going", (), "bool")
         cond.op("LESS", cond.inputs[:2], [going])
         cond.outputs = [going]
-        # body: one step
         body.inputs = [body.tensor(f"{name}/{label}", shp, dtype) for label, shp, dtype in zip(labels, shapes, types)]
-        t, _, h, y, *inputs = body.inputs
+        t, h = body.inputs[0], body.inputs[2]
+        c = body.inputs[3] if lstm else -1
+        y = body.inputs[3 + lstm]
+        inputs = body.inputs[4 + lstm :]
         step = {}
-        for key, projected in zip(("z", "r", "h"), inputs):
-            step[key] = body.tensor(f"{name}/x_{key}_t", (batch_size, units))
+        for key, projected in zip(keys, inputs):
+            step[key] = body.tensor(f"{name}/x_{key}_t", state_shape)
             body.op("GATHER", [projected, t], [step[key]], ("GatherOptions", {"Axis": 1}))
 
         def recurrent(key: str, state: int) -> int:
-            out = body.tensor(f"{name}/h_{key}", (batch_size, units))
-            body.op("FULLY_CONNECTED", [state, body.constant(f"{name}/r_{key}", a[f"r_{key}"]), body.constant(f"{name}/rb_{key}", a[f"rb_{key}"])],
-                    [out], ("FullyConnectedOptions", {}))
+            out = body.tensor(f"{name}/h_{key}", state_shape)
+            bias = body.constant(f"{name}/rb_{key}", a[f"rb_{key}"]) if f"rb_{key}" in a else -1
+            body.op("FULLY_CONNECTED", [state, body.constant(f"{name}/r_{key}", a[f"r_{key}"]), bias], [out], ("FullyConnectedOptions", {}))
             return out
 
         def binary(code: str, left: int, right: int, tag: str) -> int:
-            out = body.tensor(f"{name}/{tag}", (batch_size, units))
-            options = {"ADD": ("AddOptions", {}), "MUL": ("MulOptions", {}), "SUB": ("SubOptions", {})}[code]
+            out = body.tensor(f"{name}/{tag}", state_shape)
+            options = {"ADD": ("AddOptions", {}), "MUL": ("MulOptions", {}), "SUB": ("SubOptions", {}),
+                       "MINIMUM": None, "MAXIMUM": None}[code]
             body.op(code, [left, right], [out], options)  # type: ignore[arg-type]
             return out
 
-        assert op.gate is not None and op.candidate is not None
-        gates = {}
-        for key in ("z", "r"):
-            gates[key] = self._activation(op.gate, binary("ADD", step[key], recurrent(key, h), f"pre_{key}"), f"{name}/{key}", body)
-        if op.reset_after:
-            pre_h = binary("ADD", step["h"], binary("MUL", gates["r"], recurrent("h", h), "reset_h"), "pre_h")
+        def activation(which: Activation | None, value: int, tag: str) -> int:
+            assert which is not None
+            return self._activation(which, value, f"{name}/{tag}", body)
+
+        if lstm:
+            pre = {key: binary("ADD", step[key], recurrent(key, h), f"pre_{key}") for key in keys}
+            for key in ("i", "f"):
+                if f"p_{key}" in a:
+                    pre[key] = binary("ADD", pre[key], binary("MUL", body.constant(f"{name}/p_{key}", a[f"p_{key}"]), c, f"peep_{key}"), f"pre_{key}_peep")
+            i, f = activation(op.gate, pre["i"], "i"), activation(op.gate, pre["f"], "f")
+            c_new = binary("ADD", binary("MUL", f, c, "kept"), binary("MUL", i, activation(op.candidate, pre["c"], "candidate"), "new"), "c_new")
+            if op.cell_clip > 0:
+                bound = body.constant(f"{name}/clip", np.float32(op.cell_clip))
+                minus = body.constant(f"{name}/minus_clip", np.float32(-op.cell_clip))
+                c_new = binary("MAXIMUM", binary("MINIMUM", c_new, bound, "c_low"), minus, "c_clipped")
+            if "p_o" in a:
+                pre["o"] = binary("ADD", pre["o"], binary("MUL", body.constant(f"{name}/p_o", a["p_o"]), c_new, "peep_o"), "pre_o_peep")
+            h_new = binary("MUL", activation(op.gate, pre["o"], "o"), activation(op.cell_output, c_new, "cell_output"), "h_new")
+            carried_states = [h_new, c_new]
         else:
-            pre_h = binary("ADD", step["h"], recurrent("h", binary("MUL", gates["r"], h, "reset_h")), "pre_h")
-        candidate = self._activation(op.candidate, pre_h, f"{name}/candidate", body)
-        kept = binary("MUL", gates["z"], h, "kept")
-        rest = binary("SUB", body.constant(f"{name}/one", np.float32(1.0)), gates["z"], "one_minus_z")
-        h_new = binary("ADD", kept, binary("MUL", rest, candidate, "new"), "h_new")
+            gates = {key: activation(op.gate, binary("ADD", step[key], recurrent(key, h), f"pre_{key}"), key) for key in ("z", "r")}
+            if op.reset_after:
+                pre_h = binary("ADD", step["h"], binary("MUL", gates["r"], recurrent("h", h), "reset_h"), "pre_h")
+            else:
+                pre_h = binary("ADD", step["h"], recurrent("h", binary("MUL", gates["r"], h, "reset_h")), "pre_h")
+            candidate = activation(op.candidate, pre_h, "candidate")
+            kept = binary("MUL", gates["z"], h, "kept")
+            rest = binary("SUB", body.constant(f"{name}/one", np.float32(1.0)), gates["z"], "one_minus_z")
+            h_new = binary("ADD", kept, binary("MUL", rest, candidate, "new"), "h_new")
+            carried_states = [h_new]
         row = body.tensor(f"{name}/row", (batch_size, 1, units))
         body.op("EXPAND_DIMS", [h_new, body.constant(f"{name}/time_axis", np.int32(1))], [row])
         start = body.tensor(f"{name}/start", (3,), "int32")
@@ -379,10 +399,10 @@ class TflitePlan:
         body.op("DYNAMIC_UPDATE_SLICE", [y, row, start], [y_new])
         t_new = body.tensor(f"{name}/t_next", (), "int32")
         body.op("ADD", [t, body.constant(f"{name}/step", np.int32(1))], [t_new], ("AddOptions", {}))
-        body.outputs = [t_new, body.inputs[1], h_new, y_new, *inputs]
+        body.outputs = [t_new, body.inputs[1], *carried_states, y_new, *inputs]
         finals = [g.tensor(f"{name}/final_{label}", shp, dtype) for label, shp, dtype in zip(labels, shapes, types)]
         g.op("WHILE", initial, finals, ("WhileOptions", {"CondSubgraphIndex": indices[0], "BodySubgraphIndex": indices[1]}))
-        return finals[3]
+        return finals[3 + lstm]
 
     def _recurrent(self, layer: RecurrentLayer, x: int, *, full_sequence: bool) -> int | Pair:
         ops = ops_from_canonical(layer)
