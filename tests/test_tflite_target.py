@@ -209,3 +209,19 @@ def test_an_activation_no_builtin_op_computes_is_refused_saying_so(tmp_path: Pat
     with pytest.raises(RefusedConversionError, match="no builtin TFLite op computes the LSTM candidate activation 'softplus'"):
         lstmconv.convert(tmp_path / "m.keras", tmp_path / "m.tflite")
     assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.mark.parametrize(("relative", "layer"), [
+    ("aind2-rnn/best_RNN_large_textdata_weights.hdf5", "lstm_1"),  # Keras 1 per-gate file, hard_sigmoid gates
+    ("process-seq-pred/model_89-1.50.h5", "lstm_1"),  # Keras 1 fused weights, hard_sigmoid
+    ("mycroft-precise/hey-mycroft.net", "net"),  # Keras 2 GRU: linear candidate, hard_sigmoid, reset before
+])
+def test_corpus_keras1_and_hard_sigmoid_layers_run_in_litert(relative: str, layer: str, tmp_path: Path) -> None:
+    expected = np.load(str(corpus_file(relative + ".expected.npz")))
+    lstmconv.convert(corpus_file(relative), tmp_path / "m.tflite", per_layer=True)
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    inputs = {d["name"]: d for d in litert.Interpreter(model_path=str(tmp_path / "m.tflite")).get_input_details()}
+    feeds = {name: np.zeros([2 if s < 0 else s for s in d["shape_signature"]], d["dtype"]) for name, d in inputs.items()}
+    feeds[f"{layer}.x"] = expected[f"{layer}/x"]
+    for y in run_examples(tmp_path / "m.tflite", feeds):
+        assert_close(y[f"{layer}.y"], expected[f"{layer}/y"], f"{relative} {layer} in LiteRT")
