@@ -117,3 +117,10 @@ def test_corpus_ml5_models_reproduce_tensorflow(relative: str, tmp_path: Path) -
     lstmconv.convert(manifest, tmp_path / "m.onnx")
     assert_close(_onnx_y(tmp_path / "m.onnx", name, x), y, f"{relative} onnx")
     assert_close(_ml5(manifest, x, tmp_path)["y"], y, f"{relative} ml5 in tfjs")  # the judge agrees with TensorFlow
+    torch = pytest.importorskip("torch")
+    from lstmconv.torch_modules import load_torch_modules
+
+    lstmconv.convert(manifest, tmp_path / "m.safetensors")
+    with torch.no_grad():
+        torch_y, _ = load_torch_modules(tmp_path / "m.safetensors")[name](torch.from_numpy(x))
+    assert_close(torch_y.numpy(), y, f"{relative} torch")
