@@ -225,3 +225,22 @@ def test_corpus_keras1_and_hard_sigmoid_layers_run_in_litert(relative: str, laye
     feeds[f"{layer}.x"] = expected[f"{layer}/x"]
     for y in run_examples(tmp_path / "m.tflite", feeds):
         assert_close(y[f"{layer}.y"], expected[f"{layer}/y"], f"{relative} {layer} in LiteRT")
+
+
+def test_float16_weights_are_widened_exactly_and_float64_refused(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+    half = {f"rnn.{k}": v.half() for k, v in lstm.state_dict().items()}
+    torch.save(half, tmp_path / "half.pt")
+    lstmconv.convert(tmp_path / "half.pt", tmp_path / "half.tflite")
+    widened = torch.nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+    widened.load_state_dict({k.removeprefix("rnn."): v.float() for k, v in half.items()})
+    x = torch.randn(3, 7, 4)
+    with torch.no_grad():
+        expected, _ = widened(x)
+    for y in run_examples(tmp_path / "half.tflite", {"rnn.x": x.numpy()}):
+        assert_close(y["rnn.y"], expected.numpy(), "float16 weights in LiteRT")
+    torch.save({k: v.double() for k, v in half.items()}, tmp_path / "double.pt")
+    with pytest.raises(RefusedConversionError, match="float64"):
+        lstmconv.convert(tmp_path / "double.pt", tmp_path / "double.tflite")
