@@ -40,6 +40,8 @@ CASES = {
     "multi_basic_lstm": (False, 5, 3, lambda: rnn.MultiRNNCell([rnn.BasicLSTMCell(4, forget_bias=2.0) for _ in range(2)]), False),
     "lstm_softsign": (True, 5, 3, lambda: rnn.LSTMCell(4, activation=tf.nn.softsign), False),
     "lstm_cell_clip": (False, 5, 3, lambda: rnn.LSTMCell(4, cell_clip=0.5), False),
+    # bidirectional_dynamic_rnn: a forward and a backward cell under fw/ and bw/
+    "bidirectional_lstm": (True, 5, 3, lambda: (rnn.LSTMCell(4), rnn.LSTMCell(4)), False),
 }
 
 
@@ -53,6 +55,21 @@ def build(case: str) -> None:
     with graph.as_default():
         x = v1.placeholder(tf.float32, (None, steps, width), name="x")
         cell = make()
+        if isinstance(cell, tuple):  # (forward, backward): the outputs are the pair, both in input time order
+            (y_fw, y_bw), (s_fw, s_bw) = v1.nn.bidirectional_dynamic_rnn(cell[0], cell[1], x, dtype=tf.float32)
+            saver = v1.train.Saver()
+            with v1.Session(graph=graph) as session:
+                session.run(v1.global_variables_initializer())
+                for variable in v1.trainable_variables():
+                    variable.load(rng.uniform(-0.7, 0.7, variable.shape).astype(np.float32), session)
+                feed = rng.standard_normal((2, steps, width)).astype(np.float32)
+                values = session.run({"fw": y_fw, "bw": y_bw, "h_fw": s_fw.h, "h_bw": s_bw.h}, {x: feed})
+                saver.save(session, str(OUT / case), write_state=False)
+            name = "bidirectional_rnn"
+            np.savez(OUT / f"{case}.outputs.npz", **{f"{name}/x": feed, f"{name}/y_forward": values["fw"],
+                                                    f"{name}/y_backward": values["bw"], f"{name}/h_forward": values["h_fw"],
+                                                    f"{name}/h_backward": values["h_bw"]})
+            return
         y, state = v1.nn.dynamic_rnn(cell, x, dtype=tf.float32)
         if train:
             loss = tf.reduce_mean(tf.square(y))

@@ -174,3 +174,33 @@ def test_corpus_tf1_checkpoints_reproduce_tensorflow(relative: str, tmp_path: Pa
     if name.endswith("multi_rnn_cell"):  # stacked: torch's num_layers, h and c of every cell
         out = loaded.references[name](expected[f"{name}/x"], None)
         assert_close(np.stack([level[0][1] for level in out.states], axis=1), expected[f"{name}/c"], f"{relative} c")
+
+
+def test_bidirectional_dynamic_rnn_is_one_bidirectional_layer_with_tensorflows_two_outputs(tmp_path: Path) -> None:
+    """fw/ and bw/ cells of one class and size: one layer (merge_mode None: TensorFlow returns the pair, the
+    backward outputs in input time order), run by onnxruntime, torch.nn and LiteRT as TensorFlow ran it."""
+    prefix = FIXTURES / "bidirectional_lstm.index"
+    expected = np.load(FIXTURES / "bidirectional_lstm.outputs.npz")
+    name = "bidirectional_rnn"
+    x, forward, backward = expected[f"{name}/x"], expected[f"{name}/y_forward"], expected[f"{name}/y_backward"]
+    (layer,) = lstmconv.load(prefix).model.layers
+    assert layer.name == name and layer.bidirectional and layer.merge_mode == "none"
+    lstmconv.convert(prefix, tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {f"{name}.x": x})))
+    assert_close(got[f"{name}.y_forward"], forward, "onnx forward")
+    assert_close(got[f"{name}.y_backward"], backward, "onnx backward")
+    torch = pytest.importorskip("torch")
+    from lstmconv.torch_modules import load_torch_modules
+
+    lstmconv.convert(prefix, tmp_path / "m.safetensors")
+    with torch.no_grad():
+        y, _ = load_torch_modules(tmp_path / "m.safetensors")[name](torch.from_numpy(x))
+    assert_close(y.numpy(), np.concatenate([forward, backward], axis=-1), "torch (directions concatenated)")
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from tests.tflite_helpers import run_examples
+
+    lstmconv.convert(prefix, tmp_path / "m.tflite")
+    for out in run_examples(tmp_path / "m.tflite", {f"{name}.x": x}):
+        assert_close(out[f"{name}.y_forward"], forward, "LiteRT forward")
+        assert_close(out[f"{name}.y_backward"], backward, "LiteRT backward")

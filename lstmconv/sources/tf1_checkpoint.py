@@ -41,7 +41,7 @@ from lstmconv.layouts.tf1 import TF1_ACTIVATION_OPS, TF1_BLOCK_OPS, TF1_CELLS, T
 from lstmconv.protocols import LayerItem, LeftOut, Options
 from lstmconv.reference.common import LayerOutput, LayerStates
 from lstmconv.reference.tf1 import tf1_forward
-from lstmconv.schema import RecurrentLayer, SourceInfo, Wiring
+from lstmconv.schema import RecurrentLayer, SourceInfo, StackLevel, Wiring
 
 __all__ = ["SOURCE", "Variables", "tf1_cells", "stated_cells"]
 
@@ -100,13 +100,19 @@ def tf1_cells(
     owned = {name for scope, kind in cells for name in _variable_names(variables, scope, kind)}
     left = [name for name in variables.entries if name not in owned and not _SLOTS.search(name) and name != ""]
     groups = _stacks(cells)
+    pairs = {name for name, members in groups if len(members) == 2 and _PAIR.match(members[0][0])}
     reading = _Reading(variables, path, framework, graph, stated, runtime)
 
     def items() -> Iterator[LayerItem | str]:
         yield from (LeftOut(name, "not a variable of a tf.nn.rnn_cell cell") for name in left)
         for name, members in groups:
             built = [_layer(reading, scope, kind, facts.get(scope)) for scope, kind in members]
-            yield from built if len(built) == 1 else _stacked(name, built)
+            if len(built) == 1:
+                yield from built
+            elif name in pairs:
+                yield from _paired(name, built)
+            else:
+                yield from _stacked(name, built)
 
     return items(), [name for name, _ in groups]
 
@@ -146,6 +152,7 @@ def _find_cells(variables: Variables) -> list[tuple[str, Tf1CellKind]]:
 
 
 _MULTI = re.compile(r"^(?P<stack>(?:.*/)?multi_rnn_cell)/cell_(?P<index>\d+)/[^/]+$")
+_PAIR = re.compile(r"^(?P<pair>.+)/(?P<side>fw|bw)/(?P<cell>[^/]+)$")  # bidirectional_dynamic_rnn's two cells
 
 
 def _stacks(cells: list[tuple[str, Tf1CellKind]]) -> list[tuple[str, list[tuple[str, Tf1CellKind]]]]:
@@ -154,7 +161,18 @@ def _stacks(cells: list[tuple[str, Tf1CellKind]]) -> list[tuple[str, list[tuple[
     to stack (different sizes or activations) is yielded cell by cell (:func:`_stacked`)."""
     stacks: dict[str, list[tuple[int, str, Tf1CellKind]]] = {}
     alone: list[tuple[str, list[tuple[str, Tf1CellKind]]]] = []
+    sides: dict[tuple[str, str], dict[str, tuple[str, Tf1CellKind]]] = {}
     for scope, kind in cells:
+        pair = _PAIR.match(scope)
+        if pair:
+            sides.setdefault((pair.group("pair"), pair.group("cell")), {})[pair.group("side")] = (scope, kind)
+    paired = {member[0] for found in sides.values() if len(found) == 2 and found["fw"][1] == found["bw"][1] for member in found.values()}
+    for (prefix, _), found in sides.items():
+        if len(found) == 2 and found["fw"][0] in paired:
+            alone.append((prefix, [found["fw"], found["bw"]]))
+    for scope, kind in cells:
+        if scope in paired:
+            continue
         match = _MULTI.match(scope)
         if match:
             stacks.setdefault(match.group("stack"), []).append((int(match.group("index")), scope, kind))
@@ -168,6 +186,33 @@ def _stacks(cells: list[tuple[str, Tf1CellKind]]) -> list[tuple[str, list[tuple[
         else:
             groups.extend((scope, [(scope, kind)]) for _, scope, kind in members)
     return sorted(groups, key=lambda group: _natural(group[0]))
+
+
+def _paired(name: str, built: list[LayerItem]) -> list[LayerItem]:
+    """``bidirectional_dynamic_rnn``'s forward and backward cells as one bidirectional layer with two outputs
+    (``merge_mode=None``): TensorFlow returns the pair, the backward outputs put back in input time order. Cells
+    of different sizes or activations are yielded one by one."""
+    (forward, run_forward), (backward, run_backward) = built
+    assert isinstance(forward, RecurrentLayer) and isinstance(backward, RecurrentLayer)
+    if forward.meta().model_copy(update={"name": "", "source": None}) != backward.meta().model_copy(update={"name": "", "source": None}):
+        return built
+    notes = tuple(note for note in forward.source.notes if "backward cell" not in note)
+    inferred = tuple(dict.fromkeys((*forward.source.inferred, *backward.source.inferred)))
+    pair = forward.model_copy(update={
+        "name": name, "bidirectional": True, "merge_mode": "none",
+        "levels": (StackLevel(forward=forward.levels[0].forward, backward=backward.levels[0].forward),),
+        "source": forward.source.model_copy(update={"notes": notes, "inferred": inferred}),
+    })
+    pair = RecurrentLayer.model_validate({**dict(pair), "levels": pair.levels})
+
+    def reference(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
+        assert run_forward is not None and run_backward is not None
+        ahead = run_forward(x, None if initial is None else [[initial[0][0]]])
+        behind = run_backward(np.ascontiguousarray(x[:, ::-1]), None if initial is None else [[initial[0][1]]])
+        y_back = behind.y[:, ::-1]  # type: ignore[index]
+        return LayerOutput(y=(ahead.y, y_back), states=[[ahead.states[0][0], behind.states[0][0]]])  # type: ignore[arg-type]
+
+    return [(pair, reference)]
 
 
 def _stacked(name: str, built: list[LayerItem]) -> list[LayerItem]:
@@ -307,6 +352,7 @@ def _layer(reading: _Reading, scope: str, kind: Tf1CellKind, facts: _Facts | Non
         activation = Activation(name=activation_name)
     except ValueError:
         raise ConfigError(f"unknown activation {activation_name!r}", file=path, layer=scope) from None
+    # a bw cell alone (its fw twin differs): bidirectional_dynamic_rnn feeds it the reversed sequence
     notes = ["a bidirectional_dynamic_rnn backward cell: TensorFlow feeds it the reversed sequence"] if "/bw/" in f"/{scope}/" else []
     if reading.runtime:
         notes.append(reading.runtime)
