@@ -277,8 +277,9 @@ def large(args: argparse.Namespace) -> dict[str, object]:
             "lstmconv --to torch": convert(source, work / "out.safetensors"),
             "lstmconv --to torch --no-verify": convert(source, work / "out.safetensors", "--no-verify"),
         }
-        if size < 2**31 - 2**24:  # one .onnx file holds at most 2 GiB, weights and graph
+        if size < 2**31 - 2**24:  # one .onnx (and one .tflite) file holds at most 2 GiB, weights and graph
             rows["lstmconv --to onnx"] = convert(source, work / "out.onnx", "--to", "onnx")
+            rows["lstmconv --to tflite"] = convert(source, work / "out.tflite", "--to", "tflite")
         if args.external_data or "lstmconv --to onnx" not in rows:
             external = convert(source, work / "ext.onnx", "--to", "onnx", "--external-data")
             rows["lstmconv --to onnx --external-data"] = external

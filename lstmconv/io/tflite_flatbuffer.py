@@ -100,7 +100,7 @@ class TfliteModel:
 
     def __init__(self, description: str) -> None:
         self.description = description
-        self.buffers: list[bytes] = [b""]
+        self.buffers: list[np.ndarray | None] = [None]  # each array until its bytes are in the flatbuffer
         self.subgraphs: list[TfliteSubgraph] = []
 
     def subgraph(self, name: str) -> TfliteSubgraph:
@@ -109,16 +109,29 @@ class TfliteModel:
         return graph
 
     def buffer(self, array: np.ndarray) -> int:
-        self.buffers.append(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+        self.buffers.append(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)))
+        self.sizes.append(array.nbytes)
         return len(self.buffers) - 1
 
-    def to_bytes(self) -> bytes:
+    @property
+    def sizes(self) -> list[int]:
+        """Each buffer's byte size (kept when its array is dropped into the flatbuffer)."""
+        if not hasattr(self, "_sizes"):
+            self._sizes: list[int] = [0]
+        return self._sizes
+
+    def to_bytes(self) -> memoryview:
+        """The flatbuffer: a view of the builder's own buffer (no copy). Each weight array is dropped once its
+        bytes are in it, so building holds the weights about once."""
         import flatbuffers
 
-        size = sum(len(b) + _ALIGN for b in self.buffers) + 4096 * (1 + sum(len(g.tensors) + len(g.operators) for g in self.subgraphs))
+        size = sum(n + _ALIGN for n in self.sizes) + 4096 * (1 + sum(len(g.tensors) + len(g.operators) for g in self.subgraphs))
         builder = flatbuffers.Builder(size)
         codes = sorted({op.code for graph in self.subgraphs for op in graph.operators})
-        buffers = [self._buffer(builder, data) for data in self.buffers]
+        buffers = []
+        for index, data in enumerate(self.buffers):
+            buffers.append(self._buffer(builder, data))
+            self.buffers[index] = None
         subgraphs = [self._subgraph(builder, graph, codes) for graph in self.subgraphs]
         operator_codes = [self._operator_code(builder, code) for code in codes]
         model = _schema("Model")
@@ -133,16 +146,17 @@ class TfliteModel:
         model.AddDescription(builder, description)
         model.AddBuffers(builder, buffers_vector)
         builder.Finish(model.End(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
+        return memoryview(builder.Bytes)[builder.Head() :]
 
     @staticmethod
-    def _buffer(builder: Any, data: bytes) -> int:
+    def _buffer(builder: Any, data: np.ndarray | None) -> int:
         schema = _schema("Buffer")
         vector = None
-        if data:  # CreateByteVector, aligned for the runtime's float reads
-            builder.StartVector(1, len(data), _ALIGN)
-            builder.head = builder.head - len(data)
-            builder.Bytes[builder.head : builder.head + len(data)] = data
+        if data is not None and data.nbytes:  # CreateByteVector, aligned for the runtime's float reads
+            size = data.nbytes
+            builder.StartVector(1, size, _ALIGN)
+            builder.head = builder.head - size
+            builder.Bytes[builder.head : builder.head + size] = memoryview(data.reshape(-1)).cast("B")
             vector = builder.EndVector()
         schema.Start(builder)
         if vector is not None:

@@ -90,8 +90,7 @@ class TfliteWriter:
                     "layers given initial states by other layers (initial_state): lstmconv's TFLite models start every "
                     "recurrent op from zeros", hint=_PER_LAYER))
         self.plan_graph = TflitePlan(wiring if self.whole else None, f"lstmconv {__version__}")
-        self.planned: dict[str, tuple[int, ...]] = {}
-        self.data: bytes = b""
+        self.digest = 0
 
     def refuse(self, layer: Layer) -> Refusal | None:
         if reasons := tflite_refusals(layer):
@@ -102,7 +101,7 @@ class TfliteWriter:
 
     def plan(self, layer: Layer) -> Iterator[Planned]:
         for done in self.plan_graph.add(layer):
-            function = self.plan_graph.functions.get(done.name)
+            function = self.plan_graph.functions.pop(done.name, None)  # not kept: it holds the layer's arrays
             if isinstance(done, RecurrentLayer):
                 from lstmconv.adapters.tflite import fusable
 
@@ -128,22 +127,30 @@ class TfliteWriter:
         pass
 
     def finish(self, stream: _Stream) -> None:
-        self.data = self.plan_graph.finish()
-        stream.path.write_bytes(self.data)
+        import zlib
+
+        data = self.plan_graph.finish()
+        self.digest = zlib.crc32(data)
+        with stream.path.open("wb") as handle:
+            handle.write(data)
+        del data
 
     def check(self, path: Path, *companions: Path) -> None:
-        """The file holds the model built: read back through the schema bindings, every constant tensor's
-        buffer holds its planned bytes, and only builtin ops."""
+        """The file holds the model built (its crc32), and read back through the schema bindings every
+        constant tensor's buffer holds its planned number of bytes."""
+        import mmap
+        import zlib
+
         from lstmconv.io.tflite_flatbuffer import read_model_summary
 
-        data = path.read_bytes()
-        if data != self.data:
-            raise VerificationError("the written file does not hold the model built", file=self.destination)
-        summary = read_model_summary(data, path)
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if zlib.crc32(data) != self.digest:
+                raise VerificationError("the written file does not hold the model built", file=self.destination)
+            summary = read_model_summary(data, path)
         graph = self.plan_graph.graph
         written = summary["subgraphs"][0]["buffer_bytes"]
         for tensor in graph.tensors:
-            expected = len(self.plan_graph.model.buffers[tensor.buffer])
+            expected = self.plan_graph.model.sizes[tensor.buffer]
             if written.get(tensor.name) != expected:
                 raise VerificationError("a tensor's buffer does not hold its planned bytes", file=self.destination,
                                         tensor=tensor.name, expected=expected, actual=written.get(tensor.name))

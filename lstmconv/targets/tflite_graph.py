@@ -97,7 +97,7 @@ class TflitePlan:
             self._next += 1
         return done
 
-    def finish(self) -> bytes:
+    def finish(self) -> memoryview:
         if self.wiring is not None:
             order = list(self.wiring.inbound)
             if self._next < len(order):
