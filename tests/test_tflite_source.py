@@ -23,7 +23,7 @@ pytest.importorskip("tflite")
 LAYER = "tfl.unidirectional_sequence_lstm"
 
 
-@pytest.mark.parametrize("case", ["stacked_lstm", "simplernn_relu", "bidirectional_concat"])
+@pytest.mark.parametrize("case", ["stacked_lstm", "simplernn_relu", "bidirectional_concat", "bidirectional_ave", "go_backwards_lstm"])
 def test_files_lstmconv_writes_read_back_as_the_layers_they_hold(case: str, tmp_path: Path) -> None:
     source = DATA / "keras2" / f"{case}.h5"
     lstmconv.convert(source, tmp_path / "m.tflite", per_layer=True)
@@ -32,12 +32,11 @@ def test_files_lstmconv_writes_read_back_as_the_layers_they_hold(case: str, tmp_
     read = lstmconv.load(tmp_path / "m.tflite")
     originals = {layer.name: layer for layer in lstmconv.load(source).model.recurrent_layers()}
     for name, original in originals.items():
-        # one fused op per direction, each named by its output tensor
-        ops = [layer for layer in read.model.recurrent_layers() if layer.name == f"{name}.y" or layer.name.startswith(f"{name}/")]
-        assert len(ops) == (2 if original.bidirectional else 1)
-        if not original.bidirectional:
-            y = read.references[ops[0].name](expected[f"{name}/x"], None).y
-            assert_close(y, expected[f"{name}/y"], f"{case} {name} read back")
+        # one layer per source layer (a bidirectional pair and its merge read as one), named by its output
+        (layer,) = [layer for layer in read.model.recurrent_layers() if layer.name == f"{name}.y"]
+        assert layer.bidirectional == original.bidirectional and layer.merge_mode == original.merge_mode
+        y = read.references[layer.name](expected[f"{name}/x"], None).y
+        assert_close(y, expected[f"{name}/y"], f"{case} {name} read back")
     lstmconv.convert(tmp_path / "m.tflite", tmp_path / "again.onnx")  # and on to another target
 
 
@@ -96,3 +95,12 @@ def test_a_damaged_tflite_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "tiny.tflite").write_bytes(b"\x10\x00\x00\x00TFL3")
     with pytest.raises(InputFormatError):
         lstmconv.load(tmp_path / "tiny.tflite")
+
+
+@pytest.mark.parametrize("case", ["go_backwards_lstm", "bidirectional_concat", "bidirectional_mul", "bidirectional_ave"])
+def test_verify_sees_a_written_tflite_as_the_source_function(case: str, tmp_path: Path) -> None:
+    """REVERSE_V2 around an op is a go_backwards layer, two ops merged by CONCATENATION/ADD/MUL one
+    bidirectional layer: the file reads back as the function written."""
+    source = DATA / "keras2" / f"{case}.h5"
+    lstmconv.convert(source, tmp_path / "m.tflite", per_layer=True)
+    assert lstmconv.verify(source, tmp_path / "m.tflite", common_only=True).same

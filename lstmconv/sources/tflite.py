@@ -19,6 +19,7 @@ import contextlib
 import mmap
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +79,33 @@ class TfliteSource:
                             "a loop or custom op: a recurrence written so (a GRU, a lowered LSTM) is not read back"
                             if name in loops else "not a recurrent layer; lstmconv reads the fused sequence ops")
                     for name, count in sorted(others.items())]
-            names = [reader.output_name(index) for index, _ in recurrent]
+            groups = reader.arrangements([index for index, _ in recurrent])
+            names = [group.name for group in groups]
 
             def items() -> Iterator[LayerItem | str]:
                 yield from left
-                for index, code in recurrent:
-                    yield reader.layer(index, code)
+                for group in groups:
+                    yield reader.arranged(group, dict(recurrent))
 
             yield items(), None, names
 
 
 SOURCE = TfliteSource()
+
+
+_REVERSE, _CONCATENATION, _ADD, _MUL = 105, 2, 0, 18
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One layer: a fused op, or a forward and a backward one reading the same sequence, and how the graph around
+    them arranges their outputs (as lstmconv's and TensorFlow's converters write a Keras layer)."""
+
+    name: str
+    ops: tuple[int, ...]  # forward first
+    reversed_input: bool = False  # a lone op reading the sequence through REVERSE_V2: Keras go_backwards
+    aligned: bool = False  # ... whose outputs are put back in input time by another REVERSE_V2
+    merge: str | None = None  # a pair's merge_mode
 
 
 class _Reader:
@@ -146,9 +163,9 @@ class _Reader:
             return (f"no fused recurrent op, and custom ops ({', '.join(customs)}): Flex/custom ops run TensorFlow "
                     "kernels that only TensorFlow's runtime has; lstmconv reads the fused sequence ops")
         if any(code in _LOOPS for code in codes):
-            return ("the recurrence is a WHILE loop of builtin ops (TensorFlow's converter lowers a Keras LSTM so when it "
-                    "does not fuse it): its weights are constants of the loop body, not a layer lstmconv can read back; "
-                    "convert the original Keras model instead")
+            return ("the recurrence is a WHILE loop of builtin ops (how TensorFlow's converter, and lstmconv, write a GRU "
+                    "or an LSTM the fused op cannot compute): its weights are constants of the loop body, not a layer "
+                    "lstmconv reads back; convert the original model instead")
         if any(code in _BIDIRECTIONAL for code in codes):
             return "BIDIRECTIONAL_SEQUENCE_LSTM/RNN ops are not read yet; lstmconv reads the unidirectional fused ops"
         return (f"no fused recurrent op: {dict(counts.most_common(4))} ... the recurrence, if any, is unrolled into "
@@ -189,6 +206,117 @@ class _Reader:
             return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
 
         return self._guarded(read)  # type: ignore[no-any-return]
+
+    def _links(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
+        """Every operator's code, inputs and outputs (read once)."""
+        if not hasattr(self, "_linked"):
+            codes = self.operators()
+
+            def read() -> tuple[list[list[int]], list[list[int]]]:
+                ops = [self.graph.Operators(k) for k in range(self.graph.OperatorsLength())]
+                return ([[int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [] for op in ops],
+                        [[int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else [] for op in ops])
+
+            self._linked = (codes, *self._guarded(read))
+        return self._linked  # type: ignore[no-any-return]
+
+    def _reverses_time(self, index: int) -> bool:
+        """Whether operator ``index`` is a REVERSE_V2 over axis 1 (time, batch-first)."""
+        codes, inputs, _ = self._links()
+        if codes[index] != _REVERSE or len(inputs[index]) != 2:
+            return False
+
+        def axis() -> list[int]:
+            tensor = self.graph.Tensors(inputs[index][1])
+            buffer = self.model.Buffers(tensor.Buffer()) if 0 <= tensor.Buffer() < self.model.BuffersLength() else None
+            raw = buffer.DataAsNumpy().tobytes() if buffer is not None and buffer.DataLength() else b""
+            return list(np.frombuffer(raw, "<i4")) if len(raw) % 4 == 0 else []
+
+        return bool(self._guarded(axis) == [1])
+
+    def arrangements(self, fused: list[int]) -> list[_Group]:
+        """The layers the fused ops make: a REVERSE_V2 before a lone op makes it a Keras ``go_backwards`` layer
+        (another after it puts its outputs back in input time); a forward and a reversed op reading the same
+        sequence whose outputs (the reversed one's put back in time) meet in one CONCATENATION, ADD or MUL
+        (``ADD`` then ``MUL`` by 0.5: ave), or are both the model's outputs, make one bidirectional layer."""
+        codes, inputs, outputs = self._links()
+        producer = {t: k for k, outs in enumerate(outputs) for t in outs}
+        consumers: dict[int, list[int]] = {}
+        for k, ins in enumerate(inputs):
+            for t in ins:
+                consumers.setdefault(t, []).append(k)
+        graph_outputs = set(self._guarded(lambda: [int(t) for t in self.graph.OutputsAsNumpy()]) if self.graph.OutputsLength() else [])
+        read: dict[int, tuple[int, bool, int]] = {}  # op -> (sequence read, through REVERSE_V2, output in input time)
+        for k in fused:
+            source = inputs[k][0] if inputs[k] else -1
+            reversed_input = source in producer and self._reverses_time(producer[source])
+            if reversed_input:
+                source = inputs[producer[source]][0]
+            out = outputs[k][0] if outputs[k] else -1
+            after = consumers.get(out, [])
+            if reversed_input and len(after) == 1 and out not in graph_outputs and self._reverses_time(after[0]):
+                out = outputs[after[0]][0]
+            read[k] = (source, reversed_input, out)
+        groups: list[_Group] = []
+        used: set[int] = set()
+        for k in fused:
+            if k in used:
+                continue
+            source, reversed_input, out = read[k]
+            partner = next((j for j in fused if j not in used and j != k and read[j][0] == source and read[j][1] != reversed_input
+                            and read[j][2] != outputs[j][0] and codes[j] == codes[k]), None) if not reversed_input else None
+            merge, name = (self._merge(out, read[partner][2], consumers, codes, outputs, graph_outputs) if partner is not None else (None, ""))
+            if partner is not None and merge is not None:
+                used.update((k, partner))
+                groups.append(_Group(name or self.output_name(k), (k, partner), merge=merge))
+                continue
+            used.add(k)
+            aligned = reversed_input and out != outputs[k][0]
+            groups.append(_Group(self.output_name(k), (k,), reversed_input=reversed_input, aligned=aligned))
+        return groups
+
+    def _merge(self, forward: int, backward: int, consumers: dict[int, list[int]], codes: list[int],
+               outputs: list[list[int]], graph_outputs: set[int]) -> tuple[str | None, str]:
+        """How a pair's outputs meet: (merge_mode, the merged tensor's name), or (None, "") if they do not."""
+        shared = set(consumers.get(forward, [])) & set(consumers.get(backward, []))
+        if len(shared) == 1:
+            merge = shared.pop()
+            merged = outputs[merge][0]
+            name = self._tensor_name(merged)
+            if codes[merge] == _CONCATENATION:
+                return "concat", name
+            if codes[merge] == _MUL:
+                return "mul", name
+            if codes[merge] == _ADD:
+                after = consumers.get(merged, [])
+                if len(after) == 1 and codes[after[0]] == _MUL:
+                    return "ave", self._tensor_name(outputs[after[0]][0])  # the 0.5 is checked by the numeric check
+                return "sum", name
+        if forward in graph_outputs and backward in graph_outputs:
+            return "none", self._tensor_name(forward)
+        return None, ""
+
+    def arranged(self, group: _Group, codes: dict[int, int]) -> LayerItem:
+        """The layer a group makes, computed by the TFLite kernels around their REVERSE_V2 and merge ops."""
+        from lstmconv.adapters.tflite import ops_from_canonical
+        from lstmconv.reference.tflite import tflite_layer_function
+
+        built = [self.layer(k, codes[k])[0] for k in group.ops]
+        first = built[0]
+        assert isinstance(first, RecurrentLayer)
+        if len(built) == 1 and not group.reversed_input:
+            return self.layer(group.ops[0], codes[group.ops[0]])
+        if len(built) == 1:
+            layer = first.model_copy(update={"name": group.name, "go_backwards": True, "time_aligned_output": group.aligned})
+        else:
+            backward = built[1]
+            assert isinstance(backward, RecurrentLayer)
+            if backward.meta().model_copy(update={"name": "", "source": None}) != first.meta().model_copy(update={"name": "", "source": None}):
+                raise UnsupportedFeatureError("the two directions of a bidirectional pair differ in size or activation", file=self.path, layer=group.name)
+            level = StackLevel(forward=first.levels[0].forward, backward=backward.levels[0].forward)
+            layer = first.model_copy(update={"name": group.name, "bidirectional": True, "merge_mode": group.merge, "levels": (level,)})
+        layer = RecurrentLayer.model_validate({**dict(layer), "levels": layer.levels})
+        return layer, tflite_layer_function(layer.meta(), ops_from_canonical(layer))
 
     def layer(self, index: int, code: int) -> LayerItem:
         op = self._guarded(lambda: self.graph.Operators(index))

@@ -410,6 +410,7 @@ class TflitePlan:
         sequence = x
         per_direction: list[tuple[int, int]] = []  # (aligned with input time, in processing order)
         for level in range(layer.num_levels):
+            last_level = level + 1 == layer.num_levels
             per_direction = []
             for op in [op for op in ops if op.level == level]:
                 side = "backward" if op.backward else "forward"
@@ -417,9 +418,11 @@ class TflitePlan:
                 reads_backwards = op.backward or layer.go_backwards
                 fed = self._reverse(sequence, f"{name}/reversed_x") if reads_backwards else sequence
                 processed = self._fused(op, fed, name)
-                aligned = self._reverse(processed, f"{name}/y_aligned") if reads_backwards else processed
+                # put back in input time only where something reads it so (no op computes what nothing reads)
+                wanted = layer.bidirectional or not last_level or layer.time_aligned_output
+                aligned = self._reverse(processed, f"{name}/y_aligned") if reads_backwards and (wanted and (full_sequence or layer.return_sequences or not last_level)) else processed
                 per_direction.append((aligned, processed))
-            if len(per_direction) == 2 and level + 1 < layer.num_levels:
+            if len(per_direction) == 2 and not last_level:
                 sequence = self._concat([per_direction[0][0], per_direction[1][0]], f"{layer.name}/l{level}_joined", axis=2)
             else:
                 sequence = per_direction[0][0]
