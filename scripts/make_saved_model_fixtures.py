@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_tf_checkpoint_fixtures import recorded  # noqa: E402
+from make_tf_checkpoint_fixtures import prepared, recorded  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "saved_model"
@@ -59,12 +59,7 @@ def cases() -> dict[str, keras.Model]:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for case, model in cases().items():
-        tf.keras.utils.set_random_seed(1)
-        rng = np.random.RandomState(0)
-        model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
-        model.compile(optimizer="adam", loss="mse")
-        shape = (4, *model.input_shape[1:]) if case != "subclassed" else (4, 6, 2)
-        x = rng.standard_normal(shape).astype(np.float32)
+        x = prepared(model, model.input_shape[1:] if case != "subclassed" else (6, 2))
         y = model.predict(x, verbose=0)
         model.fit(x, np.zeros_like(y), epochs=2, verbose=0)
         folder = OUT / case

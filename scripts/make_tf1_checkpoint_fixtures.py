@@ -45,6 +45,14 @@ CASES = {
 }
 
 
+def _randomised(session: v1.Session, rng: np.random.RandomState, shape: tuple[int, ...]) -> np.ndarray:
+    """Every variable given uniform random values; a random input of ``shape``."""
+    session.run(v1.global_variables_initializer())
+    for variable in v1.trainable_variables():
+        variable.load(rng.uniform(-0.7, 0.7, variable.shape).astype(np.float32), session)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
 def build(case: str) -> None:
     control_v2, steps, width, make, train = CASES[case]
     if not control_v2:
@@ -59,10 +67,7 @@ def build(case: str) -> None:
             (y_fw, y_bw), (s_fw, s_bw) = v1.nn.bidirectional_dynamic_rnn(cell[0], cell[1], x, dtype=tf.float32)
             saver = v1.train.Saver()
             with v1.Session(graph=graph) as session:
-                session.run(v1.global_variables_initializer())
-                for variable in v1.trainable_variables():
-                    variable.load(rng.uniform(-0.7, 0.7, variable.shape).astype(np.float32), session)
-                feed = rng.standard_normal((2, steps, width)).astype(np.float32)
+                feed = _randomised(session, rng, (2, steps, width))
                 values = session.run({"fw": y_fw, "bw": y_bw, "h_fw": s_fw.h, "h_bw": s_bw.h}, {x: feed})
                 saver.save(session, str(OUT / case), write_state=False)
             name = "bidirectional_rnn"
@@ -76,10 +81,7 @@ def build(case: str) -> None:
             v1.train.AdamOptimizer(0.01).minimize(loss)
         saver = v1.train.Saver()
         with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            for variable in v1.trainable_variables():
-                variable.load(rng.uniform(-0.7, 0.7, variable.shape).astype(np.float32), session)
-            feed = rng.standard_normal((2, steps, width)).astype(np.float32)
+            feed = _randomised(session, rng, (2, steps, width))
             outputs: dict[str, np.ndarray] = {}
             cells = cell._cells if isinstance(cell, rnn.MultiRNNCell) else [cell]
             values = session.run({"y": y, "state": state}, {x: feed})

@@ -50,14 +50,19 @@ def recorded(model: keras.Model, layers: list[keras.layers.Layer], x: np.ndarray
     return outputs
 
 
+def prepared(model: keras.Model, input_shape: tuple[int, ...]) -> np.ndarray:
+    """``model`` given random weights and compiled (Adam: its slots end up in the checkpoint); a random input."""
+    tf.keras.utils.set_random_seed(1)
+    rng = np.random.RandomState(0)
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
+    model.compile(optimizer="adam", loss="mse")
+    return rng.standard_normal((4, *input_shape)).astype(np.float32)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for case, model in cases().items():
-        tf.keras.utils.set_random_seed(1)
-        rng = np.random.RandomState(0)
-        model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
-        model.compile(optimizer="adam", loss="mse")
-        x = rng.standard_normal((4, *model.input_shape[1:])).astype(np.float32)
+        x = prepared(model, model.input_shape[1:])
         model.fit(x, np.zeros((4, *model.output_shape[1:]), np.float32), epochs=2, verbose=0)
         for path in OUT.glob(f"{case}.*"):
             path.unlink()
