@@ -1,4 +1,4 @@
-"""lstmconv: move trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch and ONNX, checked numerically.
+"""lstmconv: move trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch, ONNX, TensorFlow and TFLite, checked numerically.
 
 Library use::
 

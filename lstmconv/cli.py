@@ -25,7 +25,7 @@ __all__ = ["app", "console_script", "main"]
 
 app = typer.Typer(
     name="lstmconv",
-    help="Convert trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch and ONNX, checked numerically.",
+    help="Convert trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch, ONNX, TensorFlow and TFLite, checked numerically.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -99,7 +99,7 @@ def _options(
         bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
     ] = False,
 ) -> None:
-    """Convert trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch and ONNX, checked numerically."""
+    """Convert trained LSTM/GRU/SimpleRNN weights between Keras, PyTorch, ONNX, TensorFlow and TFLite, checked numerically."""
 
 
 @app.command()
