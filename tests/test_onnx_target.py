@@ -356,3 +356,15 @@ def test_directions_with_different_activations_are_read_kept_and_written(op: str
     for target in ("m.safetensors", "m.weights.h5"):
         with pytest.raises(RefusedConversionError, match="different activations|same activations"):
             lstmconv.convert(source, tmp_path / target)
+
+
+@pytest.mark.parametrize("per_layer", [True, False])
+@pytest.mark.parametrize("case", ["go_backwards_lstm", "go_backwards_gru"])
+def test_a_go_backwards_layer_written_as_onnx_reads_back_as_the_same_function(case: str, per_layer: bool, tmp_path: Path) -> None:
+    """The reverse node and the Slice that puts its output in processing order (or an unread Y) read back as a
+    Keras go_backwards layer: verify compares like with like."""
+    source = FIXTURES / f"{case}.h5"
+    lstmconv.convert(source, tmp_path / "m.onnx", per_layer=per_layer)
+    (layer,) = lstmconv.load(tmp_path / "m.onnx").model.recurrent_layers()
+    assert layer.go_backwards and not layer.time_aligned_output
+    assert lstmconv.verify(source, tmp_path / "m.onnx", common_only=True).same

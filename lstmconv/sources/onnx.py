@@ -77,6 +77,8 @@ def onnx_layers(onnx_file: OnnxFile) -> Iterator[LayerItem]:
             layer = node_to_canonical(node, source)
             if entry.runtime_inputs:
                 layer = layer.model_copy(update={"runtime_inputs": entry.runtime_inputs})
+            if entry.processing_order:  # the graph flips the reverse node's output: Keras go_backwards
+                layer = layer.model_copy(update={"time_aligned_output": False})
         except LstmconvError as error:
             raise error.with_context(file=onnx_file.path) from None
         # The node's own function; layout only changes how X/Y are arranged, so check in layout 0.

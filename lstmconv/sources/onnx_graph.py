@@ -55,6 +55,7 @@ class OnnxNodeEntry:
     load: Callable[[], OnnxRecurrentNode] = field(repr=False)
     notes: tuple[str, ...] = ()
     runtime_inputs: tuple[str, ...] = ()  # initial_h, initial_c, sequence_lens given by the model's inputs
+    processing_order: bool = False  # a reverse node whose output the graph reverses again: Keras go_backwards
 
     @property
     def node(self) -> OnnxRecurrentNode:
@@ -144,9 +145,9 @@ def read_onnx(path: str | Path) -> OnnxFile:
         if isinstance(found, _LoopPattern):
             entries.append(OnnxNodeEntry(name=name, load=functools.partial(_renamed, found.load, name), notes=(found.note,)))
             continue
-        load_weights, notes, runtime = found
+        load_weights, notes, runtime, order = found
         load = functools.partial(_load_node, path, node, load_weights, name, opset)
-        entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes), runtime_inputs=tuple(runtime)))
+        entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes), runtime_inputs=tuple(runtime), processing_order=order))
     return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
 
 
@@ -209,7 +210,7 @@ class _Reader:
         self.found: list[
             tuple[
                 onnx_proto.NodeProto,
-                tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str]] | _DensePattern | _TablePattern | _LoopPattern,
+                tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str], bool] | _DensePattern | _TablePattern | _LoopPattern,
             ]
         ] = []
         self.loop_reasons: list[str] = []  # why the Loops found are not read as recurrent nodes
@@ -295,7 +296,7 @@ class _Reader:
             if node.op_type == "Loop" and self.loop(node, scope):
                 continue  # a recurrence tf2onnx wrote as a Loop, read whole: its body is not walked
             if node.op_type in RECURRENT_OPS:
-                self.record(node, scope)
+                self.record(node, scope, consumers)
             elif node.op_type in ("MatMul", "Gemm"):
                 self.dense(node, scope, consumers)
             elif not (node.op_type == "Gather" and self.table(node, scope)):
@@ -385,7 +386,7 @@ class _Reader:
         self.left = self.budget
         return read()
 
-    def record(self, node: onnx_proto.NodeProto, scope: dict[str, Any]) -> None:
+    def record(self, node: onnx_proto.NodeProto, scope: dict[str, Any], consumers: dict[str, list[onnx_proto.NodeProto]] | None = None) -> None:
         names = list(node.input) + [""] * (8 - len(node.input))
         label = node.name or node.op_type
         slots = dict(zip(("W", "R", "B", "P"), (names[1], names[2], names[3], names[7])))
@@ -430,7 +431,49 @@ class _Reader:
         load = functools.partial(
             self.budgeted, functools.partial(lambda names: {slot: self.value(scope, n) if n else None for slot, n in names.items()}, slots)
         )
-        self.found.append((node, (load, notes, runtime)))
+        order = bool(consumers) and self.budgeted(lambda: self.processing_order(node, consumers or {}, scope))
+        if order:
+            notes.append("the graph reverses this reverse node's output into processing order: read as a Keras go_backwards layer")
+        self.found.append((node, (load, notes, runtime, order)))
+
+    def processing_order(self, node: onnx_proto.NodeProto, consumers: dict[str, list[onnx_proto.NodeProto]], scope: dict[str, Any]) -> bool:
+        """Whether ``node`` is a one-direction ``reverse`` node whose output ``Y`` the graph alone reads, squeezed
+        (and made batch-first), then reversed over time by a ``Slice`` (step -1, from the last step to before the
+        first): Keras ``go_backwards``, whose outputs come in processing order, as lstmconv and converters write it.
+        A ``Y`` nothing reads (a ``return_sequences=False`` layer: only ``Y_h`` is used) is read the same way."""
+        attrs = {a.name: attribute_value(a) for a in node.attribute}
+        direction = attrs.get("direction", b"forward")
+        if (direction.decode() if isinstance(direction, bytes) else str(direction)) != "reverse" or not node.output:
+            return False
+        value, time_axis = node.output[0], 0
+        if not value or not consumers.get(value):
+            return True  # Y unread (only the final state is): its order is unobservable, Keras's is taken
+        for _ in range(4):
+            users = consumers.get(value, [])
+            if len(users) != 1:
+                return False
+            user = users[0]
+            if user.op_type == "Squeeze":
+                axes = attribute_value(next(a for a in user.attribute if a.name == "axes")) if any(a.name == "axes" for a in user.attribute) else (
+                    self.value(scope, user.input[1]) if len(user.input) > 1 and user.input[1] else None)
+                if axes is None or [int(a) for a in np.asarray(axes).reshape(-1)] != [1]:
+                    return False
+            elif user.op_type == "Transpose":
+                perm = attribute_value(next((a for a in user.attribute if a.name == "perm"), onnx_proto.AttributeProto()))
+                if [int(p) for p in perm or []] != [1, 0, 2]:
+                    return False
+                time_axis = 1 - time_axis
+            elif user.op_type == "Slice" and len(user.input) >= 5:
+                starts, ends, axes, steps = (self.value(scope, name) for name in user.input[1:5])
+                if any(v is None for v in (starts, ends, axes, steps)):
+                    return False
+                return ([int(v) for v in np.asarray(steps).reshape(-1)] == [-1] and [int(v) for v in np.asarray(starts).reshape(-1)] == [-1]
+                        and [int(v) for v in np.asarray(axes).reshape(-1)] in ([time_axis], [time_axis - 3])
+                        and int(np.asarray(ends).reshape(-1)[0]) <= -(2**31))
+            elif user.op_type != "Identity":
+                return False
+            value = user.output[0]
+        return False
 
     def dense(self, node: onnx_proto.NodeProto, scope: dict[str, Any], consumers: dict[str, list[onnx_proto.NodeProto]]) -> None:
         """Record ``node`` (MatMul or Gemm) as a Dense layer when its weight is a constant matrix (see
