@@ -368,3 +368,13 @@ def test_a_go_backwards_layer_written_as_onnx_reads_back_as_the_same_function(ca
     (layer,) = lstmconv.load(tmp_path / "m.onnx").model.recurrent_layers()
     assert layer.go_backwards and not layer.time_aligned_output
     assert lstmconv.verify(source, tmp_path / "m.onnx", common_only=True).same
+
+
+@pytest.mark.parametrize("case", ["bidirectional_sum", "bidirectional_mul", "bidirectional_ave", "bidirectional_concat"])
+def test_a_whole_model_bidirectional_merge_reads_back_as_the_same_function(case: str, tmp_path: Path) -> None:
+    """The Split and Add/Mul (ave: then Mul by 0.5) after the node read back as the layer's merge_mode."""
+    source = FIXTURES / f"{case}.h5"
+    lstmconv.convert(source, tmp_path / "m.onnx")
+    (layer,) = lstmconv.load(tmp_path / "m.onnx").model.recurrent_layers()
+    assert layer.merge_mode == case.removeprefix("bidirectional_")
+    assert lstmconv.verify(source, tmp_path / "m.onnx", common_only=True).same

@@ -79,6 +79,8 @@ def onnx_layers(onnx_file: OnnxFile) -> Iterator[LayerItem]:
                 layer = layer.model_copy(update={"runtime_inputs": entry.runtime_inputs})
             if entry.processing_order:  # the graph flips the reverse node's output: Keras go_backwards
                 layer = layer.model_copy(update={"time_aligned_output": False})
+            if entry.merge_mode:  # the graph merges the directions as a Keras Bidirectional does
+                layer = layer.model_copy(update={"merge_mode": entry.merge_mode})
         except LstmconvError as error:
             raise error.with_context(file=onnx_file.path) from None
         # The node's own function; layout only changes how X/Y are arranged, so check in layout 0.

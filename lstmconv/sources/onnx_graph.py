@@ -56,6 +56,7 @@ class OnnxNodeEntry:
     notes: tuple[str, ...] = ()
     runtime_inputs: tuple[str, ...] = ()  # initial_h, initial_c, sequence_lens given by the model's inputs
     processing_order: bool = False  # a reverse node whose output the graph reverses again: Keras go_backwards
+    merge_mode: str | None = None  # a bidirectional node whose directions the graph merges (sum, mul, ave)
 
     @property
     def node(self) -> OnnxRecurrentNode:
@@ -145,9 +146,10 @@ def read_onnx(path: str | Path) -> OnnxFile:
         if isinstance(found, _LoopPattern):
             entries.append(OnnxNodeEntry(name=name, load=functools.partial(_renamed, found.load, name), notes=(found.note,)))
             continue
-        load_weights, notes, runtime, order = found
+        load_weights, notes, runtime, order, merge = found
         load = functools.partial(_load_node, path, node, load_weights, name, opset)
-        entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes), runtime_inputs=tuple(runtime), processing_order=order))
+        entries.append(OnnxNodeEntry(name=name, load=load, notes=tuple(notes), runtime_inputs=tuple(runtime),
+                                     processing_order=order, merge_mode=merge))
     return OnnxFile(str(path), opset, f"{model.producer_name} {model.producer_version}".strip(), tuple(entries))
 
 
@@ -210,7 +212,8 @@ class _Reader:
         self.found: list[
             tuple[
                 onnx_proto.NodeProto,
-                tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str], bool] | _DensePattern | _TablePattern | _LoopPattern,
+                tuple[Callable[[], dict[str, np.ndarray | None]], list[str], list[str], bool, str | None]
+                | _DensePattern | _TablePattern | _LoopPattern,
             ]
         ] = []
         self.loop_reasons: list[str] = []  # why the Loops found are not read as recurrent nodes
@@ -434,7 +437,41 @@ class _Reader:
         order = bool(consumers) and self.budgeted(lambda: self.processing_order(node, consumers or {}, scope))
         if order:
             notes.append("the graph reverses this reverse node's output into processing order: read as a Keras go_backwards layer")
-        self.found.append((node, (load, notes, runtime, order)))
+        merge = self.budgeted(lambda: self.merged(node, consumers or {}, scope)) if consumers else None
+        if merge:
+            notes.append(f"the graph merges this bidirectional node's directions ({merge}): read as a Bidirectional layer merge_mode={merge}")
+        self.found.append((node, (load, notes, runtime, order, merge)))
+
+    def merged(self, node: onnx_proto.NodeProto, consumers: dict[str, list[onnx_proto.NodeProto]], scope: dict[str, Any]) -> str | None:
+        """How the graph merges a bidirectional node's two directions, if it alone reads them and does: ``Y``
+        (or, when ``Y`` is unread, ``Y_h``) split in two along the directions axis and the halves added (sum),
+        added then multiplied by 0.5 (ave) or multiplied (mul), as lstmconv writes a Keras Bidirectional."""
+        attrs = {a.name: attribute_value(a) for a in node.attribute}
+        direction = attrs.get("direction", b"forward")
+        if (direction.decode() if isinstance(direction, bytes) else str(direction)) != "bidirectional":
+            return None
+        outputs = list(node.output) + ["", ""]
+        value, axis = (outputs[0], 1) if outputs[0] and consumers.get(outputs[0]) else (outputs[1], 0)
+        users = consumers.get(value, []) if value else []
+        if len(users) != 1 or users[0].op_type != "Split" or len(users[0].output) != 2:
+            return None
+        split = users[0]
+        split_axis = int(next((attribute_value(a) for a in split.attribute if a.name == "axis"), 0))
+        halves = [consumers.get(name, []) for name in split.output]
+        if split_axis != axis or any(len(h) != 1 for h in halves) or halves[0][0] is not halves[1][0]:
+            return None
+        combine = halves[0][0]
+        if combine.op_type == "Mul":
+            return "mul"
+        if combine.op_type != "Add":
+            return None
+        after = consumers.get(combine.output[0], [])
+        if len(after) == 1 and after[0].op_type == "Mul":
+            other = next((n for n in after[0].input if n != combine.output[0]), "")
+            half = self.value(scope, other) if other else None
+            if half is not None and np.asarray(half).size == 1 and float(np.asarray(half).reshape(-1)[0]) == 0.5:
+                return "ave"
+        return "sum"
 
     def processing_order(self, node: onnx_proto.NodeProto, consumers: dict[str, list[onnx_proto.NodeProto]], scope: dict[str, Any]) -> bool:
         """Whether ``node`` is a one-direction ``reverse`` node whose output ``Y`` the graph alone reads, squeezed
