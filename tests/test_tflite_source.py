@@ -104,3 +104,22 @@ def test_verify_sees_a_written_tflite_as_the_source_function(case: str, tmp_path
     source = DATA / "keras2" / f"{case}.h5"
     lstmconv.convert(source, tmp_path / "m.tflite", per_layer=True)
     assert lstmconv.verify(source, tmp_path / "m.tflite", common_only=True).same
+
+
+def test_an_average_that_is_not_one_is_not_read_as_a_merge(tmp_path: Path) -> None:
+    """ADD then MUL reads as merge_mode='ave' only when the factor is 0.5: with 0.7 the two ops are two layers."""
+    from tflite.Model import Model
+
+    lstmconv.convert(DATA / "keras2" / "bidirectional_ave.h5", tmp_path / "m.tflite", per_layer=True)
+    assert lstmconv.load(tmp_path / "m.tflite").model.recurrent_layers()[0].merge_mode == "ave"
+    data = bytearray((tmp_path / "m.tflite").read_bytes())
+    model = Model.GetRootAs(data, 0)
+    graph = model.Subgraphs(0)
+    (half,) = [graph.Tensors(t) for t in range(graph.TensorsLength()) if graph.Tensors(t).Name().endswith(b"/half")]
+    buffer = model.Buffers(half.Buffer())
+    start = buffer._tab.Vector(buffer._tab.Offset(4))
+    assert bytes(data[start : start + 4]) == np.float32(0.5).tobytes()
+    data[start : start + 4] = np.float32(0.7).tobytes()
+    (tmp_path / "other.tflite").write_bytes(bytes(data))
+    layers = lstmconv.load(tmp_path / "other.tflite").model.recurrent_layers()
+    assert len(layers) == 2 and not any(layer.bidirectional for layer in layers)

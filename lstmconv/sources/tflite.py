@@ -19,6 +19,7 @@ import contextlib
 import mmap
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,9 @@ from lstmconv.layouts.tflite import (
     LSTM_PEEPHOLES,
     LSTM_PROJECTION,
     LSTM_RECURRENT_WEIGHTS,
+    TfliteRecurrentOp,
 )
 from lstmconv.protocols import LayerItem, LeftOut, Options
-from lstmconv.reference.common import CellState, LayerOutput, LayerStates
-from lstmconv.reference.tflite import tflite_lstm, tflite_rnn
 from lstmconv.schema import CellActivations, DirectionWeights, GateWeights, RecurrentLayer, SourceInfo, StackLevel, Wiring
 
 __all__ = ["SOURCE"]
@@ -69,7 +69,7 @@ class TfliteSource:
             raise InputFormatError("too short to be a TFLite model", file=path)
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             reader = _Reader(path, data)
-            found = reader.operators()
+            found = reader.codes
             recurrent = [(index, code) for index, code in enumerate(found) if code in _FUSED]
             if not recurrent:
                 raise UnsupportedFeatureError(reader.why_no_layer(found), file=path)
@@ -85,7 +85,7 @@ class TfliteSource:
             def items() -> Iterator[LayerItem | str]:
                 yield from left
                 for group in groups:
-                    yield reader.arranged(group, dict(recurrent))
+                    yield reader.arranged(group)
 
             yield items(), None, names
 
@@ -126,6 +126,7 @@ class _Reader:
             self._bounded(self.model.BuffersLength(), "buffers")
         except (IndexError, ValueError, TypeError, OverflowError) as error:  # struct.error is a ValueError
             raise InputFormatError(f"not a readable TFLite flatbuffer: {error}", file=path) from None
+        self.codes, self.op_inputs, self.op_outputs = self._guarded(self._operators)
 
     def _bounded(self, count: int, what: str) -> None:
         if count * 4 > len(self.data):
@@ -137,18 +138,19 @@ class _Reader:
         except (IndexError, ValueError, TypeError, OverflowError, AttributeError) as error:
             raise InputFormatError(f"not a readable TFLite flatbuffer: {error}", file=self.path) from None
 
-    def operators(self) -> list[int]:
-        def read() -> list[int]:
-            codes = []
-            for k in range(self.graph.OperatorsLength()):
-                index = self.graph.Operators(k).OpcodeIndex()
-                if not 0 <= index < self.model.OperatorCodesLength():
-                    raise InputFormatError("an operator names no operator code", file=self.path, actual=index)
-                code = self.model.OperatorCodes(index)
-                codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-            return codes
-
-        return self._guarded(read)  # type: ignore[no-any-return]
+    def _operators(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
+        """Every operator's builtin code, input and output tensors."""
+        codes, inputs, outputs = [], [], []
+        for k in range(self.graph.OperatorsLength()):
+            op = self.graph.Operators(k)
+            index = op.OpcodeIndex()
+            if not 0 <= index < self.model.OperatorCodesLength():
+                raise InputFormatError("an operator names no operator code", file=self.path, actual=index)
+            code = self.model.OperatorCodes(index)
+            codes.append(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+            inputs.append([int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [])
+            outputs.append([int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else [])
+        return codes, inputs, outputs
 
     def code_name(self, code: int) -> str:
         from tflite.BuiltinOperator import BuiltinOperator
@@ -172,7 +174,7 @@ class _Reader:
                 "separate ops, which are no layer lstmconv can read back; convert the original model instead")
 
     def output_name(self, index: int) -> str:
-        return self._guarded(lambda: self._tensor_name(int(self.graph.Operators(index).OutputsAsNumpy()[0])))  # type: ignore[no-any-return]
+        return self._guarded(lambda: self._tensor_name(self.op_outputs[index][0]))  # type: ignore[no-any-return]
 
     def _tensor_name(self, tensor: int) -> str:
         return (self.graph.Tensors(tensor).Name() or b"").decode("utf-8", "replace")
@@ -207,39 +209,28 @@ class _Reader:
 
         return self._guarded(read)  # type: ignore[no-any-return]
 
-    def _links(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
-        """Every operator's code, inputs and outputs (read once)."""
-        if not hasattr(self, "_linked"):
-            codes = self.operators()
-
-            def read() -> tuple[list[list[int]], list[list[int]]]:
-                ops = [self.graph.Operators(k) for k in range(self.graph.OperatorsLength())]
-                return ([[int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [] for op in ops],
-                        [[int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else [] for op in ops])
-
-            self._linked = (codes, *self._guarded(read))
-        return self._linked  # type: ignore[no-any-return]
-
     def _reverses_time(self, index: int) -> bool:
         """Whether operator ``index`` is a REVERSE_V2 over axis 1 (time, batch-first)."""
-        codes, inputs, _ = self._links()
-        if codes[index] != _REVERSE or len(inputs[index]) != 2:
-            return False
+        inputs = self.op_inputs[index]
+        return self.codes[index] == _REVERSE and len(inputs) == 2 and self._constant(inputs[1], "<i4") == [1]
 
-        def axis() -> list[int]:
-            tensor = self.graph.Tensors(inputs[index][1])
-            buffer = self.model.Buffers(tensor.Buffer()) if 0 <= tensor.Buffer() < self.model.BuffersLength() else None
-            raw = buffer.DataAsNumpy().tobytes() if buffer is not None and buffer.DataLength() else b""
-            return list(np.frombuffer(raw, "<i4")) if len(raw) % 4 == 0 else []
+    def _constant(self, tensor: int, dtype: str) -> list[float]:
+        """A small constant tensor's values (empty for a computed tensor or another size of element)."""
 
-        return bool(self._guarded(axis) == [1])
+        def read() -> list[float]:
+            found = self.graph.Tensors(tensor)
+            buffer = self.model.Buffers(found.Buffer()) if 0 <= found.Buffer() < self.model.BuffersLength() else None
+            raw = buffer.DataAsNumpy().tobytes() if buffer is not None and buffer.DataLength() and buffer.DataLength() <= 64 else b""
+            return np.frombuffer(raw, dtype).tolist() if len(raw) % 4 == 0 else []
+
+        return self._guarded(read) if 0 <= tensor < self.graph.TensorsLength() else []  # type: ignore[no-any-return]
 
     def arrangements(self, fused: list[int]) -> list[_Group]:
         """The layers the fused ops make: a REVERSE_V2 before a lone op makes it a Keras ``go_backwards`` layer
         (another after it puts its outputs back in input time); a forward and a reversed op reading the same
         sequence whose outputs (the reversed one's put back in time) meet in one CONCATENATION, ADD or MUL
         (``ADD`` then ``MUL`` by 0.5: ave), or are both the model's outputs, make one bidirectional layer."""
-        codes, inputs, outputs = self._links()
+        codes, inputs, outputs = self.codes, self.op_inputs, self.op_outputs
         producer = {t: k for k, outs in enumerate(outputs) for t in outs}
         consumers: dict[int, list[int]] = {}
         for k, ins in enumerate(inputs):
@@ -277,54 +268,59 @@ class _Reader:
 
     def _merge(self, forward: int, backward: int, consumers: dict[int, list[int]], codes: list[int],
                outputs: list[list[int]], graph_outputs: set[int]) -> tuple[str | None, str]:
-        """How a pair's outputs meet: (merge_mode, the merged tensor's name), or (None, "") if they do not."""
+        """How a pair's outputs meet: (merge_mode, the merged tensor's name), or (None, "") if they do not. A
+        concatenation must put the forward direction first on the last axis, an average multiply by 0.5."""
         shared = set(consumers.get(forward, [])) & set(consumers.get(backward, []))
         if len(shared) == 1:
             merge = shared.pop()
             merged = outputs[merge][0]
             name = self._tensor_name(merged)
+            ordered = self.op_inputs[merge] == [forward, backward]
             if codes[merge] == _CONCATENATION:
-                return "concat", name
-            if codes[merge] == _MUL:
+                options = self._guarded(lambda: self._options(self.graph.Operators(merge), "ConcatenationOptions"))
+                axis = int(options.Axis()) if options is not None else 0
+                return ("concat", name) if ordered and axis in (-1, 2) else (None, "")
+            if codes[merge] == _MUL and sorted(self.op_inputs[merge]) == sorted([forward, backward]):
                 return "mul", name
-            if codes[merge] == _ADD:
+            if codes[merge] == _ADD and sorted(self.op_inputs[merge]) == sorted([forward, backward]):
                 after = consumers.get(merged, [])
                 if len(after) == 1 and codes[after[0]] == _MUL:
-                    return "ave", self._tensor_name(outputs[after[0]][0])  # the 0.5 is checked by the numeric check
+                    half = [t for t in self.op_inputs[after[0]] if t != merged]
+                    if len(half) == 1 and self._constant(half[0], "<f4") == [0.5]:
+                        return "ave", self._tensor_name(outputs[after[0]][0])
+                    return None, ""
                 return "sum", name
         if forward in graph_outputs and backward in graph_outputs:
             return "none", self._tensor_name(forward)
         return None, ""
 
-    def arranged(self, group: _Group, codes: dict[int, int]) -> LayerItem:
-        """The layer a group makes, computed by the TFLite kernels around their REVERSE_V2 and merge ops."""
-        from lstmconv.adapters.tflite import ops_from_canonical
+    def arranged(self, group: _Group) -> LayerItem:
+        """The layer a group makes and its function: the TFLite kernels on the file's own arrays, around their
+        REVERSE_V2 and merge ops (:func:`lstmconv.reference.tflite.tflite_layer_function`)."""
         from lstmconv.reference.tflite import tflite_layer_function
 
-        built = [self.layer(k, codes[k])[0] for k in group.ops]
-        first = built[0]
-        assert isinstance(first, RecurrentLayer)
-        if len(built) == 1 and not group.reversed_input:
-            return self.layer(group.ops[0], codes[group.ops[0]])
-        if len(built) == 1:
-            layer = first.model_copy(update={"name": group.name, "go_backwards": True, "time_aligned_output": group.aligned})
-        else:
-            backward = built[1]
-            assert isinstance(backward, RecurrentLayer)
-            if backward.meta().model_copy(update={"name": "", "source": None}) != first.meta().model_copy(update={"name": "", "source": None}):
+        built = [self.layer(k) for k in group.ops]
+        layer, op = built[0]
+        if group.reversed_input:
+            layer = layer.model_copy(update={"go_backwards": True, "time_aligned_output": group.aligned})
+        ops = [op]
+        if len(built) == 2:
+            backward, backward_op = built[1]
+            if backward.meta().model_copy(update={"name": "", "source": None}) != layer.meta().model_copy(update={"name": "", "source": None}):
                 raise UnsupportedFeatureError("the two directions of a bidirectional pair differ in size or activation", file=self.path, layer=group.name)
-            level = StackLevel(forward=first.levels[0].forward, backward=backward.levels[0].forward)
-            layer = first.model_copy(update={"name": group.name, "bidirectional": True, "merge_mode": group.merge, "levels": (level,)})
-        layer = RecurrentLayer.model_validate({**dict(layer), "levels": layer.levels})
-        return layer, tflite_layer_function(layer.meta(), ops_from_canonical(layer))
+            level = StackLevel(forward=layer.levels[0].forward, backward=backward.levels[0].forward)
+            layer = layer.model_copy(update={"bidirectional": True, "merge_mode": group.merge, "levels": (level,)})
+            ops.append(dataclasses.replace(backward_op, backward=True))
+        layer = RecurrentLayer.model_validate({**dict(layer), "name": group.name, "levels": layer.levels})
+        return layer, tflite_layer_function(layer.meta(), ops)
 
-    def layer(self, index: int, code: int) -> LayerItem:
+    def layer(self, index: int) -> tuple[RecurrentLayer, TfliteRecurrentOp]:
+        """The canonical layer of fused op ``index`` and the op as TFLite runs it, both on the file's arrays."""
         op = self._guarded(lambda: self.graph.Operators(index))
-        inputs = [int(i) for i in self._guarded(op.InputsAsNumpy)]
         name = self.output_name(index)
-        if code == 44:
-            return self._lstm(op, inputs, name)
-        return self._rnn(op, inputs, name)
+        if self.codes[index] == 44:
+            return self._lstm(op, self.op_inputs[index], name)
+        return self._rnn(op, self.op_inputs[index], name)
 
     def _options(self, op: Any, table: str) -> Any:
         import importlib
@@ -348,7 +344,7 @@ class _Reader:
         description = self._guarded(lambda: (self.model.Description() or b"").decode("utf-8", "replace"))
         return SourceInfo(framework="tflite", layout="tflite", version=description or None)
 
-    def _lstm(self, op: Any, inputs: list[int], name: str) -> LayerItem:
+    def _lstm(self, op: Any, inputs: list[int], name: str) -> tuple[RecurrentLayer, TfliteRecurrentOp]:
         options = self._guarded(lambda: self._options(op, "UnidirectionalSequenceLSTMOptions"))
         cell_clip = float(options.CellClip()) if options is not None else 0.0
         proj_clip = float(options.ProjClip()) if options is not None else 0.0
@@ -380,18 +376,14 @@ class _Reader:
             activations=CellActivations(gate=Activation(name="sigmoid"), candidate=activation, cell_output=activation),
             source=self._source(), levels=(StackLevel(forward=DirectionWeights(gates=gates, w_projection=projection)),),  # type: ignore[arg-type]
         )
-        kernel_arrays = dict(arrays)
-        for gate, bias_slot in LSTM_BIASES.items():
-            kernel_arrays.setdefault(bias_slot, np.zeros(units, np.float32))
+        slots = dict(arrays)
+        for bias_slot in LSTM_BIASES.values():
+            slots.setdefault(bias_slot, np.zeros(units, np.float32))
+        kernel = TfliteRecurrentOp(cell="lstm", level=0, backward=False, units=int(units), outputs=layer.output_size,
+                                   slots=slots, activation=fused, cell_clip=cell_clip)
+        return layer, kernel
 
-        def reference(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-            start = _start(initial, x, layer.output_size, units, lstm=True)
-            y, final = tflite_lstm(x, kernel_arrays, fused, start, cell_clip=cell_clip)
-            return LayerOutput(y=y, states=[[final]])
-
-        return layer, reference
-
-    def _rnn(self, op: Any, inputs: list[int], name: str) -> LayerItem:
+    def _rnn(self, op: Any, inputs: list[int], name: str) -> tuple[RecurrentLayer, TfliteRecurrentOp]:
         options = self._guarded(lambda: self._options(op, "SequenceRNNOptions"))
         fused, activation = self._activation(int(options.FusedActivationFunction()) if options is not None else 4, name)
         if len(inputs) < 4 or min(inputs[:3]) < 0:
@@ -404,19 +396,6 @@ class _Reader:
             activations=CellActivations(gate=None, candidate=activation, cell_output=None),
             source=self._source(), levels=(StackLevel(forward=DirectionWeights(gates=gates)),),  # type: ignore[arg-type]
         )
-        zero_bias = np.zeros(weights.shape[0], np.float32) if bias is None else bias
-
-        def reference(x: np.ndarray, initial: LayerStates | None = None) -> LayerOutput:
-            y, final = tflite_rnn(x, weights, recurrent, zero_bias, fused, _start(initial, x, weights.shape[0], weights.shape[0], lstm=False))
-            return LayerOutput(y=y, states=[[final]])
-
-        return layer, reference
-
-
-def _start(initial: LayerStates | None, x: np.ndarray, outputs: int, units: int, *, lstm: bool) -> CellState:
-    if initial is not None:
-        h0, c0 = initial[0][0]
-        return np.asarray(h0), None if c0 is None else np.asarray(c0)
-    batch = x.shape[0]
-    dtype = np.float64 if np.asarray(x).dtype == np.float64 else np.float32
-    return np.zeros((batch, outputs), dtype), np.zeros((batch, units), dtype) if lstm else None
+        named = {"weights": weights, "recurrent": recurrent, "bias": np.zeros(weights.shape[0], np.float32) if bias is None else bias}
+        units = int(weights.shape[0])
+        return layer, TfliteRecurrentOp(cell="rnn", level=0, backward=False, units=units, outputs=units, named=named, activation=fused)
