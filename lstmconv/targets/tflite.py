@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmconv.adapters.tflite import tflite_refusals
+from lstmconv.adapters.tflite import fusable, tflite_refusals
 from lstmconv.errors import UnsupportedFeatureError, VerificationError
 from lstmconv.protocols import LayerSource, Options, Planned, Refusal, TargetBase
 from lstmconv.schema import EmbeddingLayer, Layer, RecurrentLayer
@@ -103,8 +103,6 @@ class TfliteWriter:
         for done in self.plan_graph.add(layer):
             function = self.plan_graph.functions.pop(done.name, None)  # not kept: it holds the layer's arrays
             if isinstance(done, RecurrentLayer):
-                from lstmconv.adapters.tflite import fusable
-
                 looped = done.cell == "gru" or (done.cell == "lstm" and not fusable(done))
                 fused = f"{done.cell.upper()} loop (WHILE)" if looped else f"fused {done.cell.upper()}"
                 became: str | None = fused + (" x2 (REVERSE_V2)" if done.bidirectional else "")

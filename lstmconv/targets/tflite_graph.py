@@ -45,6 +45,18 @@ __all__ = ["TflitePlan"]
 _ACTIVATION_ENUM = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4}
 
 
+#: the options table of each elementwise binary op lstmconv writes (MINIMUM, MAXIMUM have none)
+_BINARY_OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "DIV": "DivOptions"}
+
+
+def _binary(g: TfliteSubgraph, code: str, left: int, right: int, name: str) -> int:
+    """``code(left, right)``, elementwise (an operand may be a scalar: broadcast)."""
+    out = g.tensor(name, max(g.shape_of(left), g.shape_of(right), key=len))
+    options = _BINARY_OPTIONS.get(code)
+    g.op(code, [left, right], [out], (options, {}) if options else None)
+    return out
+
+
 class Pair(tuple[int, int]):
     """A merge_mode=None layer's two outputs (forward, backward); a layer reading it reads the forward one."""
 
@@ -66,7 +78,7 @@ class TflitePlan:
     graph: TfliteSubgraph = field(init=False)
     functions: dict[str, ReferenceFn] = field(default_factory=dict)
     _values: dict[str, int | Pair] = field(default_factory=dict)
-    _batches: dict[int, int] = field(default_factory=dict)  # sequence tensor -> its batch size (int32 [1])
+    _dims: dict[tuple[int, int, bool], int] = field(default_factory=dict)  # (sequence, axis, scalar) -> its size
     _waiting: dict[str, Layer] = field(default_factory=dict)
     _next: int = 0
     _time: int = 1
@@ -212,10 +224,7 @@ class TflitePlan:
             return y
 
         def binary(code: str, a: int, b: int, tag: str) -> int:
-            y = g.tensor(f"{hint}/{tag}", shape)
-            options = {"ADD": "AddOptions", "MUL": "MulOptions", "DIV": "DivOptions"}.get(code)
-            g.op(code, [a, b], [y], (options, {}) if options else None)
-            return y
+            return _binary(g, code, a, b, f"{hint}/{tag}")
 
         if name == "linear":
             return x
@@ -239,26 +248,30 @@ class TflitePlan:
 
     # -- recurrent layers -----------------------------------------------------------------------------------
 
-    def _batch(self, x: int) -> int:
-        """The batch size of sequence ``x`` as an int32 [1] tensor (computed once per sequence)."""
-        if x not in self._batches:
-            g = self.graph
+    def _dim(self, x: int, axis: int, *, scalar: bool = False) -> int:
+        """The run-time size of ``x``'s ``axis`` as an int32 [1] tensor (a scalar with ``scalar``): ``SHAPE`` then
+        ``STRIDED_SLICE``, each computed once per tensor."""
+        g = self.graph
+        if (x, -1, False) not in self._dims:
             shape = g.tensor(f"{g.tensors[x].name}/shape", (len(g.shape_of(x)),), "int32")
             g.op("SHAPE", [x], [shape], ("ShapeOptions", {"OutType": 2}))
-            batch = g.tensor(f"{g.tensors[x].name}/batch", (1,), "int32")
-            g.op("STRIDED_SLICE", [shape, g.constant("begin0", np.array([0], np.int32)), g.constant("end1", np.array([1], np.int32)),
-                                   g.constant("stride1", np.array([1], np.int32))], [batch], ("StridedSliceOptions", {}))
-            self._batches[x] = batch
-        return self._batches[x]
+            self._dims[(x, -1, False)] = shape
+        if (x, axis, scalar) not in self._dims:
+            size = g.tensor(f"{g.tensors[x].name}/size{axis}", () if scalar else (1,), "int32")
+            bounds = [g.constant(f"{g.tensors[x].name}/{tag}{axis}", np.array([value], np.int32)) for tag, value in (("begin", axis), ("end", axis + 1), ("stride", 1))]
+            g.op("STRIDED_SLICE", [self._dims[(x, -1, False)], *bounds], [size], ("StridedSliceOptions", {"ShrinkAxisMask": int(scalar)}))
+            self._dims[(x, axis, scalar)] = size
+        return self._dims[(x, axis, scalar)]
 
-    def _zeros(self, name: str, batch: int, width: int) -> int:
-        """A state tensor (variable: TFLite keeps it between calls) filled with zeros before each use."""
+    def _zeros(self, name: str, sizes: list[int], width: int, shape: tuple[int, ...], *, variable: bool = False) -> int:
+        """A tensor of ``shape`` filled with zeros on every call, sized at run time by the int32 [1] ``sizes``
+        and ``width`` (``variable``: a fused op's state tensor, which TFLite would otherwise keep between calls)."""
         g = self.graph
-        state = g.tensor(name, (1, width), variable=True)
-        dims = g.tensor(f"{name}/dims", (2,), "int32")
-        g.op("CONCATENATION", [batch, g.constant(f"{name}/width", np.array([width], np.int32))], [dims], ("ConcatenationOptions", {"Axis": 0}))
-        g.op("FILL", [dims, g.constant(f"{name}/zero", np.float32(0.0))], [state])
-        return state
+        out = g.tensor(name, shape, variable=variable)
+        dims = g.tensor(f"{name}/dims", (len(sizes) + 1,), "int32")
+        g.op("CONCATENATION", [*sizes, g.constant(f"{name}/width", np.array([width], np.int32))], [dims], ("ConcatenationOptions", {"Axis": 0}))
+        g.op("FILL", [dims, g.constant(f"{name}/zero", np.float32(0.0))], [out])
+        return out
 
     def _reverse(self, x: int, name: str) -> int:
         g = self.graph
@@ -269,7 +282,7 @@ class TflitePlan:
     def _fused(self, op: TfliteRecurrentOp, x: int, name: str) -> int:
         """One fused op over ``x``: its output sequence (in the order it read ``x``)."""
         g = self.graph
-        batch = self._batch(x)
+        batch = self._dim(x, 0)
         shape = g.shape_of(x)[:2] + (op.outputs,)
         y = g.tensor(f"{name}/y", shape)
         if op.cell == "lstm" and not op.looped:
@@ -277,14 +290,14 @@ class TflitePlan:
             inputs[0] = x
             for slot, array in sorted(op.slots.items()):
                 inputs[slot] = g.constant(f"{name}/input_{slot}", array)
-            inputs[LSTM_OUTPUT_STATE] = self._zeros(f"{name}/output_state", batch, op.outputs)
-            inputs[LSTM_CELL_STATE] = self._zeros(f"{name}/cell_state", batch, op.units)
+            inputs[LSTM_OUTPUT_STATE] = self._zeros(f"{name}/output_state", [batch], op.outputs, (1, op.outputs), variable=True)
+            inputs[LSTM_CELL_STATE] = self._zeros(f"{name}/cell_state", [batch], op.units, (1, op.units), variable=True)
             options = {"FusedActivationFunction": _ACTIVATION_ENUM[op.activation], "CellClip": op.cell_clip, "ProjClip": 0.0, "TimeMajor": False}
             g.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, [y], ("UnidirectionalSequenceLSTMOptions", options))
             return y
         if op.cell == "rnn":
             inputs = [x, *(g.constant(f"{name}/{key}", op.named[key]) for key in ("weights", "recurrent", "bias"))]
-            inputs.append(self._zeros(f"{name}/hidden_state", batch, op.units))
+            inputs.append(self._zeros(f"{name}/hidden_state", [batch], op.units, (1, op.units), variable=True))
             options = {"TimeMajor": False, "FusedActivationFunction": _ACTIVATION_ENUM[op.activation]}
             g.op("UNIDIRECTIONAL_SEQUENCE_RNN", inputs, [y], ("SequenceRNNOptions", options))
             return y
@@ -301,26 +314,11 @@ class TflitePlan:
         keys = ("i", "f", "c", "o") if lstm else ("z", "r", "h")
         batch_size, steps_count = g.shape_of(x)[:2]
         sequence_shape, state_shape = (batch_size, steps_count, units), (batch_size, units)
-        shape = g.tensor(f"{name}/x_shape", (3,), "int32")
-        g.op("SHAPE", [x], [shape], ("ShapeOptions", {"OutType": 2}))
-
-        def slice_of(begin: int, tag: str, scalar: bool) -> int:
-            out = g.tensor(f"{name}/{tag}", () if scalar else (1,), "int32")
-            g.op("STRIDED_SLICE", [shape, g.constant(f"{name}/{tag}_begin", np.array([begin], np.int32)),
-                                   g.constant(f"{name}/{tag}_end", np.array([begin + 1], np.int32)), g.constant(f"{name}/{tag}_stride", np.array([1], np.int32))],
-                 [out], ("StridedSliceOptions", {"ShrinkAxisMask": 1 if scalar else 0}))
-            return out
-
-        def zeros(tag: str, parts: list[int], zero_shape: tuple[int, ...]) -> int:
-            dims = g.tensor(f"{name}/{tag}_dims", (len(parts) + 1,), "int32")
-            g.op("CONCATENATION", [*parts, g.constant(f"{name}/{tag}_units", np.array([units], np.int32))], [dims], ("ConcatenationOptions", {"Axis": 0}))
-            out = g.tensor(f"{name}/{tag}", zero_shape)
-            g.op("FILL", [dims, g.constant(f"{name}/{tag}_zero", np.float32(0.0))], [out])
-            return out
-
-        steps = slice_of(1, "steps", scalar=True)
-        states = [zeros("h0", [batch], state_shape)] + ([zeros("c0", [batch], state_shape)] if lstm else [])
-        y0 = zeros("y0", [batch, slice_of(1, "steps_vector", scalar=False)], sequence_shape)
+        states = [self._zeros(f"{name}/h0", [batch], units, state_shape)]
+        if lstm:
+            states.append(self._zeros(f"{name}/c0", [batch], units, state_shape))
+        steps = self._dim(x, 1, scalar=True)
+        y0 = self._zeros(f"{name}/y0", [batch, self._dim(x, 1)], units, sequence_shape)
         projections = []
         for key in keys:
             out = g.tensor(f"{name}/x_{key}", sequence_shape)
@@ -354,11 +352,7 @@ class TflitePlan:
             return out
 
         def binary(code: str, left: int, right: int, tag: str) -> int:
-            out = body.tensor(f"{name}/{tag}", state_shape)
-            options = {"ADD": ("AddOptions", {}), "MUL": ("MulOptions", {}), "SUB": ("SubOptions", {}),
-                       "MINIMUM": None, "MAXIMUM": None}[code]
-            body.op(code, [left, right], [out], options)  # type: ignore[arg-type]
-            return out
+            return _binary(body, code, left, right, f"{name}/{tag}")
 
         def activation(which: Activation | None, value: int, tag: str) -> int:
             assert which is not None
@@ -459,16 +453,11 @@ class TflitePlan:
             return Pair(forward, backward)
         if mode == "concat":
             return self._concat([forward, backward], f"{name}/concat", axis=len(g.shape_of(forward)) - 1)
-        shape = g.shape_of(forward)
-        y = g.tensor(f"{name}/{mode}", shape)
         if mode == "sum":
-            g.op("ADD", [forward, backward], [y], ("AddOptions", {}))
-        elif mode == "mul":
-            g.op("MUL", [forward, backward], [y], ("MulOptions", {}))
-        elif mode == "ave":
-            total = g.tensor(f"{name}/total", shape)
-            g.op("ADD", [forward, backward], [total], ("AddOptions", {}))
-            g.op("MUL", [total, g.constant(f"{name}/half", np.float32(0.5))], [y], ("MulOptions", {}))
-        else:
-            raise UnsupportedFeatureError(f"merge_mode={mode} has no TFLite mapping", layer=name)
-        return y
+            return _binary(g, "ADD", forward, backward, f"{name}/sum")
+        if mode == "mul":
+            return _binary(g, "MUL", forward, backward, f"{name}/mul")
+        if mode == "ave":
+            total = _binary(g, "ADD", forward, backward, f"{name}/total")
+            return _binary(g, "MUL", total, g.constant(f"{name}/half", np.float32(0.5)), f"{name}/ave")
+        raise UnsupportedFeatureError(f"merge_mode={mode} has no TFLite mapping", layer=name)
