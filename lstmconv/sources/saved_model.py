@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lstmconv.adapters.keras_entries import KerasFileInfo
+from lstmconv.adapters.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.errors import InputFormatError, UnsupportedFeatureError
 from lstmconv.io.tf_bundle import open_bundle
-from lstmconv.io.tf_objects import KerasObject, checkpoint_graph, keras_objects, node_at
+from lstmconv.io.tf_objects import KerasObject, checkpoint_graph, keras_objects, node_at, variables_under
 from lstmconv.protocols import LayerItem, Options
 from lstmconv.schema import Wiring
 from lstmconv.sources.keras import keras_layers
@@ -49,56 +49,59 @@ class SavedModelSource:
     def open(
         self, path: Path, options: Options, meanwhile: Callable[[], object] | None = None
     ) -> Iterator[tuple[Iterator[LayerItem | str], Wiring | None, Sequence[str]]]:
-        folder = path.parent
-        bundle = open_bundle(folder / "variables" / "variables.index")
-        objects = keras_objects(folder)
-        root = next((item for item in objects if item.path == "root"), None)
-        if root is None or root.identifier not in _LAYERS:
-            raise UnsupportedFeatureError(
-                "a SavedModel that tf.keras did not write (no Keras metadata for its root object)",
-                file=path,
-                hint="lstmconv reads the SavedModels of Keras model.save(dir); save the model with Keras, or export it to ONNX",
-            )
-        if _GRAPH not in bundle.entries:
-            raise InputFormatError("the SavedModel's variables hold no object graph", file=bundle.index)
-        if not root.metadata:
-            if options.config is None:
-                raise InputFormatError(
-                    "the Keras metadata of this SavedModel is missing: tf.keras 2.5+ keeps the layers' configs in "
-                    "keras_metadata.pb beside saved_model.pb",
-                    file=folder / "keras_metadata.pb",
-                    hint="copy keras_metadata.pb from where the model was saved, or pass --config with model.to_json()",
-                )
-            model = read_sidecar(options.config)["model"]  # its variables are a TF2 checkpoint's, read as one
-            entries = checkpoint_entries(bundle, model)
-            info = KerasFileInfo(str(path), model.get("keras_version") or "2-tf", "saved-model", True)
-            yield keras_layers(info, entries, skip_unsupported=options.skip_unsupported), model_wiring(model), [e.name for e in entries]
-            return
-        root_metadata = _json(root, path)
-        model = _model_config(root_metadata, options)
-        configs: dict[str, tuple[str, dict[str, Any]]] = {}
-        top: list[tuple[str, str]] = []  # (name, path) of the model's own layers, in node order
-        for item in objects:
-            if item.identifier not in _LAYERS or item.path == "root":
-                continue
-            metadata = _json(item, path)
-            name, cls, cfg = metadata.get("name"), metadata.get("class_name"), metadata.get("config")
-            if not isinstance(name, str) or not isinstance(cls, str) or not isinstance(cfg, dict):
-                continue
-            if not any(item.path.startswith(outer + ".") for _, outer in top):
-                top.append((name, item.path))
-            configs.setdefault(name, (cls, cfg))
-        if model is not None:
-            configs.update({name: (cls, cfg) for name, cls, cfg, _ in flatten_config(model)})
-        nodes = checkpoint_graph(bundle.read_bytes(_GRAPH), bundle.index)
-        layers = [(name, node) for name, object_path in top if (node := node_at(nodes, object_path)) is not None]
-        entries = layer_entries(bundle, nodes, layers, configs, model)
-        version = root_metadata.get("keras_version")
-        info = KerasFileInfo(str(path), version if isinstance(version, str) else "2-tf", "saved-model", True)
+        entries, model, version = _read(path, options)
+        info = KerasFileInfo(str(path), version, "saved-model", True)
         yield keras_layers(info, entries, skip_unsupported=options.skip_unsupported), model_wiring(model), [e.name for e in entries]
 
 
 SOURCE = SavedModelSource()
+
+
+def _read(path: Path, options: Options) -> tuple[list[KerasLayerEntry], dict[str, Any] | None, str]:
+    """The layers' entries (each reading its variables when built), the model config and the Keras version."""
+    folder = path.parent
+    bundle = open_bundle(folder / "variables" / "variables.index")
+    objects = keras_objects(folder)
+    root = next((item for item in objects if item.path == "root"), None)
+    if root is None or root.identifier not in _LAYERS:
+        raise UnsupportedFeatureError(
+            "a SavedModel that tf.keras did not write (no Keras metadata for its root object)",
+            file=path,
+            hint="lstmconv reads the SavedModels of Keras model.save(dir); save the model with Keras, or export it to ONNX",
+        )
+    if _GRAPH not in bundle.entries:
+        raise InputFormatError("the SavedModel's variables hold no object graph", file=bundle.index)
+    if not root.metadata:
+        if options.config is None:
+            raise InputFormatError(
+                "the Keras metadata of this SavedModel is missing: tf.keras 2.5+ keeps the layers' configs in "
+                "keras_metadata.pb beside saved_model.pb",
+                file=folder / "keras_metadata.pb",
+                hint="copy keras_metadata.pb from where the model was saved, or pass --config with model.to_json()",
+            )
+        model = read_sidecar(options.config)["model"]  # its variables are a TF2 checkpoint's, read as one
+        return checkpoint_entries(bundle, model), model, model.get("keras_version") or "2-tf"
+    root_metadata = _json(root, path)
+    model = _model_config(root_metadata, options)
+    configs: dict[str, tuple[str, dict[str, Any]]] = {}
+    top: list[tuple[str, str]] = []  # (name, path) of the model's own layers, in node order
+    for item in objects:
+        if item.identifier not in _LAYERS or item.path == "root":
+            continue
+        metadata = _json(item, path)
+        name, cls, cfg = metadata.get("name"), metadata.get("class_name"), metadata.get("config")
+        if not isinstance(name, str) or not isinstance(cls, str) or not isinstance(cfg, dict):
+            continue
+        if not any(item.path.startswith(outer + ".") for _, outer in top):
+            top.append((name, item.path))
+        configs.setdefault(name, (cls, cfg))
+    if model is not None:
+        configs.update({name: (cls, cfg) for name, cls, cfg, _ in flatten_config(model)})
+    nodes = checkpoint_graph(bundle.read_bytes(_GRAPH), bundle.index)
+    layers = [(name, variables_under(nodes, node, bundle.entries, bundle.index))
+              for name, object_path in top if (node := node_at(nodes, object_path)) is not None]
+    version = root_metadata.get("keras_version")
+    return layer_entries(bundle, layers, configs, model), model, version if isinstance(version, str) else "2-tf"
 
 
 def _json(item: KerasObject, path: Path) -> dict[str, Any]:

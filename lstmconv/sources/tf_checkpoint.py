@@ -24,7 +24,7 @@ import numpy as np
 from lstmconv.adapters.keras_entries import KerasFileInfo, KerasLayerEntry
 from lstmconv.errors import ConfigError, InputFormatError, UnsupportedFeatureError
 from lstmconv.io.tf_bundle import TensorBundle, open_bundle
-from lstmconv.io.tf_objects import TrackableNode, checkpoint_graph, variables_under
+from lstmconv.io.tf_objects import checkpoint_graph, variables_under
 from lstmconv.protocols import LayerItem, Options
 from lstmconv.schema import Wiring
 from lstmconv.sources.keras import keras_layers
@@ -92,24 +92,23 @@ def checkpoint_entries(bundle: TensorBundle, model: dict[str, Any] | None) -> li
     for _, node_id in numbered:
         variables = variables_under(nodes, node_id, bundle.entries, bundle.index)
         if variables:
-            layers.append((variables[0][0].split("/", 1)[0], node_id))
+            layers.append((variables[0][0].split("/", 1)[0], variables))
     configs = {name: (cls, cfg) for name, cls, cfg, _ in flatten_config(model)} if model is not None else {}
-    return layer_entries(bundle, nodes, layers, configs, model)
+    return layer_entries(bundle, layers, configs, model)
 
 
 def layer_entries(
     bundle: TensorBundle,
-    nodes: list[TrackableNode],
-    layers: list[tuple[str, int]],
+    layers: list[tuple[str, list[tuple[str, str]]]],
     configs: dict[str, tuple[str, dict[str, Any]]],
     model: dict[str, Any] | None,
 ) -> list[KerasLayerEntry]:
-    """One entry per layer with variables: ``layers`` are (name, object graph node) in model order, ``configs``
-    the known (class, config) of each name; with a ``model`` config its weightless layers are added in order
-    (they matter for the wiring) and every layer with weights must be in it."""
+    """One entry per layer with variables: ``layers`` are (name, its variables' full names and checkpoint keys,
+    :func:`lstmconv.io.tf_objects.variables_under`) in model order, ``configs`` the known (class, config) of each
+    name; with a ``model`` config its weightless layers are added in order (they matter for the wiring) and every
+    layer with weights must be in it."""
     entries = []
-    for name, node_id in layers:
-        variables = variables_under(nodes, node_id, bundle.entries, bundle.index)
+    for name, variables in layers:
         if not variables:
             continue
         cls, cfg = configs.get(name, (None, None))
