@@ -101,6 +101,7 @@ class TfliteModel:
     def __init__(self, description: str) -> None:
         self.description = description
         self.buffers: list[np.ndarray | None] = [None]  # each array until its bytes are in the flatbuffer
+        self.sizes: list[int] = [0]  # each buffer's byte size, kept when its array is dropped
         self.subgraphs: list[TfliteSubgraph] = []
 
     def subgraph(self, name: str) -> TfliteSubgraph:
@@ -112,13 +113,6 @@ class TfliteModel:
         self.buffers.append(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)))
         self.sizes.append(array.nbytes)
         return len(self.buffers) - 1
-
-    @property
-    def sizes(self) -> list[int]:
-        """Each buffer's byte size (kept when its array is dropped into the flatbuffer)."""
-        if not hasattr(self, "_sizes"):
-            self._sizes: list[int] = [0]
-        return self._sizes
 
     def to_bytes(self) -> memoryview:
         """The flatbuffer: a view of the builder's own buffer (no copy). Each weight array is dropped once its

@@ -250,15 +250,14 @@ def _stacked(name: str, built: list[LayerItem]) -> list[LayerItem]:
 
 
 def _old(name: str) -> str:
+    """The name TF < 1.2 gave the variable ``name`` (``kernel`` -> ``weights``); ``name`` itself if it had no other."""
     head, _, leaf = name.rpartition("/")
-    return f"{head}/{_PRE_1_2[leaf]}" if head else _PRE_1_2[leaf]
+    return f"{head}/{_PRE_1_2.get(leaf, leaf)}" if head else _PRE_1_2.get(leaf, leaf)
 
 
 def _variable(variables: Variables, scope: str, name: str) -> str | None:
-    for candidate in (f"{scope}/{name}", f"{scope}/{_old(name)}" if name.rsplit("/", 1)[-1] in _PRE_1_2 else None):
-        if candidate is not None and candidate in variables.entries:
-            return candidate
-    return None
+    """The key of the cell's variable ``name`` under ``scope``, by its current or pre-1.2 name, if held."""
+    return next((key for key in (f"{scope}/{name}", f"{scope}/{_old(name)}") if key in variables.entries), None)
 
 
 def _variable_names(variables: Variables, scope: str, kind: Tf1CellKind) -> list[str]:
